@@ -1,0 +1,257 @@
+"""Local backfill: CloudFront log files -> ``DEST/events/`` (Parquet) and ``DEST/bad/`` (JSON lines).
+
+Plan first (:func:`plan_sources` resolves SOURCE into an ordered work list), then execute
+(:func:`run_backfill`): workers canonicalize one file each and stage its events per
+partition; the partitions are then finalized (merged with what DEST already holds,
+deduplicated, written under deterministic names).  Rerunning the same input into the
+same DEST gives the same dataset.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import json
+import multiprocessing
+import os
+import re
+import shutil
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any, Final
+
+from extract.errors import SourceUnreadableError
+from pipeline.badrows import BadRow, SourceRef
+from pipeline.config import PipelineConfig
+from pipeline.process import process_stream, read_limits
+from pipeline.summary import FileSummary, RunSummary
+from transform.canonicalize import Canonicalizer, resolve_pseudonymization_key
+
+BAD_DIR: Final = "bad"
+SUMMARY_FILE: Final = "_summary.json"
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+@dataclass(frozen=True, order=True)
+class SourceFile:
+    """One input file of a backfill, with the stable name its outputs are keyed on."""
+
+    path: str
+    size: int
+    mtime_ms: int
+
+    @property
+    def fragment(self) -> str:
+        """A file-system-safe id, unique per path and stable across runs."""
+        digest = hashlib.sha256(self.path.encode("utf-8", "surrogateescape")).hexdigest()[:12]
+        stem = _UNSAFE.sub("_", os.path.basename(self.path))[:80]
+        return f"{stem}-{digest}"
+
+
+def plan_sources(source: str) -> list[SourceFile]:
+    """Resolve SOURCE (a file, a folder searched recursively, or a glob) into sorted files.
+
+    Hidden files and our own outputs (``_staging``, ``_summary.json``) are left out.
+    Raises SourceUnreadableError when nothing readable matches.
+    """
+    paths: list[str]
+    if os.path.isdir(source):
+        paths = []
+        for root, dirs, files in os.walk(source):
+            dirs[:] = sorted(d for d in dirs if not d.startswith((".", "_")))
+            paths.extend(os.path.join(root, name) for name in files if not name.startswith((".", "_")))
+    elif os.path.exists(source):
+        paths = [source]
+    elif glob.has_magic(source):
+        paths = [p for p in glob.glob(source, recursive=True) if os.path.isfile(p)]
+    else:
+        raise SourceUnreadableError(f"source not found: {source}")
+    planned: list[SourceFile] = []
+    for path in sorted(set(paths)):
+        try:
+            info = os.stat(path)
+        except OSError as exc:
+            raise SourceUnreadableError(f"cannot read {path}: {exc.strerror}") from exc
+        if not os.access(path, os.R_OK):
+            raise SourceUnreadableError(f"cannot read {path}: permission denied")
+        planned.append(SourceFile(os.path.abspath(path), info.st_size, int(info.st_mtime * 1000)))
+    if not planned:
+        raise SourceUnreadableError(f"no log files match {source}")
+    return planned
+
+
+@dataclass
+class FileOutcome:
+    summary: FileSummary
+    partitions: list[str] = field(default_factory=list)
+    error: str | None = None
+
+
+# ---------------------------------------------------------------------------- worker side
+_worker_state: dict[str, Any] = {}
+
+
+def _init_worker(config: PipelineConfig, key: bytes | None, dest: str) -> None:
+    _worker_state["config"] = config
+    _worker_state["canonicalizer"] = Canonicalizer(config.transform, pseudonymization_key=key)
+    _worker_state["limits"] = read_limits(config.extract)
+    _worker_state["dest"] = Path(dest)
+
+
+def _process_one(source: SourceFile) -> FileOutcome:
+    from load.dataset import STAGING_DIR, PartitionStager
+
+    dest: Path = _worker_state["dest"]
+    summary = FileSummary(source.path)
+    stager = PartitionStager(dest / STAGING_DIR, source.fragment)
+    bad_writer = _BadRowWriter(dest / BAD_DIR, source.fragment)
+    ref = SourceRef(source.path)
+    try:
+        with open(source.path, "rb") as stream:
+            for item in process_stream(
+                stream,
+                ref,
+                _worker_state["canonicalizer"],
+                _worker_state["limits"],
+                summary,
+                source.mtime_ms,
+                expect_gzip=source.path.endswith(".gz"),
+            ):
+                if type(item) is dict:
+                    stager.add(item)
+                else:
+                    bad_writer.write(item)  # type: ignore[arg-type]
+        partitions = stager.close()
+        bad_writer.close()
+    except OSError as exc:
+        stager.abort()
+        bad_writer.close()
+        return FileOutcome(summary, [], f"{source.path}: {exc.strerror or exc}")
+    return FileOutcome(summary, [p.format() for p in partitions])
+
+
+def _finalize_one(partition: str) -> tuple[str, int, int]:
+    from load.dataset import FRAGMENT_SUFFIX, STAGING_DIR, finalize_partition
+    from load.parquet import PartitionKey
+
+    dest: Path = _worker_state["dest"]
+    fragments = sorted((dest / STAGING_DIR / partition).glob("*" + FRAGMENT_SUFFIX))
+    result = finalize_partition(dest, PartitionKey.parse(partition), fragments, _worker_state["config"].load)
+    return partition, result.rows_written, result.duplicates_dropped
+
+
+class _BadRowWriter:
+    """Writes one source's bad rows to ``bad/<kind>/<fragment>.jsonl`` (replacing a rerun's)."""
+
+    def __init__(self, root: Path, fragment: str) -> None:
+        self._root = root
+        self._fragment = fragment
+        self._files: dict[str, IO[str]] = {}
+        self._now = datetime.now(UTC)
+        for stale in root.glob(f"*/{fragment}.jsonl") if root.exists() else ():
+            stale.unlink(missing_ok=True)
+
+    def write(self, row: BadRow) -> None:
+        handle = self._files.get(row.kind.value)
+        if handle is None:
+            folder = self._root / row.kind.value
+            folder.mkdir(parents=True, exist_ok=True)
+            handle = self._files[row.kind.value] = open(folder / f"{self._fragment}.jsonl", "w", encoding="utf-8")
+        handle.write(row.to_json_line(timestamp=self._now) + "\n")
+
+    def close(self) -> None:
+        for handle in self._files.values():
+            handle.close()
+        self._files.clear()
+
+
+# ---------------------------------------------------------------------------- parent side
+ProgressCallback = Callable[[int, int, RunSummary], None]
+
+
+def run_backfill(
+    sources: list[SourceFile],
+    dest: Path,
+    config: PipelineConfig,
+    *,
+    workers: int = 1,
+    progress: ProgressCallback | None = None,
+    environ: dict[str, str] | None = None,
+) -> RunSummary:
+    """Process every source into ``dest``; return the run's totals.
+
+    A source that cannot be read is reported in ``summary.errors`` (and counted in
+    ``failed_files``) while the others go on; bad data never stops the run.
+    """
+    from load.dataset import STAGING_DIR
+
+    started = time.perf_counter()
+    key = resolve_pseudonymization_key(config.transform, environ)
+    dest.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(dest / STAGING_DIR, ignore_errors=True)
+    summary = RunSummary()
+    touched: set[str] = set()
+    workers = max(1, min(workers, len(sources)))
+    by_size = sorted(sources, key=lambda s: (-s.size, s.path))  # big files first balances workers
+    for outcome in _map(workers, config, key, dest, _process_one, by_size):
+        summary.add(outcome.summary)
+        if outcome.error:
+            summary.failed_files += 1
+            summary.errors.append(outcome.error)
+        touched.update(outcome.partitions)
+        summary.seconds = time.perf_counter() - started
+        if progress:
+            progress(summary.files, len(sources), summary)
+    for _, rows, dropped in _map(workers, config, key, dest, _finalize_one, sorted(touched)):
+        summary.rows_written += rows
+        summary.duplicates_dropped += dropped
+    shutil.rmtree(dest / STAGING_DIR, ignore_errors=True)
+    summary.seconds = time.perf_counter() - started
+    (dest / SUMMARY_FILE).write_text(json.dumps(summary.to_json(), indent=1) + "\n", encoding="utf-8")
+    return summary
+
+
+def _map(
+    workers: int,
+    config: PipelineConfig,
+    key: bytes | None,
+    dest: Path,
+    function: Callable[[Any], Any],
+    items: list[Any],
+) -> Iterator[Any]:
+    if not items:
+        return
+    if workers == 1:
+        _init_worker(config, key, str(dest))
+        for item in items:
+            yield function(item)
+        return
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(min(workers, len(items)), _init_worker, (config, key, str(dest))) as pool:
+        yield from pool.imap_unordered(function, items, chunksize=1)
+
+
+class ProgressBar:
+    """A one-line progress bar on a terminal (silent otherwise)."""
+
+    def __init__(self, stream: IO[str] = sys.stderr) -> None:
+        self._stream = stream
+        self._enabled = stream.isatty()
+
+    def __call__(self, done: int, total: int, summary: RunSummary) -> None:
+        if not self._enabled:
+            return
+        width = 30
+        filled = int(width * done / total) if total else width
+        bar = "#" * filled + "-" * (width - filled)
+        self._stream.write(
+            f"\r[{bar}] {done}/{total} files  {summary.lines_read:,} lines  "
+            f"{summary.lines_per_second:,.0f} lines/s"
+        )
+        if done == total:
+            self._stream.write("\n")
+        self._stream.flush()

@@ -1,0 +1,205 @@
+"""The canonical event, declared once.
+
+The ordered field table lives in ``canonical_event.tsv`` beside this module (a copy of
+Snowplow's atomic event: name, SDK type, Redshift type, tracker parameters).  Everything
+else -- the Avro schema, the Arrow schema (``load.parquet``), the JSON shape and the
+validator -- is derived from :data:`FIELDS`; nothing retypes the field list.
+
+Inside the pipeline a canonical event is a plain ``dict`` holding only its non-null
+fields.  Timestamps are integer epoch **milliseconds** (UTC), the resolution Snowplow
+keeps; :func:`format_tstamp` renders them for JSON.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import cache
+from importlib import resources
+from typing import Any, Final, Literal
+
+FieldType = Literal["string", "tstamp", "int", "double", "bool", "contexts", "unstruct"]
+CanonicalEvent = dict[str, Any]
+"""A canonical event: field name to value, absent key meaning null."""
+
+INT32_MIN: Final = -(2**31)
+INT32_MAX: Final = 2**31 - 1
+
+_WIDTH = re.compile(r"^(?:var)?char\((\d+)\)$")
+_VALID_TYPES: Final = frozenset({"string", "tstamp", "int", "double", "bool", "contexts", "unstruct"})
+
+
+@dataclass(frozen=True, slots=True)
+class Field:
+    """One column of the canonical event."""
+
+    index: int
+    name: str
+    type: FieldType
+    redshift_type: str
+    """Redshift column type as Snowplow declares it, or '' for JSON columns shredded elsewhere."""
+    max_bytes: int | None
+    """Maximum UTF-8 byte length for string columns (Redshift VARCHAR widths count bytes)."""
+    params: tuple[str, ...]
+    """Tracker-protocol parameters that feed this field."""
+
+    @property
+    def in_atomic_table(self) -> bool:
+        """False for the JSON columns (contexts, unstruct_event, derived_contexts)."""
+        return bool(self.redshift_type)
+
+    @property
+    def redshift_is_char(self) -> bool:
+        return self.redshift_type.startswith("char(")
+
+
+def _load_fields() -> tuple[Field, ...]:
+    text = resources.files("pipeline").joinpath("canonical_event.tsv").read_text("utf-8")
+    rows = [line.split("\t") for line in text.splitlines() if line.strip()]
+    header, body = rows[0], rows[1:]
+    if header[:5] != ["idx", "field", "sdk_type", "redshift_type", "payload_params"]:
+        raise ValueError(f"unexpected canonical_event.tsv header: {header}")
+    fields: list[Field] = []
+    for row in body:
+        row = row + [""] * (5 - len(row))
+        idx, name, sdk_type, redshift_type, params = row[:5]
+        if sdk_type not in _VALID_TYPES:
+            raise ValueError(f"field {name}: unknown type {sdk_type!r}")
+        if redshift_type.startswith("("):  # "(shredded; not in atomic.events)"
+            redshift_type = ""
+        width = _WIDTH.match(redshift_type.replace(" ", ""))
+        fields.append(
+            Field(
+                index=int(idx),
+                name=name,
+                type=sdk_type,  # type: ignore[arg-type]
+                redshift_type=redshift_type,
+                max_bytes=int(width.group(1)) if width else None,
+                params=tuple(p for p in params.split(",") if p),
+            )
+        )
+    if [f.index for f in fields] != list(range(1, len(fields) + 1)):
+        raise ValueError("canonical_event.tsv indices must be 1..N in order")
+    return tuple(fields)
+
+
+FIELDS: Final[tuple[Field, ...]] = _load_fields()
+FIELD_NAMES: Final[tuple[str, ...]] = tuple(f.name for f in FIELDS)
+BY_NAME: Final[dict[str, Field]] = {f.name: f for f in FIELDS}
+ATOMIC_FIELDS: Final[tuple[Field, ...]] = tuple(f for f in FIELDS if f.in_atomic_table)
+
+
+# --------------------------------------------------------------------------- timestamps
+def format_tstamp(epoch_ms: int) -> str:
+    """Render epoch milliseconds as Snowplow's ``YYYY-MM-DD HH:MM:SS.mmm`` (UTC)."""
+    seconds, millis = divmod(epoch_ms, 1000)
+    moment = datetime.fromtimestamp(seconds, UTC)
+    return f"{moment:%Y-%m-%d %H:%M:%S}.{millis:03d}"
+
+
+def tstamp_to_datetime(epoch_ms: int) -> datetime:
+    """Epoch milliseconds to an aware UTC datetime."""
+    return datetime.fromtimestamp(epoch_ms / 1000, UTC)
+
+
+# --------------------------------------------------------------------------- JSON shape
+def to_json_record(event: CanonicalEvent, *, atomic_only: bool = False) -> dict[str, Any]:
+    """The JSON shape of an event: every field in canonical order, nulls explicit.
+
+    Timestamps become ``YYYY-MM-DD HH:MM:SS.mmm`` strings; ``contexts`` and
+    ``unstruct_event`` stay JSON text.  ``atomic_only`` keeps the columns of Redshift's
+    ``atomic.events`` only.
+    """
+    out: dict[str, Any] = {}
+    for f in ATOMIC_FIELDS if atomic_only else FIELDS:
+        value = event.get(f.name)
+        if value is not None and f.type == "tstamp":
+            value = format_tstamp(value)
+        out[f.name] = value
+    return out
+
+
+# --------------------------------------------------------------------------- Avro
+@cache
+def avro_schema() -> dict[str, Any]:
+    """The canonical event as an Avro record schema (parsed once with fastavro)."""
+    import fastavro  # local: Avro is only needed by the stream codecs
+
+    avro_types: dict[str, Any] = {
+        "string": "string",
+        "contexts": "string",
+        "unstruct": "string",
+        "int": "int",
+        "double": "double",
+        "bool": "boolean",
+        "tstamp": {"type": "long", "logicalType": "timestamp-millis"},
+    }
+    schema = {
+        "type": "record",
+        "name": "CanonicalEvent",
+        "namespace": "com.clickstream_etl",
+        "fields": [{"name": f.name, "type": ["null", avro_types[f.type]], "default": None} for f in FIELDS],
+    }
+    parsed: dict[str, Any] = fastavro.parse_schema(schema)
+    return parsed
+
+
+# --------------------------------------------------------------------------- validation
+_FAST_LIMIT: Final[dict[str, int]] = {
+    # A string of n characters has at most 4n UTF-8 bytes: below max_bytes // 4 characters
+    # no encoding is needed to prove it fits.
+    f.name: (f.max_bytes // 4 if f.max_bytes else 1 << 62)
+    for f in FIELDS
+}
+_TYPE_OF: Final[dict[str, str]] = {f.name: f.type for f in FIELDS}
+
+
+def validate(event: CanonicalEvent) -> list[str]:
+    """Check an event against the canonical schema; return every problem found.
+
+    Types follow the field table; strings must fit their column in UTF-8 bytes, be valid
+    Unicode (no lone surrogates) and, for ``char(n)`` columns, be ASCII; integers must fit
+    Redshift's INT (32-bit); doubles must be finite.
+    """
+    errors: list[str] = []
+    for name, value in event.items():
+        kind = _TYPE_OF.get(name)
+        if kind is None:
+            errors.append(f"{name}: not a canonical field")
+            continue
+        if value is None:
+            continue
+        value_type = type(value)
+        if kind in ("string", "contexts", "unstruct"):
+            if value_type is not str:
+                errors.append(f"{name}: expected string, got {value_type.__name__}")
+            elif len(value) > _FAST_LIMIT[name]:
+                _check_width(name, value, errors)
+        elif kind == "tstamp" or kind == "int":
+            if value_type is not int:
+                errors.append(f"{name}: expected {kind}, got {value_type.__name__}")
+            elif kind == "int" and not INT32_MIN <= value <= INT32_MAX:
+                errors.append(f"{name}: {value} is out of the 32-bit integer range")
+        elif kind == "double":
+            if value_type is not float and value_type is not int:
+                errors.append(f"{name}: expected double, got {value_type.__name__}")
+            elif not math.isfinite(value):
+                errors.append(f"{name}: {value} is not a finite number")
+        elif kind == "bool" and value_type is not bool:
+            errors.append(f"{name}: expected boolean, got {value_type.__name__}")
+    return errors
+
+
+def _check_width(name: str, value: str, errors: list[str]) -> None:
+    field = BY_NAME[name]
+    try:
+        size = len(value.encode("utf-8"))
+    except UnicodeEncodeError:
+        errors.append(f"{name}: contains characters that are not valid Unicode")
+        return
+    if field.max_bytes is not None and size > field.max_bytes:
+        errors.append(f"{name}: {size} bytes exceeds the column width of {field.max_bytes} bytes")
+    if field.redshift_is_char and not value.isascii():
+        errors.append(f"{name}: CHAR columns accept ASCII only")

@@ -1,0 +1,88 @@
+"""Typed summaries that stages return and the CLI prints."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class FileSummary:
+    """What became of every line of one source: ``lines_read == good + bad + skipped``."""
+
+    source: str
+    lines_read: int = 0
+    good: int = 0
+    bad: int = 0
+    skipped: int = 0
+    bytes_read: int = 0
+    bad_by_kind: Counter[str] = field(default_factory=Counter)
+    skipped_by_reason: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def conserved(self) -> bool:
+        return self.lines_read == self.good + self.bad + self.skipped
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "lines_read": self.lines_read,
+            "good": self.good,
+            "bad": self.bad,
+            "skipped": self.skipped,
+            "bytes_read": self.bytes_read,
+            "bad_by_kind": dict(sorted(self.bad_by_kind.items())),
+            "skipped_by_reason": dict(sorted(self.skipped_by_reason.items())),
+        }
+
+
+@dataclass
+class RunSummary:
+    """Totals of a backfill run."""
+
+    files: int = 0
+    failed_files: int = 0
+    lines_read: int = 0
+    good: int = 0
+    bad: int = 0
+    skipped: int = 0
+    bytes_read: int = 0
+    rows_written: int = 0
+    duplicates_dropped: int = 0
+    seconds: float = 0.0
+    bad_by_kind: Counter[str] = field(default_factory=Counter)
+    skipped_by_reason: Counter[str] = field(default_factory=Counter)
+    errors: list[str] = field(default_factory=list)
+
+    def add(self, file: FileSummary) -> None:
+        self.files += 1
+        self.lines_read += file.lines_read
+        self.good += file.good
+        self.bad += file.bad
+        self.skipped += file.skipped
+        self.bytes_read += file.bytes_read
+        self.bad_by_kind.update(file.bad_by_kind)
+        self.skipped_by_reason.update(file.skipped_by_reason)
+
+    @property
+    def lines_per_second(self) -> float:
+        return self.lines_read / self.seconds if self.seconds > 0 else 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "files": self.files,
+            "failed_files": self.failed_files,
+            "lines_read": self.lines_read,
+            "good": self.good,
+            "bad": self.bad,
+            "skipped": self.skipped,
+            "rows_written": self.rows_written,
+            "duplicates_dropped": self.duplicates_dropped,
+            "bytes_read": self.bytes_read,
+            "seconds": round(self.seconds, 3),
+            "lines_per_second": round(self.lines_per_second, 1),
+            "bad_by_kind": dict(sorted(self.bad_by_kind.items())),
+            "skipped_by_reason": dict(sorted(self.skipped_by_reason.items())),
+            "errors": self.errors,
+        }

@@ -1,0 +1,53 @@
+"""Campaign attribution: utm_* and click ids of the page URL into mkt_* (Snowplow's defaults)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Final
+
+DEFAULT_CLICK_IDS: Final = {
+    "gclid": "Google",
+    "msclkid": "Microsoft",
+    "dclid": "DoubleClick",
+    "fbclid": "Facebook",
+    "ttclid": "TikTok",
+    "li_fat_id": "LinkedIn",
+    "twclid": "Twitter",
+    "yclid": "Yandex",
+}
+
+
+@dataclass(frozen=True)
+class CampaignRules:
+    """Which page-URL parameters feed each mkt_* column (first present wins)."""
+
+    medium: Sequence[str] = ("utm_medium",)
+    source: Sequence[str] = ("utm_source",)
+    term: Sequence[str] = ("utm_term",)
+    content: Sequence[str] = ("utm_content",)
+    campaign: Sequence[str] = ("utm_campaign",)
+    click_ids: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_CLICK_IDS))
+
+    def columns(self, params: Mapping[str, str]) -> list[tuple[str, str]]:
+        """The mkt_* columns found in decoded page-URL parameters."""
+        out: list[tuple[str, str]] = []
+        for column, names in (
+            ("mkt_medium", self.medium),
+            ("mkt_source", self.source),
+            ("mkt_term", self.term),
+            ("mkt_content", self.content),
+            ("mkt_campaign", self.campaign),
+        ):
+            for name in names:
+                value = params.get(name)
+                if value:
+                    out.append((column, value))
+                    break
+        for name, network in self.click_ids.items():
+            value = params.get(name)
+            if value:
+                out.append(("mkt_clickid", value))
+                out.append(("mkt_network", network))
+                break
+        return out

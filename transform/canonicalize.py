@@ -1,0 +1,516 @@
+"""CloudFront log line -> canonical event: bind, decode, enrich, identify, validate.
+
+:meth:`Canonicalizer.process` is the whole transform of one line.  It is pure: the same
+line, source and configuration always give the same result (``etl_tstamp`` is an input),
+and it never raises for bad data -- every problem becomes a :class:`BadRow`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final, NamedTuple
+from urllib.parse import unquote
+
+from extract.cloudfront import FieldLayout, LogLine
+from pipeline import ARTIFACT, __version__
+from pipeline.badrows import BadRow, FailureKind, SourceRef
+from pipeline.config import TransformConfig
+from pipeline.schema import CanonicalEvent, validate
+from transform.campaign import CampaignRules
+from transform.errors import TransformConfigError
+from transform.ip import IpAnonymizer
+from transform.pseudonymize import Pseudonymizer
+from transform.referer import RefererClassifier
+from transform.tracker import EVENT_TYPES, FINGERPRINT_EXCLUDED, IGLU_RE, apply_params
+from transform.urls import UrlParts, query_params, split_url
+from transform.useragent import UserAgentEnricher
+
+V_ETL: Final = f"{ARTIFACT}-{__version__}"
+# Namespace of the deterministic event ids derived from a request (uuid5).
+EVENT_ID_NAMESPACE: Final = uuid.UUID("6f1b0c2e-3a59-5d8e-9a57-2c1e0b8f4d31")
+PAGE_VIEW: Final = EVENT_TYPES["pv"]
+
+
+class Skip(NamedTuple):
+    """A line deliberately not turned into an event (counted under ``reason``)."""
+
+    reason: str
+
+
+SKIP_NOT_TRACKER: Final = Skip("not_tracker")
+SKIP_ASSET: Final = Skip("asset")
+SKIP_METHOD: Final = Skip("method")
+
+Result = CanonicalEvent | BadRow | Skip
+
+
+@dataclass(frozen=True, slots=True)
+class _Binding:
+    """Column positions of one ``#Fields`` layout (-1 where the layout lacks the field)."""
+
+    width: int
+    date: int
+    time: int
+    timestamp_ms: int
+    timestamp_s: int
+    c_ip: int
+    method: int
+    host: int
+    stem: int
+    status: int
+    referer: int
+    useragent: int
+    query: int
+    request_id: int
+    host_header: int
+    protocol: int
+    forwarded_for: int
+    sc_bytes: int
+    missing: tuple[str, ...]
+
+
+def _bind(layout: FieldLayout) -> _Binding:
+    index = layout.index
+
+    def at(name: str) -> int:
+        return index.get(name, -1)
+
+    missing = []
+    has_time = ("date" in index and "time" in index) or "timestamp(ms)" in index or "timestamp" in index
+    if not has_time:
+        missing.append("date+time (or timestamp)")
+    if "cs-uri-stem" not in index:
+        missing.append("cs-uri-stem")
+    return _Binding(
+        width=layout.width,
+        date=at("date"),
+        time=at("time"),
+        timestamp_ms=at("timestamp(ms)"),
+        timestamp_s=at("timestamp"),
+        c_ip=at("c-ip"),
+        method=at("cs-method"),
+        host=at("cs(Host)"),
+        stem=at("cs-uri-stem"),
+        status=at("sc-status"),
+        referer=at("cs(Referer)"),
+        useragent=at("cs(User-Agent)"),
+        query=at("cs-uri-query"),
+        request_id=at("x-edge-request-id"),
+        host_header=at("x-host-header"),
+        protocol=at("cs-protocol"),
+        forwarded_for=at("x-forwarded-for"),
+        sc_bytes=at("sc-bytes"),
+        missing=tuple(missing),
+    )
+
+
+_date_cache: dict[str, int | None] = {}
+_time_cache: dict[str, int | None] = {}
+_DAYS_BEFORE_MONTH: Final = (0, 0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334)
+
+
+def _date_ms(text: str) -> int | None:
+    """``YYYY-MM-DD`` to epoch milliseconds at midnight UTC (arithmetic, cached), or None."""
+    cached = _date_cache.get(text, -1)
+    if cached != -1:
+        return cached
+    value: int | None = None
+    if len(text) == 10 and text[4] == "-" and text[7] == "-" and text.isascii():
+        y, m, d = text[:4], text[5:7], text[8:]
+        if y.isdigit() and m.isdigit() and d.isdigit():
+            year, month, day = int(y), int(m), int(d)
+            leap = year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
+            month_days = (31, 29 if leap else 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+            if 1970 <= year <= 9999 and 1 <= month <= 12 and 1 <= day <= month_days[month - 1]:
+                y1 = year - 1
+                days = 365 * (year - 1970) + (y1 // 4 - y1 // 100 + y1 // 400) - 477
+                days += _DAYS_BEFORE_MONTH[month] + (1 if leap and month > 2 else 0) + day - 1
+                value = days * 86_400_000
+    if len(_date_cache) > 10_000:
+        _date_cache.clear()
+    _date_cache[text] = value
+    return value
+
+
+def _time_ms(text: str) -> int | None:
+    """``HH:MM:SS`` (optionally ``.fff``) to milliseconds after midnight, or None."""
+    cached = _time_cache.get(text, -1)
+    if cached != -1:
+        return cached
+    value: int | None = None
+    if len(text) >= 8 and text[2] == ":" and text[5] == ":" and text.isascii():
+        h, m, s, frac = text[:2], text[3:5], text[6:8], text[8:]
+        if h.isdigit() and m.isdigit() and s.isdigit() and int(h) < 24 and int(m) < 60 and int(s) < 61:
+            millis = 0
+            if frac:
+                if frac[0] == "." and frac[1:].isdigit() and len(frac) <= 7:
+                    millis = int((frac[1:] + "000")[:3])
+                else:
+                    millis = -1
+            if millis >= 0:
+                value = (int(h) * 3600 + int(m) * 60 + int(s)) * 1000 + millis
+    if len(_time_cache) > 200_000:
+        _time_cache.clear()
+    _time_cache[text] = value
+    return value
+
+
+def _log_value(text: str) -> str | None:
+    """A log field with CloudFront's own URL-encoding undone once; ``-`` means absent."""
+    if text == "-" or not text:
+        return None
+    if "%" in text:
+        try:
+            return unquote(text, errors="strict")
+        except UnicodeDecodeError:
+            return text
+    return text
+
+
+def resolve_pseudonymization_key(config: TransformConfig, environ: dict[str, str] | None = None) -> bytes | None:
+    """The HMAC key when pseudonymization is enabled: from the environment, else the config file."""
+    settings = config.pseudonymize
+    if not settings.enabled:
+        return None
+    env = os.environ if environ is None else environ
+    key = env.get(settings.key_env) or settings.key
+    if not key:
+        raise TransformConfigError(
+            f"pseudonymization is enabled but no key is set: export {settings.key_env} "
+            "(at least 16 bytes) or set transform.pseudonymize.key in an overlay file"
+        )
+    if len(key.encode("utf-8")) < 16:
+        raise TransformConfigError("the pseudonymization key must be at least 16 bytes")
+    return key.encode("utf-8")
+
+
+class Canonicalizer:
+    """Turns CloudFront log lines into canonical events (or bad rows, or counted skips)."""
+
+    def __init__(
+        self,
+        config: TransformConfig,
+        *,
+        pseudonymization_key: bytes | None = None,
+        referers: RefererClassifier | None = None,
+    ) -> None:
+        self.config = config
+        self._bindings: dict[FieldLayout, _Binding] = {}
+        self._tracker_paths = frozenset(config.tracker_paths)
+        self._skip_ext = tuple(ext.lower() for ext in config.page_view_skip_extensions)
+        self._pv_methods = frozenset(config.page_view_methods)
+        ip = config.ip
+        self._ip = IpAnonymizer(ip.ipv4_prefix, ip.ipv6_prefix) if ip.anonymize else IpAnonymizer(None, None)
+        self._ua = UserAgentEnricher(config.useragent.cache_size) if config.useragent.enabled else None
+        if config.referer.enabled:
+            self._referers: RefererClassifier | None = referers or RefererClassifier.from_file(
+                config.referer.dataset or None, config.internal_domains
+            )
+        else:
+            self._referers = None
+        c = config.campaign
+        self._campaign = (
+            CampaignRules(c.medium, c.source, c.term, c.content, c.campaign, c.click_ids) if c.enabled else None
+        )
+        self._campaign_cache: dict[str, list[tuple[str, str]]] = {}
+        if config.pseudonymize.enabled:
+            if pseudonymization_key is None:
+                raise TransformConfigError("pseudonymization is enabled but no key was given")
+            self._pseudo: Pseudonymizer | None = Pseudonymizer(pseudonymization_key, config.pseudonymize.fields)
+        else:
+            self._pseudo = None
+        self._hash: Callable[[bytes], str] = _hasher(config.fingerprint_algorithm)
+
+    # ------------------------------------------------------------------ entry point
+    def process(self, line: LogLine, source: SourceRef, etl_tstamp: int) -> Result:
+        """Transform one log line.  ``source`` names the object; its line is taken from ``line``."""
+        layout = line.layout
+        if layout is None:
+            return self._bad(FailureKind.SCHEMA_MISMATCH, ["no #Fields header precedes this line"], line, source)
+        binding = self._bindings.get(layout)
+        if binding is None:
+            binding = self._bindings[layout] = _bind(layout)
+        if binding.missing:
+            return self._bad(
+                FailureKind.SCHEMA_MISMATCH,
+                [f"the #Fields header lacks required field(s): {', '.join(binding.missing)}"],
+                line,
+                source,
+            )
+        f = line.text.split("\t")
+        if len(f) != binding.width:
+            return self._bad(
+                FailureKind.FIELD_COUNT,
+                [f"expected {binding.width} tab-separated fields as the #Fields header declares, found {len(f)}"],
+                line,
+                source,
+            )
+        collector, field_errors = self._collector_tstamp(f, binding)
+        if binding.status >= 0:
+            status = f[binding.status]
+            if not (len(status) == 3 and status.isdigit()) and status != "-":
+                field_errors.append(f"sc-status: {status[:50]!r} is not a 3-digit HTTP status")
+        if binding.sc_bytes >= 0:
+            sc_bytes = f[binding.sc_bytes]
+            if not (sc_bytes.isdigit() and sc_bytes.isascii()) and sc_bytes != "-":
+                field_errors.append(f"sc-bytes: {sc_bytes[:50]!r} is not a byte count")
+        if field_errors or collector is None:
+            return self._bad(FailureKind.FIELD_INVALID, field_errors, line, source)
+        method = f[binding.method] if binding.method >= 0 else "GET"
+        stem = f[binding.stem]
+        if method == "GET" and stem in self._tracker_paths:
+            return self._tracker_event(f, binding, collector, line, source, etl_tstamp)
+        if self.config.non_tracker_policy == "skip":
+            return SKIP_NOT_TRACKER
+        if method not in self._pv_methods:
+            return SKIP_METHOD
+        if stem.lower().endswith(self._skip_ext):
+            return SKIP_ASSET
+        return self._request_page_view(f, binding, collector, line, source, etl_tstamp)
+
+    # ------------------------------------------------------------------ pieces
+    @staticmethod
+    def _collector_tstamp(f: list[str], b: _Binding) -> tuple[int | None, list[str]]:
+        errors: list[str] = []
+        if b.timestamp_ms >= 0:
+            text = f[b.timestamp_ms]
+            if text.isascii() and text.isdigit() and len(text) <= 15:
+                return int(text), errors
+            errors.append(f"timestamp(ms): {text[:50]!r} is not epoch milliseconds")
+            return None, errors
+        if b.date >= 0 and b.time >= 0:
+            day, clock = _date_ms(f[b.date]), _time_ms(f[b.time])
+            if day is None:
+                errors.append(f"date: {f[b.date][:50]!r} is not a valid YYYY-MM-DD date")
+            if clock is None:
+                errors.append(f"time: {f[b.time][:50]!r} is not a valid HH:MM:SS time")
+            if day is None or clock is None:
+                return None, errors
+            return day + clock, errors
+        text = f[b.timestamp_s]
+        try:
+            seconds = float(text)
+        except ValueError:
+            seconds = -1.0
+        if not 0 <= seconds < 253_402_300_800 or not text.isascii():
+            errors.append(f"timestamp: {text[:50]!r} is not epoch seconds")
+            return None, errors
+        return round(seconds * 1000), errors
+
+    def _bad(self, kind: FailureKind, messages: list[str], line: LogLine, source: SourceRef) -> BadRow:
+        return BadRow(kind, tuple(messages), source.at(line.line_no), raw=line.text)
+
+    def _base_event(self, f: list[str], b: _Binding, collector: int, etl_tstamp: int) -> CanonicalEvent:
+        return {
+            "collector_tstamp": collector,
+            "etl_tstamp": etl_tstamp,
+            "v_collector": self.config.collector_name,
+            "v_etl": V_ETL,
+        }
+
+    def _tracker_event(
+        self, f: list[str], b: _Binding, collector: int, line: LogLine, source: SourceRef, etl_tstamp: int
+    ) -> Result:
+        query = f[b.query] if b.query >= 0 else "-"
+        params: dict[str, str] = {}
+        if query and query != "-":
+            if "%25" in query:
+                # CloudFront percent-encodes '%' once more when it writes the log: undo exactly once.
+                query = query.replace("%25", "%")
+            for pair in query.split("&"):
+                name, _, value = pair.partition("=")
+                if name and name not in params:
+                    params[name] = value
+        errors: list[str] = []
+        flags: list[str] = []
+        event = self._base_event(f, b, collector, etl_tstamp)
+        e = params.get("e")
+        if not e:
+            errors.append("e: the event type parameter is missing")
+        else:
+            naming = EVENT_TYPES.get(e)
+            if naming is None:
+                errors.append(f"e: {e[:50]!r} is not a valid event type")
+            else:
+                event["event"] = naming[0]
+                if naming[1] is not None:
+                    (event["event_vendor"], event["event_name"], event["event_format"], event["event_version"]) = (
+                        naming[1:]
+                    )
+        specials: dict[str, str] = {}
+        apply_params(event, params, errors, flags, specials)
+        if event.get("event") == "unstruct" and "event_name" not in event and not errors:
+            errors.append("ue: a self-describing event needs ue_pr or ue_px")
+        if errors:
+            return self._bad(FailureKind.TRACKER_PROTOCOL, errors, line, source)
+        header_ua = _log_value(f[b.useragent]) if b.useragent >= 0 else None
+        header_referer = _log_value(f[b.referer]) if b.referer >= 0 else None
+        page_url = specials.get("url") or header_referer
+        referrer = specials.get("refr")
+        useragent = specials.get("ua") or header_ua
+        tracker_ip = specials.get("ip")
+        self._enrich(event, f, b, page_url, referrer, useragent, tracker_ip)
+        self._derive_timestamps(event, collector)
+        if "event_id" not in event:
+            event["event_id"] = self._derived_event_id(f, b, line, source)
+        event["event_fingerprint"] = self._fingerprint(params)
+        if flags:
+            event["etl_tags"] = ",".join(flags)[:500]
+        return self._finish(event, line, source)
+
+    def _request_page_view(
+        self, f: list[str], b: _Binding, collector: int, line: LogLine, source: SourceRef, etl_tstamp: int
+    ) -> Result:
+        event = self._base_event(f, b, collector, etl_tstamp)
+        event["event"], event["event_vendor"], event["event_name"], event["event_format"], event["event_version"] = (
+            PAGE_VIEW
+        )
+        event["platform"] = "srv"
+        host = None
+        if b.host_header >= 0:
+            host = _log_value(f[b.host_header])
+        if host is None and b.host >= 0:
+            host = _log_value(f[b.host])
+        scheme = (f[b.protocol] if b.protocol >= 0 else "") or "https"
+        if scheme not in ("http", "https"):
+            scheme = "https"
+        query = f[b.query] if b.query >= 0 else "-"
+        page_url = None
+        if host:
+            page_url = f"{scheme}://{host}{_log_value(f[b.stem]) or '/'}"
+            if query and query != "-":
+                page_url += "?" + query.replace("%25", "%")
+        referrer = _log_value(f[b.referer]) if b.referer >= 0 else None
+        useragent = _log_value(f[b.useragent]) if b.useragent >= 0 else None
+        self._enrich(event, f, b, page_url, referrer, useragent, None)
+        event["derived_tstamp"] = collector
+        event["event_id"] = self._derived_event_id(f, b, line, source)
+        identity = "\t".join(f[i] for i in (b.date, b.time, b.c_ip, b.stem, b.query, b.useragent, b.referer) if i >= 0)
+        event["event_fingerprint"] = self._hash(identity.encode("utf-8", "surrogatepass"))
+        return self._finish(event, line, source)
+
+    def _enrich(
+        self,
+        event: CanonicalEvent,
+        f: list[str],
+        b: _Binding,
+        page_url: str | None,
+        referrer: str | None,
+        useragent: str | None,
+        tracker_ip: str | None,
+    ) -> None:
+        page: UrlParts | None = None
+        if page_url:
+            event["page_url"] = page_url
+            page = split_url(page_url)
+            if page is not None:
+                (
+                    event["page_urlscheme"],
+                    event["page_urlhost"],
+                    event["page_urlport"],
+                    event["page_urlpath"],
+                    event["page_urlquery"],
+                    event["page_urlfragment"],
+                ) = page
+                if self._campaign is not None and page.query:
+                    for column, value in self._campaign_columns(page.query):
+                        event[column] = value
+        if referrer:
+            event["page_referrer"] = referrer
+            refr = split_url(referrer)
+            if refr is not None:
+                (
+                    event["refr_urlscheme"],
+                    event["refr_urlhost"],
+                    event["refr_urlport"],
+                    event["refr_urlpath"],
+                    event["refr_urlquery"],
+                    event["refr_urlfragment"],
+                ) = refr
+                if self._referers is not None:
+                    found = self._referers.classify(
+                        refr.host, refr.path, refr.query, page.host if page is not None else None
+                    )
+                    if found is not None:
+                        event["refr_medium"] = found.medium
+                        if found.source:
+                            event["refr_source"] = found.source
+                        if found.term:
+                            event["refr_term"] = found.term
+        if useragent:
+            event["useragent"] = useragent
+            if self._ua is not None:
+                for column, value in self._ua.columns(useragent):
+                    event[column] = value
+        forwarded = f[b.forwarded_for] if b.forwarded_for >= 0 else None
+        if forwarded and "%" in forwarded:
+            forwarded = unquote(forwarded)
+        address = self._ip.user_ipaddress(tracker_ip, forwarded, f[b.c_ip] if b.c_ip >= 0 else None)
+        if address is not None:
+            event["user_ipaddress"] = address
+        if self._pseudo is not None:
+            self._pseudo.apply(event)
+
+    def _campaign_columns(self, query: str) -> list[tuple[str, str]]:
+        cached = self._campaign_cache.get(query)
+        if cached is None:
+            assert self._campaign is not None
+            cached = self._campaign.columns(query_params(query))
+            if len(self._campaign_cache) > 50_000:
+                self._campaign_cache.clear()
+            self._campaign_cache[query] = cached
+        return cached
+
+    @staticmethod
+    def _derive_timestamps(event: CanonicalEvent, collector: int) -> None:
+        """derived_tstamp as Snowplow computes it.
+
+        true_tstamp when sent; else collector_tstamp corrected for the device clock skew,
+        collector - (dvce_sent - dvce_created), when the device created the event before
+        sending it; else collector_tstamp.
+        """
+        true_tstamp = event.get("true_tstamp")
+        if true_tstamp is not None:
+            event["derived_tstamp"] = true_tstamp
+            return
+        created, sent = event.get("dvce_created_tstamp"), event.get("dvce_sent_tstamp")
+        if created is not None and sent is not None and created < sent:
+            event["derived_tstamp"] = max(collector - (sent - created), 0)
+        else:
+            event["derived_tstamp"] = collector
+
+    @staticmethod
+    def _derived_event_id(f: list[str], b: _Binding, line: LogLine, source: SourceRef) -> str:
+        request_id = f[b.request_id] if b.request_id >= 0 else "-"
+        if request_id and request_id != "-":
+            name = "request:" + request_id
+        else:
+            # The file name (not its folder or bucket) keeps ids equal between a local copy and S3.
+            name = f"line:{source.object.rsplit('/', 1)[-1]}:{line.line_no}"
+        return str(uuid.uuid5(EVENT_ID_NAMESPACE, name))
+
+    def _fingerprint(self, params: dict[str, str]) -> str:
+        excluded = FINGERPRINT_EXCLUDED
+        canonical = "&".join(f"{k}={v}" for k, v in sorted(params.items()) if k not in excluded)
+        return self._hash(canonical.encode("utf-8", "surrogatepass"))
+
+    def _finish(self, event: CanonicalEvent, line: LogLine, source: SourceRef) -> Result:
+        problems = validate(event)
+        if problems:
+            return self._bad(FailureKind.SCHEMA_VIOLATION, problems, line, source)
+        return event
+
+
+def _hasher(algorithm: str) -> Callable[[bytes], str]:
+    if algorithm == "md5":
+        return lambda data: hashlib.md5(data, usedforsecurity=False).hexdigest()
+    if algorithm == "sha1":
+        return lambda data: hashlib.sha1(data, usedforsecurity=False).hexdigest()
+    return lambda data: hashlib.sha256(data).hexdigest()
+
+
+__all__ = ["IGLU_RE", "Canonicalizer", "Result", "Skip", "resolve_pseudonymization_key"]

@@ -1,0 +1,14 @@
+"""Errors of the transform stage.
+
+Data problems are not raised across the record boundary: they become bad rows.
+"""
+
+from pipeline.errors import PipelineError, TerminalError
+
+
+class TransformError(PipelineError):
+    """Base of transform errors."""
+
+
+class TransformConfigError(TransformError, TerminalError):
+    """The transform configuration is unusable (missing pseudonymization key, bad dataset)."""

@@ -1,0 +1,267 @@
+"""Snowplow tracker protocol (tp1, GET ``/i``): query parameters to canonical fields.
+
+Reference: shared/reference/tracker-protocol.md.  Parameter-to-field bindings are derived
+from the canonical schema's ``params`` column; only parameters with special parse rules
+(event type, ids, sizes, self-describing JSON, URLs) are listed here.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from collections.abc import Callable
+from typing import Any, Final
+from urllib.parse import unquote_plus
+
+from pipeline.schema import FIELDS, INT32_MAX, INT32_MIN, CanonicalEvent
+
+SNOWPLOW_VENDOR: Final = "com.snowplowanalytics.snowplow"
+
+# e -> (event, event_vendor, event_name, event_format, event_version); ue is named by its schema.
+EVENT_TYPES: Final[dict[str, tuple[str, str | None, str | None, str | None, str | None]]] = {
+    "pv": ("page_view", SNOWPLOW_VENDOR, "page_view", "jsonschema", "1-0-0"),
+    "pp": ("page_ping", SNOWPLOW_VENDOR, "page_ping", "jsonschema", "1-0-0"),
+    "se": ("struct", "com.google.analytics", "event", "jsonschema", "1-0-0"),
+    "ev": ("struct", "com.google.analytics", "event", "jsonschema", "1-0-0"),
+    "ue": ("unstruct", None, None, None, None),
+    "tr": ("transaction", SNOWPLOW_VENDOR, "transaction", "jsonschema", "1-0-0"),
+    "ti": ("transaction_item", SNOWPLOW_VENDOR, "transaction_item", "jsonschema", "1-0-0"),
+    "ad": ("ad_impression", SNOWPLOW_VENDOR, "ad_impression", "jsonschema", "1-0-0"),
+}
+PLATFORMS: Final = frozenset({"web", "mob", "pc", "srv", "app", "tv", "cnsl", "iot", "headset"})
+UUID_RE: Final = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+IGLU_RE: Final = re.compile(
+    r"^iglu:([a-zA-Z0-9._-]+)/([a-zA-Z0-9_-]+)/([a-zA-Z][a-zA-Z0-9_-]*)/([1-9][0-9]*-(?:0|[1-9][0-9]*)-(?:0|[1-9][0-9]*))$"
+)
+UNSTRUCT_SCHEMA_PREFIX: Final = "iglu:com.snowplowanalytics.snowplow/unstruct_event/jsonschema/1-"
+CONTEXTS_SCHEMA_PREFIX: Final = "iglu:com.snowplowanalytics.snowplow/contexts/jsonschema/1-"
+# Timestamps outside 1970..9999 cannot be stored.
+MAX_EPOCH_MS: Final = 253_402_300_799_999
+
+# Parameters excluded from the event fingerprint (they change on a tracker retry).
+FINGERPRINT_EXCLUDED: Final = frozenset({"eid", "stm", "nuid", "cv"})
+
+_SPECIAL: Final = frozenset(
+    {"e", "eid", "p", "url", "refr", "ua", "ip", "res", "vp", "ds", "ue_pr", "ue_px", "co", "cx", "cv"}
+)
+
+
+def _bindings() -> tuple[dict[str, str], dict[str, tuple[str, str]]]:
+    """Parameter -> field for plain strings, and parameter -> (field, type) for typed ones."""
+    strings: dict[str, str] = {}
+    typed: dict[str, tuple[str, str]] = {}
+    for f in FIELDS:
+        for param in f.params:
+            if param in _SPECIAL:
+                continue
+            if f.type == "string":
+                strings[param] = f.name
+            elif f.type in ("int", "double", "bool", "tstamp"):
+                typed[param] = (f.name, f.type)
+    # The schema lists "se_value" as a string SDK type but a double column; decode it as a number.
+    for param in ("se_va", "ev_va"):
+        typed[param] = ("se_value", "double")
+        strings.pop(param, None)
+    return strings, typed
+
+
+STRING_PARAMS, TYPED_PARAMS = _bindings()
+_COMBINED: Final = frozenset({"url", "refr", "ua", "ip"})
+SIZE_PARAMS: Final = {
+    "res": ("dvce_screenwidth", "dvce_screenheight"),
+    "vp": ("br_viewwidth", "br_viewheight"),
+    "ds": ("doc_width", "doc_height"),
+}
+
+
+class ParamDecodeError(ValueError):
+    """A parameter value could not be percent-decoded as UTF-8."""
+
+
+def decode(value: str) -> str:
+    """Percent- and plus-decode a parameter value; raise ParamDecodeError on invalid UTF-8."""
+    if "%" not in value and "+" not in value:
+        return value
+    try:
+        return unquote_plus(value, errors="strict")
+    except UnicodeDecodeError as exc:
+        raise ParamDecodeError(str(exc)) from exc
+
+
+def parse_int(text: str) -> int | None:
+    body = text[1:] if text[:1] == "-" else text
+    if not body.isascii() or not body.isdigit() or len(body) > 10:
+        return None
+    value = int(text)
+    return value if INT32_MIN <= value <= INT32_MAX else None
+
+
+def parse_double(text: str) -> float | None:
+    if not text.isascii():
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    if value != value or value in (float("inf"), float("-inf")):
+        return None
+    return value
+
+
+def parse_bool(text: str) -> bool | None:
+    lowered = text.lower()
+    if lowered in ("1", "true", "yes"):
+        return True
+    if lowered in ("0", "false", "no"):
+        return False
+    return None
+
+
+def parse_tstamp(text: str) -> int | None:
+    if not text.isascii() or not text.isdigit() or len(text) > 15:
+        return None
+    value = int(text)
+    return value if value <= MAX_EPOCH_MS else None
+
+
+_TYPE_PARSERS: Final[dict[str, Callable[[str], Any]]] = {
+    "int": parse_int,
+    "double": parse_double,
+    "bool": parse_bool,
+    "tstamp": parse_tstamp,
+}
+
+
+def b64_json(value: str) -> str:
+    """Decode base64url (padding optional, standard alphabet tolerated) to UTF-8 text."""
+    text = value.strip().replace("-", "+").replace("_", "/").replace(" ", "+")
+    text += "=" * (-len(text) % 4)
+    try:
+        return base64.b64decode(text, validate=True).decode("utf-8")
+    except (binascii.Error, ValueError) as exc:
+        raise ValueError(f"not valid base64url-encoded UTF-8: {exc}") from exc
+
+
+def self_describing(text: str, expected_prefix: str, param: str) -> Any:
+    """Parse a self-describing JSON envelope and check its schema; return its data."""
+    try:
+        document = json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise ValueError(f"{param}: not valid JSON: {exc}") from exc
+    if not isinstance(document, dict) or not isinstance(document.get("schema"), str):
+        raise ValueError(f"{param}: not a self-describing JSON (no schema)")
+    if not document["schema"].startswith(expected_prefix):
+        raise ValueError(f"{param}: unexpected schema {document['schema'][:200]!r}")
+    if "data" not in document:
+        raise ValueError(f"{param}: self-describing JSON has no data")
+    return document["data"]
+
+
+def apply_unstruct(event: CanonicalEvent, text: str, param: str, errors: list[str]) -> None:
+    try:
+        data = self_describing(text, UNSTRUCT_SCHEMA_PREFIX, param)
+    except ValueError as exc:
+        errors.append(str(exc))
+        return
+    inner = data.get("schema") if isinstance(data, dict) else None
+    match = IGLU_RE.match(inner) if isinstance(inner, str) else None
+    if match is None:
+        errors.append(f"{param}: the inner event has no valid iglu schema URI")
+        return
+    event["unstruct_event"] = text
+    if event.get("event") == "unstruct" or "event" not in event:
+        event["event_vendor"], event["event_name"], event["event_format"], event["event_version"] = (
+            match.groups()
+        )
+
+
+def apply_contexts(event: CanonicalEvent, text: str, param: str, errors: list[str]) -> None:
+    try:
+        data = self_describing(text, CONTEXTS_SCHEMA_PREFIX, param)
+    except ValueError as exc:
+        errors.append(str(exc))
+        return
+    if not isinstance(data, list):
+        errors.append(f"{param}: contexts data must be an array")
+        return
+    event["contexts"] = text
+
+
+def apply_params(
+    event: CanonicalEvent,
+    params: dict[str, str],
+    errors: list[str],
+    flags: list[str],
+    specials: dict[str, str],
+) -> None:
+    """Decode raw (still percent-encoded) tracker parameters into ``event``.
+
+    Protocol violations are appended to ``errors`` (all of them, not the first);
+    values that are kept raw because they cannot be percent-decoded are noted in ``flags``.
+    Parameters with special rules (e, eid, url, refr, ua, ip, sizes, JSON) are handled here
+    too except url/refr/ua/ip: their decoded values go to ``specials`` for the caller to
+    combine with the log's own fields.
+    """
+    strings = STRING_PARAMS
+    typed = TYPED_PARAMS
+    for name, raw in params.items():
+        if not raw:
+            continue
+        try:
+            value = decode(raw)
+        except ParamDecodeError:
+            flags.append(f"invalid_percent_encoding:{name}")
+            value = raw
+        field = strings.get(name)
+        if field is not None:
+            event[field] = value
+            continue
+        spec = typed.get(name)
+        if spec is not None:
+            field, kind = spec
+            parsed = _TYPE_PARSERS[kind](value)
+            if parsed is None:
+                errors.append(f"{name}: {value[:100]!r} is not a valid {kind} for {field}")
+            else:
+                event[field] = parsed
+            continue
+        if name == "e":
+            continue  # handled by the caller first (it names the event)
+        if name == "eid":
+            if UUID_RE.match(value):
+                event["event_id"] = value.lower()
+            else:
+                errors.append(f"eid: {value[:100]!r} is not a valid UUID")
+        elif name == "p":
+            if value in PLATFORMS:
+                event["platform"] = value
+            else:
+                errors.append(f"p: {value[:100]!r} is not a valid platform ({', '.join(sorted(PLATFORMS))})")
+        elif name in SIZE_PARAMS:
+            width_field, height_field = SIZE_PARAMS[name]
+            width, sep, height = value.partition("x")
+            w, h = parse_int(width), parse_int(height)
+            if not sep or w is None or h is None or w < 0 or h < 0:
+                errors.append(f"{name}: {value[:100]!r} is not a valid WIDTHxHEIGHT size")
+            else:
+                event[width_field], event[height_field] = w, h
+        elif name == "ue_pr":
+            apply_unstruct(event, value, name, errors)
+        elif name == "ue_px":
+            try:
+                apply_unstruct(event, b64_json(value), name, errors)
+            except ValueError as exc:
+                errors.append(f"ue_px: {exc}")
+        elif name == "co":
+            apply_contexts(event, value, name, errors)
+        elif name == "cx":
+            try:
+                apply_contexts(event, b64_json(value), name, errors)
+            except ValueError as exc:
+                errors.append(f"cx: {exc}")
+        elif name == "cv":
+            event["v_collector"] = value
+        elif name in _COMBINED:
+            specials[name] = value
