@@ -208,11 +208,11 @@ def read_lines(
     first = stream.read(_READ_SIZE)
     is_gzip = first.startswith(GZIP_MAGIC)
     if expect_gzip and not is_gzip and first:
-        stats.lines_read += 1
+        stats.lines_read = 1
         yield BadRow(
             FailureKind.CORRUPT_COMPRESSION,
             (f"{source.object}: expected gzip content but the file does not start with the gzip magic bytes",),
-            source,
+            source.at(1),
             raw=first[:_RAW_CAP],
             size=None,
         )
@@ -241,14 +241,13 @@ def _split_lines(
         for chunk in chunks:
             if over_cap:
                 raise _SizeCap()
-            stats.bytes_read += len(chunk)
-            if stats.bytes_read > cap:
+            if stats.bytes_read + len(chunk) > cap:
                 # Keep the complete lines within the cap, then stop with one bad row.
-                allowed = len(chunk) - (stats.bytes_read - cap)
-                chunk = chunk[: max(allowed, 0)]
+                chunk = chunk[: max(cap - stats.bytes_read, 0)]
                 cut = chunk.rfind(b"\n")
                 chunk = chunk[: cut + 1] if cut >= 0 else b""
                 over_cap = True
+            stats.bytes_read += len(chunk)
             if overlong_size:
                 newline = chunk.find(b"\n")
                 if newline < 0:
@@ -256,7 +255,7 @@ def _split_lines(
                     continue
                 overlong_size += newline
                 line_no += 1
-                stats.lines_read += 1
+                stats.lines_read = max(line_no - start_line, 0)
                 if line_no > start_line:
                     yield _oversized(source, line_no, overlong_head, overlong_size, max_line)
                 overlong_size, overlong_head = 0, b""
@@ -291,18 +290,18 @@ def _split_lines(
                     layout = item
                     continue
                 yield item  # type: ignore[misc]
-            stats.lines_read = line_no
+            stats.lines_read = max(line_no - start_line, 0)
         if over_cap:
             raise _SizeCap()
         if overlong_size:
             line_no += 1
-            stats.lines_read += 1
+            stats.lines_read = max(line_no - start_line, 0)
             if line_no > start_line:
                 yield _oversized(source, line_no, overlong_head, overlong_size, max_line)
         if carry:
             # A last line without a terminating newline is still a complete line.
             line_no += 1
-            stats.lines_read = line_no
+            stats.lines_read = max(line_no - start_line, 0)
             if line_no > start_line:
                 try:
                     text: str | bytes = carry.decode("utf-8")
@@ -312,7 +311,7 @@ def _split_lines(
                 if type(item) is not FieldLayout and item is not None:
                     yield item  # type: ignore[misc]
     except _CompressionError as exc:
-        stats.lines_read = line_no + 1
+        stats.lines_read = max(line_no + 1 - start_line, 0)
         yield BadRow(
             FailureKind.CORRUPT_COMPRESSION,
             (f"{source.object}: {exc}; {line_no} complete lines were read before the failure",),
@@ -321,7 +320,7 @@ def _split_lines(
             size=len(carry),
         )
     except _SizeCap:
-        stats.lines_read = line_no + 1
+        stats.lines_read = max(line_no + 1 - start_line, 0)
         yield BadRow(
             FailureKind.SIZE_VIOLATION,
             (

@@ -15,7 +15,8 @@ and parameters de-duplicated and sorted, keys sorted) and written
 deterministically (``indent=1``, sorted keys, ASCII, trailing newline), so a
 re-run on the same input produces a byte-identical file.  A domain listed under
 more than one source is kept only for the first (medium, source) in sorted
-order and reported on stderr.
+order; that, unexpected entry keys (ignored) and entries without domains
+(dropped) are reported on stderr as warnings.  Structural errors exit with 2.
 
 Only the standard library is needed; PyYAML is imported lazily and only when a
 YAML source is given (it is *not* a runtime dependency of clickstream-etl).
@@ -77,10 +78,10 @@ def _str_list(value: Any, where: str, *, allow_empty: bool) -> list[str]:
     if not isinstance(value, list):
         raise DatasetError(f"{where}: expected a list, got {type(value).__name__}")
     out: list[str] = []
-    for item in value:
-        if not isinstance(item, str):
-            raise DatasetError(f"{where}: expected strings, got {item!r}")
-        item = item.strip()
+    for raw in value:
+        if not isinstance(raw, str):
+            raise DatasetError(f"{where}: expected strings, got {raw!r}")
+        item = raw.strip()
         if not item:
             raise DatasetError(f"{where}: empty string")
         out.append(item)
@@ -111,12 +112,15 @@ def normalise(data: Any) -> tuple[dict[str, dict[str, dict[str, list[str]]]], li
                 raise DatasetError(f"{where}: expected a mapping with 'domains'")
             unknown = set(map(str, entry)) - ALLOWED_ENTRY_KEYS
             if unknown:
-                raise DatasetError(f"{where}: unexpected keys {sorted(unknown)}")
-            if "domains" not in entry:
-                raise DatasetError(f"{where}: missing 'domains'")
+                # e.g. the 2016 data nests "ITU Sozluk" under social/Pocket (YAML indentation slip)
+                warnings.append(f"{where}: ignoring unexpected keys {sorted(unknown)}")
+            if not entry.get("domains"):
+                warnings.append(f"{where}: no domains; entry dropped")
+                continue
             domains: list[str] = []
-            for domain in sorted({d.lower() for d in _str_list(entry["domains"], f"{where}/domains",
-                                                               allow_empty=False)}):
+            for domain in sorted(
+                {d.lower() for d in _str_list(entry["domains"], f"{where}/domains", allow_empty=True)}
+            ):
                 prev = owner.get(domain)
                 if prev is not None:
                     warnings.append(f"duplicate domain {domain!r} in {where}; kept in {prev[0]}/{prev[1]}")
@@ -148,10 +152,17 @@ def counts(dataset: dict[str, dict[str, dict[str, list[str]]]]) -> dict[str, tup
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
     parser.add_argument("source", help="referers.yml / referers*.json path or URL")
-    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT,
-                        help=f"output JSON (default: {DEFAULT_OUTPUT.relative_to(REPO_ROOT)})")
-    parser.add_argument("--check", action="store_true",
-                        help="validate and diff against --output without writing; exit 1 if it would change")
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=DEFAULT_OUTPUT,
+        help=f"output JSON (default: {DEFAULT_OUTPUT.relative_to(REPO_ROOT)})",
+    )
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="validate and diff against --output without writing; exit 1 if it would change",
+    )
     args = parser.parse_args(argv)
 
     text, name = _read_source(args.source)

@@ -1,0 +1,204 @@
+"""Extract core: streaming CloudFront logs (reliability catalogue A02-A10)."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import tracemalloc
+import zlib
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from extract.cloudfront import GENERATIONS, LEGACY_FIELDS, FieldLayout, LogLine, ReadLimits, ReadStats, read_lines
+from pipeline.badrows import BadRow, FailureKind, SourceRef
+from pipeline.testing import LogBuilder
+
+SOURCE = SourceRef("s3://bucket/E2EXAMPLE.2024-11-15-19.abcd1234.gz")
+
+
+def read_all(data: bytes, limits: ReadLimits | None = None, **kwargs: object) -> tuple[list[LogLine], list[BadRow], ReadStats]:
+    stats = ReadStats()
+    lines: list[LogLine] = []
+    bad: list[BadRow] = []
+    for item in read_lines(io.BytesIO(data), SOURCE, limits, stats, **kwargs):  # type: ignore[arg-type]
+        (lines if isinstance(item, LogLine) else bad).append(item)  # type: ignore[arg-type]
+    assert stats.lines_read == len(lines) + len(bad) + sum(stats.skipped.values())
+    return lines, bad, stats
+
+
+def test_legacy_generations_have_the_documented_field_counts() -> None:
+    assert len(LEGACY_FIELDS) == 33
+    for count in GENERATIONS:
+        assert FieldLayout.legacy(count).width == count
+    with pytest.raises(ValueError):
+        FieldLayout.legacy(20)
+
+
+@pytest.mark.parametrize("count", GENERATIONS)
+def test_header_binds_columns_by_name_for_every_generation(count: int) -> None:
+    data = LogBuilder(fields=count).add().add().to_gzip()
+    lines, bad, stats = read_all(data)
+    assert not bad
+    assert [line.line_no for line in lines] == [3, 4]
+    assert lines[0].layout == FieldLayout.legacy(count)
+    assert lines[0].layout is not None and lines[0].layout.index["cs-uri-stem"] == 7
+    assert stats.skipped["header"] == 2
+
+
+def test_v2_field_subset_in_any_order_is_bound_by_name() -> None:
+    fields = ("cs-uri-query", "timestamp(ms)", "cs-uri-stem", "c-ip", "asn", "c-country")
+    lines, bad, _ = read_all(b"#Fields: " + " ".join(fields).encode() + b"\nq\t1731699951183\t/i\t1.2.3.4\t16509\tBG\n")
+    assert not bad
+    assert lines[0].layout is not None and lines[0].layout.index["timestamp(ms)"] == 1
+
+
+def test_second_fields_header_mid_file_rebinds_the_layout() -> None:
+    text = FieldLayout.legacy(12).format() + "\n" + "a\t" * 11 + "a\n" + FieldLayout.legacy(15).format() + "\nb\n"
+    lines, _, stats = read_all(text.encode())
+    assert lines[0].layout == FieldLayout.legacy(12)
+    assert lines[1].layout == FieldLayout.legacy(15)
+    assert stats.skipped["header"] == 2
+
+
+def test_lines_without_any_header_have_no_layout_unless_a_default_is_configured() -> None:
+    lines, _, _ = read_all(b"x\ty\n")
+    assert lines[0].layout is None
+    lines, _, _ = read_all(b"x\ty\n", ReadLimits(default_layout=FieldLayout.legacy(33)))
+    assert lines[0].layout == FieldLayout.legacy(33)
+
+
+def test_only_newline_ends_a_line_and_trailing_cr_is_dropped() -> None:
+    data = "#Fields: a b\r\nx\u2028y\tz\x85w\r\nlast\tbare\rcr".encode()
+    lines, bad, _ = read_all(data)
+    assert not bad
+    assert [line.text for line in lines] == ["x\u2028y\tz\x85w", "last\tbare\rcr"]
+
+
+def test_blank_lines_and_comments_are_counted_skips() -> None:
+    _, _, stats = read_all(b"#Version: 1.0\n\n#Fields: a\n\n\nv\n")
+    assert stats.lines_read == 6
+    assert stats.skipped == {"header": 2, "blank": 3}
+
+
+def test_invalid_utf8_line_is_a_bad_row_with_its_bytes_and_the_rest_is_read() -> None:
+    data = b"#Fields: a b\nok\tline\nbad\xff\xfe\tline\nok2\tline\n"
+    lines, bad, _ = read_all(data)
+    assert [line.text for line in lines] == ["ok\tline", "ok2\tline"]
+    assert len(bad) == 1 and bad[0].kind is FailureKind.INVALID_UTF8
+    assert bad[0].raw == b"bad\xff\xfe\tline"
+    assert bad[0].source.line == 3
+    payload = bad[0].to_json()["data"]["payload"]
+    assert payload["encoding"] == "base64"
+
+
+@pytest.mark.parametrize("size", [64 * 1024 + 1, 5 * 1024 * 1024])
+def test_huge_line_is_a_size_violation_with_truncated_payload_and_bounded_memory(size: int) -> None:
+    data = b"#Fields: a\nbefore\n" + b"x" * size + b"\nafter\n"
+    tracemalloc.start()
+    lines, bad, _ = read_all(gzip.compress(data), ReadLimits(max_line_bytes=64 * 1024))
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert [line.text for line in lines] == ["before", "after"]
+    assert len(bad) == 1 and bad[0].kind is FailureKind.SIZE_VIOLATION
+    assert bad[0].size == size and len(bad[0].raw) <= 64 * 1024
+    assert bad[0].source.line == 3
+    assert peak < 4 * 1024 * 1024 + 2 * 64 * 1024 + 2 * size // 50 + 2_000_000
+
+
+def test_truncated_gzip_keeps_complete_lines_and_adds_one_file_bad_row() -> None:
+    body = b"#Fields: a\n" + b"".join(b"line%d\n" % i for i in range(2000))
+    data = gzip.compress(body)
+    lines, bad, stats = read_all(data[: len(data) // 2])
+    assert len(lines) > 100
+    assert [line.text for line in lines] == [f"line{i}" for i in range(len(lines))]
+    assert len(bad) == 1 and bad[0].kind is FailureKind.CORRUPT_COMPRESSION
+    assert "truncated" in bad[0].messages[0] and SOURCE.object in bad[0].messages[0]
+    assert stats.lines_read == len(lines) + 2
+
+
+def test_crc_error_is_corrupt_compression() -> None:
+    data = bytearray(gzip.compress(b"#Fields: a\nx\n"))
+    data[-8] ^= 0xFF  # CRC32 of the trailer
+    _, bad, _ = read_all(bytes(data))
+    assert [b.kind for b in bad] == [FailureKind.CORRUPT_COMPRESSION]
+
+
+def test_plain_text_under_a_gz_name_is_corrupt_compression() -> None:
+    lines, bad, stats = read_all(b"#Fields: a\nx\n", expect_gzip=True)
+    assert not lines and [b.kind for b in bad] == [FailureKind.CORRUPT_COMPRESSION]
+    assert stats.lines_read == 1
+
+
+def test_trailing_garbage_after_gzip_member_is_reported_after_the_lines() -> None:
+    lines, bad, _ = read_all(gzip.compress(b"#Fields: a\nx\ny\n") + b"garbage!")
+    assert [line.text for line in lines] == ["x", "y"]
+    assert [b.kind for b in bad] == [FailureKind.CORRUPT_COMPRESSION]
+
+
+def test_zero_padding_after_gzip_is_tolerated() -> None:
+    lines, bad, _ = read_all(gzip.compress(b"#Fields: a\nx\n") + b"\x00" * 512)
+    assert [line.text for line in lines] == ["x"] and not bad
+
+
+def test_multi_member_gzip_is_read_whole() -> None:
+    data = gzip.compress(b"#Fields: a\nx1\n") + gzip.compress(b"x2\n") + gzip.compress(b"x3\nx4\n")
+    lines, bad, _ = read_all(data)
+    assert [line.text for line in lines] == ["x1", "x2", "x3", "x4"] and not bad
+
+
+def test_line_split_across_gzip_members_is_one_line() -> None:
+    data = gzip.compress(b"#Fields: a\nfir") + gzip.compress(b"st\n")
+    lines, _, _ = read_all(data)
+    assert [line.text for line in lines] == ["first"]
+
+
+def test_gzip_bomb_stops_at_the_decompressed_cap_with_bounded_memory() -> None:
+    line = b"z" * 99 + b"\n"
+    bomb = zlib.compressobj(9, zlib.DEFLATED, 31)
+    data = bomb.compress(b"#Fields: a\n" + line * (200 * 1024 * 1024 // 100)) + bomb.flush()
+    assert len(data) < 2 * 1024 * 1024  # ~200 MiB -> well under 1 MiB compressed
+    tracemalloc.start()
+    lines, bad, stats = read_all(data, ReadLimits(max_decompressed_bytes=8 * 1024 * 1024))
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert [b.kind for b in bad] == [FailureKind.SIZE_VIOLATION]
+    assert "decompressed size exceeds" in bad[0].messages[0]
+    assert 0 < len(lines) <= 8 * 1024 * 1024 // 100
+    assert stats.bytes_read <= 8 * 1024 * 1024 + 1
+    assert peak < 64 * 1024 * 1024
+
+
+def test_last_line_without_newline_is_read() -> None:
+    lines, _, _ = read_all(b"#Fields: a\nx\ny")
+    assert [line.text for line in lines] == ["x", "y"]
+
+
+def test_start_line_skips_already_processed_lines_but_keeps_the_layout() -> None:
+    data = LogBuilder(fields=15).add(uri_stem="/a").add(uri_stem="/b").add(uri_stem="/c").to_bytes()
+    lines, _, stats = read_all(data, start_line=4)
+    assert [line.line_no for line in lines] == [5]
+    assert lines[0].layout == FieldLayout.legacy(15)
+    assert stats.lines_read == 1
+
+
+def test_empty_file_reads_nothing() -> None:
+    lines, bad, stats = read_all(b"")
+    assert not lines and not bad and stats.lines_read == 0
+    lines, bad, stats = read_all(gzip.compress(b""))
+    assert not lines and not bad and stats.lines_read == 0
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=3000), st.booleans())
+def test_arbitrary_bytes_never_raise_and_lines_are_conserved(data: bytes, compress: bool) -> None:
+    payload = gzip.compress(data) if compress else data
+    read_all(payload, ReadLimits(max_line_bytes=512))
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.binary(min_size=1, max_size=2000), st.integers(min_value=1, max_value=400))
+def test_truncated_gzip_of_arbitrary_data_never_raises(data: bytes, cut: int) -> None:
+    payload = gzip.compress(data)
+    read_all(payload[: max(1, len(payload) - cut)])
