@@ -27,6 +27,10 @@ CanonicalEvent = dict[str, Any]
 INT32_MIN: Final = -(2**31)
 INT32_MAX: Final = 2**31 - 1
 
+# The reference table gives se_value the SDK type "string", but its column is DOUBLE PRECISION
+# in Redshift and a Double in Snowplow's Scala SDK and lake loaders: we follow the column.
+_TYPE_OVERRIDES: Final[dict[str, str]] = {"se_value": "double"}
+
 _WIDTH = re.compile(r"^(?:var)?char\((\d+)\)$")
 _VALID_TYPES: Final = frozenset({"string", "tstamp", "int", "double", "bool", "contexts", "unstruct"})
 
@@ -65,6 +69,7 @@ def _load_fields() -> tuple[Field, ...]:
     for row in body:
         row = row + [""] * (5 - len(row))
         idx, name, sdk_type, redshift_type, params = row[:5]
+        sdk_type = _TYPE_OVERRIDES.get(name, sdk_type)
         if sdk_type not in _VALID_TYPES:
             raise ValueError(f"field {name}: unknown type {sdk_type!r}")
         if redshift_type.startswith("("):  # "(shredded; not in atomic.events)"
@@ -147,12 +152,7 @@ def avro_schema() -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- validation
-_FAST_LIMIT: Final[dict[str, int]] = {
-    # A string of n characters has at most 4n UTF-8 bytes: below max_bytes // 4 characters
-    # no encoding is needed to prove it fits.
-    f.name: (f.max_bytes // 4 if f.max_bytes else 1 << 62)
-    for f in FIELDS
-}
+_MAX_BYTES: Final[dict[str, int]] = {f.name: (f.max_bytes or 1 << 62) for f in FIELDS}
 _TYPE_OF: Final[dict[str, str]] = {f.name: f.type for f in FIELDS}
 
 
@@ -175,8 +175,10 @@ def validate(event: CanonicalEvent) -> list[str]:
         if kind in ("string", "contexts", "unstruct"):
             if value_type is not str:
                 errors.append(f"{name}: expected string, got {value_type.__name__}")
-            elif len(value) > _FAST_LIMIT[name]:
-                _check_width(name, value, errors)
+            elif not value.isascii():
+                _check_width(name, value, errors)  # ASCII text is one byte per character
+            elif len(value) > _MAX_BYTES[name]:
+                errors.append(f"{name}: {len(value)} bytes exceeds the column width of {_MAX_BYTES[name]} bytes")
         elif kind == "tstamp" or kind == "int":
             if value_type is not int:
                 errors.append(f"{name}: expected {kind}, got {value_type.__name__}")

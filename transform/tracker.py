@@ -60,10 +60,6 @@ def _bindings() -> tuple[dict[str, str], dict[str, tuple[str, str]]]:
                 strings[param] = f.name
             elif f.type in ("int", "double", "bool", "tstamp"):
                 typed[param] = (f.name, f.type)
-    # The schema lists "se_value" as a string SDK type but a double column; decode it as a number.
-    for param in ("se_va", "ev_va"):
-        typed[param] = ("se_value", "double")
-        strings.pop(param, None)
     return strings, typed
 
 
