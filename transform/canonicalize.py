@@ -159,16 +159,25 @@ def _time_ms(text: str) -> int | None:
     return value
 
 
+_log_values: dict[str, str] = {}
+
+
 def _log_value(text: str) -> str | None:
     """A log field with CloudFront's own URL-encoding undone once; ``-`` means absent."""
     if text == "-" or not text:
         return None
-    if "%" in text:
+    if "%" not in text:
+        return text
+    cached = _log_values.get(text)
+    if cached is None:
         try:
-            return unquote(text, errors="strict")
+            cached = unquote(text, errors="strict")
         except UnicodeDecodeError:
-            return text
-    return text
+            cached = text  # not decodable: keep the logged form rather than invent characters
+        if len(_log_values) >= 50_000:
+            _log_values.clear()
+        _log_values[text] = cached
+    return cached
 
 
 def resolve_pseudonymization_key(config: TransformConfig, environ: dict[str, str] | None = None) -> bytes | None:

@@ -76,14 +76,27 @@ class ParamDecodeError(ValueError):
     """A parameter value could not be percent-decoded as UTF-8."""
 
 
+_decoded: dict[str, str] = {}
+
+
 def decode(value: str) -> str:
-    """Percent- and plus-decode a parameter value; raise ParamDecodeError on invalid UTF-8."""
+    """Percent- and plus-decode a parameter value; raise ParamDecodeError on invalid UTF-8.
+
+    Decoded values are cached: page URLs, titles and referrers repeat across a log.
+    """
     if "%" not in value and "+" not in value:
         return value
+    cached = _decoded.get(value)
+    if cached is not None:
+        return cached
     try:
-        return unquote_plus(value, errors="strict")
+        decoded = unquote_plus(value, errors="strict")
     except UnicodeDecodeError as exc:
         raise ParamDecodeError(str(exc)) from exc
+    if len(_decoded) >= 100_000:
+        _decoded.clear()
+    _decoded[value] = decoded
+    return decoded
 
 
 def parse_int(text: str) -> int | None:
@@ -205,10 +218,13 @@ def apply_params(
     for name, raw in params.items():
         if not raw:
             continue
-        try:
-            value = decode(raw)
-        except ParamDecodeError:
-            flags.append(f"invalid_percent_encoding:{name}")
+        if "%" in raw or "+" in raw:
+            try:
+                value = decode(raw)
+            except ParamDecodeError:
+                flags.append(f"invalid_percent_encoding:{name}")
+                value = raw
+        else:
             value = raw
         field = strings.get(name)
         if field is not None:
