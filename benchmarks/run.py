@@ -63,7 +63,7 @@ COPY (
   ),
   hits AS (
     SELECT *, replace(query, '%25', '%') AS q,
-      strptime(date || ' ' || time, '%Y-%m-%d %H:%M:%S') AS collector_tstamp
+      try_strptime(date || ' ' || time, '%Y-%m-%d %H:%M:%S') AS collector_tstamp
     FROM raw WHERE stem IN ('/i', '/ice.png') AND method = 'GET'
   ),
   decoded AS (
@@ -126,11 +126,17 @@ def main() -> int:
     logs = work / "logs"
     shutil.rmtree(logs, ignore_errors=True)
     cli = [sys.executable, "-m", "pipeline.cli"]
-    subprocess.run([*cli, "generate-logs", str(logs), "--size-mb", str(args.size_mb)], check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [*cli, "generate-logs", str(logs), "--size-mb", str(args.size_mb)],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     files = sorted(logs.rglob("*.gz"))
     compressed = sum(p.stat().st_size for p in files)
     lines, raw_bytes = count_lines(files)
-    print(f"input: {len(files)} files, {compressed / 1e6:.1f} MB gzipped, {raw_bytes / 1e6:.1f} MB raw, {lines:,} lines")
+    print(
+        f"input: {len(files)} files, {compressed / 1e6:.1f} MB gzipped, {raw_bytes / 1e6:.1f} MB raw, {lines:,} lines"
+    )
 
     results: dict[str, dict[str, Any]] = {}
     floor_script = (

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Final
 
 import pyarrow as pa
-import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
+from pyarrow import ipc
 
 from load.parquet import PartitionKey, arrow_schema, merge_and_dedupe, write_parquet
 from pipeline.config import LoadConfig

@@ -150,7 +150,11 @@ def merge_and_dedupe(new: Iterable[pa.Table], existing: Iterable[pa.Table] = ())
     final = kept.take(
         pc.sort_indices(
             kept,
-            sort_keys=[("collector_tstamp", "ascending"), ("event_id", "ascending"), ("event_fingerprint", "ascending")],
+            sort_keys=[
+                ("collector_tstamp", "ascending"),
+                ("event_id", "ascending"),
+                ("event_fingerprint", "ascending"),
+            ],
         )
     ).select(schema.names)
     new_kept = final.num_rows - kept_existing

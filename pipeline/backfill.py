@@ -18,7 +18,8 @@ import re
 import shutil
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -55,8 +56,8 @@ class SourceFile:
 def plan_sources(source: str) -> list[SourceFile]:
     """Resolve SOURCE (a file, a folder searched recursively, or a glob) into sorted files.
 
-    Hidden files and our own outputs (``_staging``, ``_summary.json``) are left out.
-    Raises SourceUnreadableError when nothing readable matches.
+    Hidden and ``_``-prefixed entries (e.g. our own ``_staging``, ``_summary.json``) are left
+    out.  Raises SourceUnreadableError when SOURCE does not exist or matches no file.
     """
     paths: list[str]
     if os.path.isdir(source):
@@ -74,10 +75,11 @@ def plan_sources(source: str) -> list[SourceFile]:
     for path in sorted(set(paths)):
         try:
             info = os.stat(path)
-        except OSError as exc:
-            raise SourceUnreadableError(f"cannot read {path}: {exc.strerror}") from exc
-        if not os.access(path, os.R_OK):
-            raise SourceUnreadableError(f"cannot read {path}: permission denied")
+        except OSError:
+            # Listed but not readable (a dangling link, a vanished file): the worker reports
+            # it as a failed source and the run goes on with the others.
+            planned.append(SourceFile(os.path.abspath(path), 0, 0))
+            continue
         planned.append(SourceFile(os.path.abspath(path), info.st_size, int(info.st_mtime * 1000)))
     if not planned:
         raise SourceUnreadableError(f"no log files match {source}")
@@ -97,9 +99,9 @@ _worker_state: dict[str, Any] = {}
 
 def _init_worker(config: PipelineConfig, key: bytes | None, dest: str) -> None:
     _worker_state["config"] = config
+    _worker_state["dest"] = Path(dest)
     _worker_state["canonicalizer"] = Canonicalizer(config.transform, pseudonymization_key=key)
     _worker_state["limits"] = read_limits(config.extract)
-    _worker_state["dest"] = Path(dest)
 
 
 def _process_one(source: SourceFile) -> FileOutcome:
@@ -171,6 +173,7 @@ class _BadRowWriter:
 
 # ---------------------------------------------------------------------------- parent side
 ProgressCallback = Callable[[int, int, RunSummary], None]
+_Mapper = Callable[[Callable[[Any], Any], Iterable[Any]], Iterator[Any]]
 
 
 def run_backfill(
@@ -195,44 +198,40 @@ def run_backfill(
     shutil.rmtree(dest / STAGING_DIR, ignore_errors=True)
     summary = RunSummary()
     touched: set[str] = set()
+    per_file: list[dict[str, Any]] = []
     workers = max(1, min(workers, len(sources)))
     by_size = sorted(sources, key=lambda s: (-s.size, s.path))  # big files first balances workers
-    for outcome in _map(workers, config, key, dest, _process_one, by_size):
-        summary.add(outcome.summary)
-        if outcome.error:
-            summary.failed_files += 1
-            summary.errors.append(outcome.error)
-        touched.update(outcome.partitions)
-        summary.seconds = time.perf_counter() - started
-        if progress:
-            progress(summary.files, len(sources), summary)
-    for _, rows, dropped in _map(workers, config, key, dest, _finalize_one, sorted(touched)):
-        summary.rows_written += rows
-        summary.duplicates_dropped += dropped
+    with _executor(workers, (config, key, str(dest))) as run:
+        for outcome in run(_process_one, by_size):
+            summary.add(outcome.summary)
+            per_file.append(outcome.summary.to_json())
+            if outcome.error:
+                summary.failed_files += 1
+                summary.errors.append(outcome.error)
+            touched.update(outcome.partitions)
+            summary.seconds = time.perf_counter() - started
+            if progress:
+                progress(summary.files, len(sources), summary)
+        for _, rows, dropped in run(_finalize_one, sorted(touched)):
+            summary.rows_written += rows
+            summary.duplicates_dropped += dropped
     shutil.rmtree(dest / STAGING_DIR, ignore_errors=True)
     summary.seconds = time.perf_counter() - started
-    (dest / SUMMARY_FILE).write_text(json.dumps(summary.to_json(), indent=1) + "\n", encoding="utf-8")
+    report = {**summary.to_json(), "per_file": sorted(per_file, key=lambda f: f["source"])}
+    (dest / SUMMARY_FILE).write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
     return summary
 
 
-def _map(
-    workers: int,
-    config: PipelineConfig,
-    key: bytes | None,
-    dest: Path,
-    function: Callable[[Any], Any],
-    items: list[Any],
-) -> Iterator[Any]:
-    if not items:
-        return
+@contextmanager
+def _executor(workers: int, init_args: tuple[PipelineConfig, bytes | None, str]) -> Iterator[_Mapper]:
+    """A map over work items: in this process for one worker, else one spawned pool for the run."""
     if workers == 1:
-        _init_worker(config, key, str(dest))
-        for item in items:
-            yield function(item)
+        _init_worker(*init_args)
+        yield map
         return
     context = multiprocessing.get_context("spawn")
-    with context.Pool(min(workers, len(items)), _init_worker, (config, key, str(dest))) as pool:
-        yield from pool.imap_unordered(function, items, chunksize=1)
+    with context.Pool(workers, _init_worker, init_args) as pool:
+        yield lambda function, items: pool.imap_unordered(function, items, chunksize=1)
 
 
 class ProgressBar:
@@ -249,8 +248,7 @@ class ProgressBar:
         filled = int(width * done / total) if total else width
         bar = "#" * filled + "-" * (width - filled)
         self._stream.write(
-            f"\r[{bar}] {done}/{total} files  {summary.lines_read:,} lines  "
-            f"{summary.lines_per_second:,.0f} lines/s"
+            f"\r[{bar}] {done}/{total} files  {summary.lines_read:,} lines  {summary.lines_per_second:,.0f} lines/s"
         )
         if done == total:
             self._stream.write("\n")

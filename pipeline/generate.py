@@ -874,8 +874,7 @@ def iter_log_lines(options: GenerateOptions, file_index: int) -> Iterator[str]:
     bad_positions = sorted(rng.sample(range(total), bad)) if bad else []
     first_kind = (file_index * max(bad, 1)) % len(MALFORMED_KINDS)
     malformed_at = {
-        position: MALFORMED_KINDS[(first_kind + n) % len(MALFORMED_KINDS)]
-        for n, position in enumerate(bad_positions)
+        position: MALFORMED_KINDS[(first_kind + n) % len(MALFORMED_KINDS)] for n, position in enumerate(bad_positions)
     }
     for position, offset in enumerate(offsets):
         roll = rng.random()

@@ -147,7 +147,8 @@ def avro_schema() -> dict[str, Any]:
         "namespace": "com.clickstream_etl",
         "fields": [{"name": f.name, "type": ["null", avro_types[f.type]], "default": None} for f in FIELDS],
     }
-    parsed: dict[str, Any] = fastavro.parse_schema(schema)
+    parsed = fastavro.parse_schema(schema)
+    assert isinstance(parsed, dict)
     return parsed
 
 

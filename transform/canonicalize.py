@@ -347,14 +347,19 @@ class Canonicalizer:
             else:
                 event["event"] = naming[0]
                 if naming[1] is not None:
-                    (event["event_vendor"], event["event_name"], event["event_format"], event["event_version"]) = (
-                        naming[1:]
-                    )
+                    (
+                        event["event_vendor"],
+                        event["event_name"],
+                        event["event_format"],
+                        event["event_version"],
+                    ) = naming[1:]
         specials: dict[str, str] = {}
         apply_params(event, params, errors, flags, specials)
         if event.get("event") == "unstruct" and "event_name" not in event and not errors:
             errors.append("ue: a self-describing event needs ue_pr or ue_px")
         if errors:
+            # One bad row says everything wrong: add what validation finds in the decoded fields.
+            errors.extend(validate(event))
             return self._bad(FailureKind.TRACKER_PROTOCOL, errors, line, source)
         header_ua = _log_value(f[b.useragent]) if b.useragent >= 0 else None
         header_referer = _log_value(f[b.referer]) if b.referer >= 0 else None
@@ -375,9 +380,13 @@ class Canonicalizer:
         self, f: list[str], b: _Binding, collector: int, line: LogLine, source: SourceRef, etl_tstamp: int
     ) -> Result:
         event = self._base_event(f, b, collector, etl_tstamp)
-        event["event"], event["event_vendor"], event["event_name"], event["event_format"], event["event_version"] = (
-            PAGE_VIEW
-        )
+        (
+            event["event"],
+            event["event_vendor"],
+            event["event_name"],
+            event["event_format"],
+            event["event_version"],
+        ) = PAGE_VIEW
         event["platform"] = "srv"
         host = None
         if b.host_header >= 0:

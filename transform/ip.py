@@ -50,16 +50,15 @@ class IpAnonymizer:
         for candidate in candidates:
             if not candidate or candidate == "-":
                 continue
-            cached = self._cache.get(candidate, "")
-            if cached != "":
-                return cached
-            address = first_valid_ip(candidate)
-            masked = self.mask(address) if address is not None else None
-            if len(self._cache) > 100_000:
-                self._cache.clear()
-            self._cache[candidate] = masked
+            masked = self._cache.get(candidate, "")
+            if masked == "":
+                address = first_valid_ip(candidate)
+                masked = self.mask(address) if address is not None else None
+                if len(self._cache) > 100_000:
+                    self._cache.clear()
+                self._cache[candidate] = masked
             if masked is not None:
-                return masked
+                return masked  # else: nothing valid in this candidate, try the next one
         return None
 
     def mask(self, address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:

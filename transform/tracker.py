@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 import re
 from collections.abc import Callable
 from typing import Any, Final
@@ -114,9 +115,7 @@ def parse_double(text: str) -> float | None:
         value = float(text)
     except ValueError:
         return None
-    if value != value or value in (float("inf"), float("-inf")):
-        return None
-    return value
+    return value if math.isfinite(value) else None
 
 
 def parse_bool(text: str) -> bool | None:
@@ -181,9 +180,7 @@ def apply_unstruct(event: CanonicalEvent, text: str, param: str, errors: list[st
         return
     event["unstruct_event"] = text
     if event.get("event") == "unstruct" or "event" not in event:
-        event["event_vendor"], event["event_name"], event["event_format"], event["event_version"] = (
-            match.groups()
-        )
+        event["event_vendor"], event["event_name"], event["event_format"], event["event_version"] = match.groups()
 
 
 def apply_contexts(event: CanonicalEvent, text: str, param: str, errors: list[str]) -> None:

@@ -84,9 +84,7 @@ class UserAgentEnricher:
         if device_family == "Spider":
             out.append(("br_type", "Robot"))
             dvce_type = "Robot"
-        elif any(hint in lowered for hint in _TABLET_HINTS) or (
-            os_family == "Android" and "mobile" not in lowered
-        ):
+        elif any(hint in lowered for hint in _TABLET_HINTS) or (os_family == "Android" and "mobile" not in lowered):
             dvce_type = "Tablet"
         elif os_family in _MOBILE_OS or "mobile" in lowered:
             dvce_type = "Mobile"

@@ -25,7 +25,10 @@ def test_precedence_is_override_then_environment_then_file(tmp_path: Path) -> No
     config = load_config(overlay, environ={})
     assert config.transform.non_tracker_policy == "page_view"
     assert config.transform.internal_domains == ("example.com",)
-    env = {"CLICKSTREAM_ETL__TRANSFORM__NON_TRACKER_POLICY": "skip", "CLICKSTREAM_ETL__LOAD__ROW_GROUP_SIZE": "1000"}
+    env = {
+        "CLICKSTREAM_ETL__TRANSFORM__NON_TRACKER_POLICY": "skip",
+        "CLICKSTREAM_ETL__LOAD__ROW_GROUP_SIZE": "1000",
+    }
     config = load_config(overlay, environ=env)
     assert config.transform.non_tracker_policy == "skip"
     assert config.load.row_group_size == 1000

@@ -38,7 +38,11 @@ def test_json_columns_are_not_in_the_atomic_table() -> None:
 def test_avro_schema_is_derived_from_the_field_table_and_round_trips() -> None:
     schema = avro_schema()
     assert [f["name"] for f in schema["fields"]] == list(FIELD_NAMES)
-    event = {"event_id": "9f2b1c3e-1a2b-4c3d-8e9f-0123456789ab", "collector_tstamp": 1731699951000, "vid": None}
+    event = {
+        "event_id": "9f2b1c3e-1a2b-4c3d-8e9f-0123456789ab",
+        "collector_tstamp": 1731699951000,
+        "vid": None,
+    }
     event.pop("vid")
     event["domain_sessionidx"] = 3
     buffer = io.BytesIO()
@@ -51,7 +55,12 @@ def test_avro_schema_is_derived_from_the_field_table_and_round_trips() -> None:
 
 
 def test_validate_accepts_a_minimal_event() -> None:
-    assert validate({"event_id": "9f2b1c3e-1a2b-4c3d-8e9f-0123456789ab", "collector_tstamp": 1, "br_cookies": True}) == []
+    assert (
+        validate(
+            {"event_id": "9f2b1c3e-1a2b-4c3d-8e9f-0123456789ab", "collector_tstamp": 1, "br_cookies": True}
+        )
+        == []
+    )
 
 
 def test_validate_counts_utf8_bytes_not_characters() -> None:
