@@ -31,7 +31,7 @@ FRAGMENT_SUFFIX: Final = ".arrow"
 class PartitionStager:
     """Buffers one source's events per partition and appends them to IPC fragment files."""
 
-    def __init__(self, staging_root: Path, fragment: str, batch_rows: int = 8192) -> None:
+    def __init__(self, staging_root: Path, fragment: str, batch_rows: int = 1024) -> None:
         self._root = staging_root
         self._fragment = fragment
         self._batch_rows = batch_rows

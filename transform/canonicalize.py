@@ -33,6 +33,10 @@ V_ETL: Final = f"{ARTIFACT}-{__version__}"
 # Namespace of the deterministic event ids derived from a request (uuid5).
 EVENT_ID_NAMESPACE: Final = uuid.UUID("6f1b0c2e-3a59-5d8e-9a57-2c1e0b8f4d31")
 PAGE_VIEW: Final = EVENT_TYPES["pv"]
+_URL_PARTS: Final = ("urlscheme", "urlhost", "urlport", "urlpath", "urlquery", "urlfragment")
+_PAGE_COLUMNS: Final = tuple(f"page_{part}" for part in _URL_PARTS)
+_REFR_COLUMNS: Final = tuple(f"refr_{part}" for part in _URL_PARTS)
+_FINGERPRINT_PREFIXES: Final = tuple(sorted(f"{name}=" for name in FINGERPRINT_EXCLUDED))
 
 
 class Skip(NamedTuple):
@@ -326,11 +330,13 @@ class Canonicalizer:
     ) -> Result:
         query = f[b.query] if b.query >= 0 else "-"
         params: dict[str, str] = {}
+        pairs: list[str] = []
         if query and query != "-":
             if "%25" in query:
                 # CloudFront percent-encodes '%' once more when it writes the log: undo exactly once.
                 query = query.replace("%25", "%")
-            for pair in query.split("&"):
+            pairs = query.split("&")
+            for pair in pairs:
                 name, _, value = pair.partition("=")
                 if name and name not in params:
                     params[name] = value
@@ -371,7 +377,7 @@ class Canonicalizer:
         self._derive_timestamps(event, collector)
         if "event_id" not in event:
             event["event_id"] = self._derived_event_id(f, b, line, source)
-        event["event_fingerprint"] = self._fingerprint(params)
+        event["event_fingerprint"] = self._fingerprint(pairs)
         if flags:
             event["etl_tags"] = ",".join(flags)[:500]
         return self._finish(event, line, source)
@@ -426,14 +432,9 @@ class Canonicalizer:
             event["page_url"] = page_url
             page = split_url(page_url)
             if page is not None:
-                (
-                    event["page_urlscheme"],
-                    event["page_urlhost"],
-                    event["page_urlport"],
-                    event["page_urlpath"],
-                    event["page_urlquery"],
-                    event["page_urlfragment"],
-                ) = page
+                for column, value in zip(_PAGE_COLUMNS, page, strict=True):
+                    if value is not None:
+                        event[column] = value
                 if self._campaign is not None and page.query:
                     for column, value in self._campaign_columns(page.query):
                         event[column] = value
@@ -441,14 +442,9 @@ class Canonicalizer:
             event["page_referrer"] = referrer
             refr = split_url(referrer)
             if refr is not None:
-                (
-                    event["refr_urlscheme"],
-                    event["refr_urlhost"],
-                    event["refr_urlport"],
-                    event["refr_urlpath"],
-                    event["refr_urlquery"],
-                    event["refr_urlfragment"],
-                ) = refr
+                for column, value in zip(_REFR_COLUMNS, refr, strict=True):
+                    if value is not None:
+                        event[column] = value
                 if self._referers is not None:
                     found = self._referers.classify(
                         refr.host, refr.path, refr.query, page.host if page is not None else None
@@ -511,10 +507,10 @@ class Canonicalizer:
             name = f"line:{source.object.rsplit('/', 1)[-1]}:{line.line_no}"
         return str(uuid.uuid5(EVENT_ID_NAMESPACE, name))
 
-    def _fingerprint(self, params: dict[str, str]) -> str:
-        excluded = FINGERPRINT_EXCLUDED
-        canonical = "&".join(f"{k}={v}" for k, v in sorted(params.items()) if k not in excluded)
-        return self._hash(canonical.encode("utf-8", "surrogatepass"))
+    def _fingerprint(self, pairs: list[str]) -> str:
+        """Hash of the sorted ``name=value`` pairs as sent, without the ones a retry changes."""
+        kept = sorted(pair for pair in pairs if not pair.startswith(_FINGERPRINT_PREFIXES))
+        return self._hash("&".join(kept).encode("utf-8", "surrogatepass"))
 
     def _finish(self, event: CanonicalEvent, line: LogLine, source: SourceRef) -> Result:
         problems = validate(event)

@@ -32,9 +32,9 @@ EVENT_TYPES: Final[dict[str, tuple[str, str | None, str | None, str | None, str 
     "ad": ("ad_impression", SNOWPLOW_VENDOR, "ad_impression", "jsonschema", "1-0-0"),
 }
 PLATFORMS: Final = frozenset({"web", "mob", "pc", "srv", "app", "tv", "cnsl", "iot", "headset"})
-UUID_RE: Final = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+UUID_RE: Final = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\Z")
 IGLU_RE: Final = re.compile(
-    r"^iglu:([a-zA-Z0-9._-]+)/([a-zA-Z0-9_-]+)/([a-zA-Z][a-zA-Z0-9_-]*)/([1-9][0-9]*-(?:0|[1-9][0-9]*)-(?:0|[1-9][0-9]*))$"
+    r"iglu:([a-zA-Z0-9._-]+)/([a-zA-Z0-9_-]+)/([a-zA-Z][a-zA-Z0-9_-]*)/([1-9][0-9]*-(?:0|[1-9][0-9]*)-(?:0|[1-9][0-9]*))\Z"
 )
 UNSTRUCT_SCHEMA_PREFIX: Final = "iglu:com.snowplowanalytics.snowplow/unstruct_event/jsonschema/1-"
 CONTEXTS_SCHEMA_PREFIX: Final = "iglu:com.snowplowanalytics.snowplow/contexts/jsonschema/1-"
@@ -65,6 +65,8 @@ def _bindings() -> tuple[dict[str, str], dict[str, tuple[str, str]]]:
 
 
 STRING_PARAMS, TYPED_PARAMS = _bindings()
+_K_STRING, _K_INT, _K_DOUBLE, _K_BOOL, _K_TSTAMP, _K_SPECIAL = range(6)
+_KIND_NAMES: Final = ("string", "int", "double", "bool", "tstamp", "special")
 _COMBINED: Final = frozenset({"url", "refr", "ua", "ip"})
 SIZE_PARAMS: Final = {
     "res": ("dvce_screenwidth", "dvce_screenheight"),
@@ -108,13 +110,14 @@ def parse_int(text: str) -> int | None:
     return value if INT32_MIN <= value <= INT32_MAX else None
 
 
+_DECIMAL_RE: Final = re.compile(r"[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?\Z")
+
+
 def parse_double(text: str) -> float | None:
-    if not text.isascii():
+    """A plain decimal (optional sign, fraction, exponent); no blanks, underscores, NaN or infinity."""
+    if not _DECIMAL_RE.match(text):
         return None
-    try:
-        value = float(text)
-    except ValueError:
-        return None
+    value = float(text)
     return value if math.isfinite(value) else None
 
 
@@ -134,11 +137,17 @@ def parse_tstamp(text: str) -> int | None:
     return value if value <= MAX_EPOCH_MS else None
 
 
-_TYPE_PARSERS: Final[dict[str, Callable[[str], Any]]] = {
-    "int": parse_int,
-    "double": parse_double,
-    "bool": parse_bool,
-    "tstamp": parse_tstamp,
+_KIND_PARSERS: Final[dict[int, Callable[[str], Any]]] = {
+    _K_INT: parse_int,
+    _K_DOUBLE: parse_double,
+    _K_BOOL: parse_bool,
+    _K_TSTAMP: parse_tstamp,
+}
+# One lookup per parameter: name -> (kind, field).
+_PARAM_SPECS: Final[dict[str, tuple[int, str]]] = {
+    **{name: (_K_SPECIAL, name) for name in _SPECIAL},
+    **{name: (_K_STRING, field) for name, field in STRING_PARAMS.items()},
+    **{name: (_KIND_NAMES.index(kind), field) for name, (field, kind) in TYPED_PARAMS.items()},
 }
 
 
@@ -210,11 +219,11 @@ def apply_params(
     too except url/refr/ua/ip: their decoded values go to ``specials`` for the caller to
     combine with the log's own fields.
     """
-    strings = STRING_PARAMS
-    typed = TYPED_PARAMS
+    specs = _PARAM_SPECS
     for name, raw in params.items():
-        if not raw:
-            continue
+        spec = specs.get(name)
+        if spec is None or not raw:
+            continue  # unsupported parameters are dropped, as Snowplow does
         if "%" in raw or "+" in raw:
             try:
                 value = decode(raw)
@@ -223,16 +232,20 @@ def apply_params(
                 value = raw
         else:
             value = raw
-        field = strings.get(name)
-        if field is not None:
+        kind, field = spec
+        if kind == _K_STRING:
             event[field] = value
             continue
-        spec = typed.get(name)
-        if spec is not None:
-            field, kind = spec
-            parsed = _TYPE_PARSERS[kind](value)
+        if kind in (_K_INT, _K_TSTAMP):
+            # Fast path for plain digits; parse_* handle signs and ranges.
+            if value.isdigit() and value.isascii() and len(value) <= 9:
+                event[field] = int(value)
+                continue
+        parser = _KIND_PARSERS.get(kind)
+        if parser is not None:
+            parsed = parser(value)
             if parsed is None:
-                errors.append(f"{name}: {value[:100]!r} is not a valid {kind} for {field}")
+                errors.append(f"{name}: {value[:100]!r} is not a valid {_KIND_NAMES[kind]} for {field}")
             else:
                 event[field] = parsed
             continue
@@ -251,6 +264,9 @@ def apply_params(
         elif name in SIZE_PARAMS:
             width_field, height_field = SIZE_PARAMS[name]
             width, sep, height = value.partition("x")
+            if width.isdigit() and height.isdigit() and len(width) < 7 and len(height) < 7 and value.isascii():
+                event[width_field], event[height_field] = int(width), int(height)
+                continue
             w, h = parse_int(width), parse_int(height)
             if not sep or w is None or h is None or w < 0 or h < 0:
                 errors.append(f"{name}: {value[:100]!r} is not a valid WIDTHxHEIGHT size")

@@ -23,9 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Files of three generations, plus an empty file, a header-only file and a truncated gzip."""
     folder = tmp_path_factory.mktemp("logs")
-    generate_logs(
-        folder / "a", GenerateOptions(files=3, lines_per_file=300, seed=1, fields=33, malformed_ratio=0.02)
-    )
+    generate_logs(folder / "a", GenerateOptions(files=3, lines_per_file=300, seed=1, fields=33, malformed_ratio=0.02))
     generate_logs(
         folder / "b",
         GenerateOptions(files=2, lines_per_file=200, seed=2, fields=23, distribution_id="E23FIELDS", hours=3),
@@ -64,9 +62,7 @@ def test_backfill_writes_a_hive_dataset_bad_rows_and_a_conserving_summary(logs: 
     assert len(keys) == len(set(keys)), "natural duplicates must be written once"
     assert {e["event"] for e in events} >= {"page_view", "page_ping", "struct", "unstruct"}
     assert all(e["user_ipaddress"] is None or str(e["user_ipaddress"]).endswith((".0", "::")) for e in events)
-    bad_lines = [
-        json.loads(line) for path in (dest / "bad").rglob("*.jsonl") for line in path.read_text().splitlines()
-    ]
+    bad_lines = [json.loads(line) for path in (dest / "bad").rglob("*.jsonl") for line in path.read_text().splitlines()]
     assert len(bad_lines) == summary["bad"]
     kinds = {row["data"]["failure"]["kind"] for row in bad_lines}
     assert {"field_count", "invalid_utf8", "tracker_protocol_violation", "corrupt_compression"} <= kinds
@@ -106,10 +102,7 @@ def test_backfilling_more_files_adds_without_losing_or_duplicating(logs: Path, t
     assert run_cli("backfill", str(logs / "a"), "--output", str(together), "--workers", "1") == 0
     files = sorted((logs / "a").iterdir())
     for path in files:  # one file at a time, in reverse order (late files)
-        assert (
-            run_cli("backfill", str(files[-1 - files.index(path)]), "--output", str(apart), "--workers", "1")
-            == 0
-        )
+        assert run_cli("backfill", str(files[-1 - files.index(path)]), "--output", str(apart), "--workers", "1") == 0
     ids_together = sorted((e["event_id"], e["event_fingerprint"]) for e in read_events(together))
     ids_apart = sorted((e["event_id"], e["event_fingerprint"]) for e in read_events(apart))
     assert ids_together == ids_apart
@@ -149,9 +142,7 @@ def test_page_view_policy_turns_page_requests_into_srv_page_views(logs: Path, tm
 def test_operational_errors_exit_with_2(argv: list[str], logs: Path, tmp_path: Path) -> None:
     (tmp_path / "FILE").write_text("x")
     replaced = [
-        a.replace("OUT", str(tmp_path / "out"))
-        .replace("SRC", str(logs / "a"))
-        .replace("FILE", str(tmp_path / "FILE"))
+        a.replace("OUT", str(tmp_path / "out")).replace("SRC", str(logs / "a")).replace("FILE", str(tmp_path / "FILE"))
         for a in argv
     ]
     assert run_cli(*replaced) == 2

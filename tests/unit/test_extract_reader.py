@@ -59,22 +59,13 @@ def test_header_binds_columns_by_name_for_every_generation(count: int) -> None:
 
 def test_v2_field_subset_in_any_order_is_bound_by_name() -> None:
     fields = ("cs-uri-query", "timestamp(ms)", "cs-uri-stem", "c-ip", "asn", "c-country")
-    lines, bad, _ = read_all(
-        b"#Fields: " + " ".join(fields).encode() + b"\nq\t1731699951183\t/i\t1.2.3.4\t16509\tBG\n"
-    )
+    lines, bad, _ = read_all(b"#Fields: " + " ".join(fields).encode() + b"\nq\t1731699951183\t/i\t1.2.3.4\t16509\tBG\n")
     assert not bad
     assert lines[0].layout is not None and lines[0].layout.index["timestamp(ms)"] == 1
 
 
 def test_second_fields_header_mid_file_rebinds_the_layout() -> None:
-    text = (
-        FieldLayout.legacy(12).format()
-        + "\n"
-        + "a\t" * 11
-        + "a\n"
-        + FieldLayout.legacy(15).format()
-        + "\nb\n"
-    )
+    text = FieldLayout.legacy(12).format() + "\n" + "a\t" * 11 + "a\n" + FieldLayout.legacy(15).format() + "\nb\n"
     lines, _, stats = read_all(text.encode())
     assert lines[0].layout == FieldLayout.legacy(12)
     assert lines[1].layout == FieldLayout.legacy(15)

@@ -30,9 +30,7 @@ from pipeline.generate import (
 )
 
 REPO = Path(__file__).resolve().parents[2]
-NAME_RE = re.compile(
-    r"^(?P<dist>[A-Z0-9]+)\.(?P<hour>\d{4}-\d{2}-\d{2}-\d{2})\.(?P<uid>[0-9a-f]{8})(?P<gz>\.gz)?$"
-)
+NAME_RE = re.compile(r"^(?P<dist>[A-Z0-9]+)\.(?P<hour>\d{4}-\d{2}-\d{2}-\d{2})\.(?P<uid>[0-9a-f]{8})(?P<gz>\.gz)?$")
 VALID_EVENTS = {"pv", "pp", "se", "ue", "tr", "ti"}
 
 SMALL = GenerateOptions(files=3, lines_per_file=300, seed=11, malformed_ratio=0.0)
@@ -99,9 +97,7 @@ def test_gzip_header_is_fixed(small: list[Path]) -> None:
 
 
 def test_file_names_parse_and_hours_round_robin(tmp_path: Path) -> None:
-    options = GenerateOptions(
-        files=5, lines_per_file=20, hours=3, start=datetime(2024, 2, 28, 22, tzinfo=UTC)
-    )
+    options = GenerateOptions(files=5, lines_per_file=20, hours=3, start=datetime(2024, 2, 28, 22, tzinfo=UTC))
     paths = generate_logs(tmp_path, options)
     hours = []
     for path in paths:
@@ -309,9 +305,7 @@ def _parse(argv: list[str]) -> argparse.Namespace:
 
 
 def test_cli_arguments(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    args = _parse(
-        [str(tmp_path), "--files", "2", "--lines-per-file", "50", "--start", "2024-12-01T05", "--plain"]
-    )
+    args = _parse([str(tmp_path), "--files", "2", "--lines-per-file", "50", "--start", "2024-12-01T05", "--plain"])
     assert args.start == datetime(2024, 12, 1, 5, tzinfo=UTC)
     assert _parse([str(tmp_path), "--start", "2024-12-01"]).start == datetime(2024, 12, 1, tzinfo=UTC)
     assert run(args) == 0

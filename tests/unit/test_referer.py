@@ -84,9 +84,7 @@ def test_given_google_imgres_path_when_classified_then_host_path_rule_before_hos
     )
     # referer-parser semantics: each level is fully tried before stripping a label, so the
     # exact www.google.co.uk entry (Google) wins over google.co.uk/imgres one level down
-    assert clf.classify("www.google.co.uk", "/imgres", "q=dog", PAGE) == RefererClass(
-        "search", "Google", "dog"
-    )
+    assert clf.classify("www.google.co.uk", "/imgres", "q=dog", PAGE) == RefererClass("search", "Google", "dog")
 
 
 def test_given_yahoo_with_p_param_when_classified_then_term_from_p(clf: RefererClassifier) -> None:
@@ -105,9 +103,7 @@ def test_given_percent_and_plus_encoded_term_when_classified_then_fully_decoded(
 def test_given_search_without_term_parameter_when_classified_then_term_none(
     clf: RefererClassifier,
 ) -> None:
-    assert clf.classify("www.google.com", "/url", "sa=t&source=web", PAGE) == RefererClass(
-        "search", "Google", None
-    )
+    assert clf.classify("www.google.com", "/url", "sa=t&source=web", PAGE) == RefererClass("search", "Google", None)
     assert clf.classify("www.google.com", "/", None, PAGE) == RefererClass("search", "Google", None)
 
 
@@ -151,15 +147,11 @@ def test_given_non_search_medium_with_parameters_when_classified_then_no_term(
     clf: RefererClassifier,
 ) -> None:
     # "LowerMyBills" (paid) lists a parameter in the data, but terms are only for search
-    assert clf.classify("lowermybills.com", "/", "leadid=123", PAGE) == RefererClass(
-        "paid", "LowerMyBills", None
-    )
+    assert clf.classify("lowermybills.com", "/", "leadid=123", PAGE) == RefererClass("paid", "LowerMyBills", None)
 
 
 def test_given_unknown_host_when_classified_then_unknown(clf: RefererClassifier) -> None:
-    assert clf.classify("blog.some-random-site.io", "/post", "q=x", PAGE) == RefererClass(
-        "unknown", None, None
-    )
+    assert clf.classify("blog.some-random-site.io", "/post", "q=x", PAGE) == RefererClass("unknown", None, None)
 
 
 def test_given_known_unknown_medium_entry_when_classified_then_unknown_with_source(
@@ -193,9 +185,7 @@ def test_given_lookalike_of_internal_domain_when_classified_then_not_internal(
 
 def test_given_internal_domain_covering_search_engine_when_classified_then_internal_wins() -> None:
     clf = RefererClassifier.from_file(internal_domains=["google.com"])
-    assert clf.classify("www.google.com", "/search", "q=x", "site.test") == RefererClass(
-        "internal", None, None
-    )
+    assert clf.classify("www.google.com", "/search", "q=x", "site.test") == RefererClass("internal", None, None)
 
 
 # --- host normalisation ----------------------------------------------------------
@@ -205,9 +195,7 @@ def test_given_deep_subdomain_when_classified_then_labels_stripped_until_match(
     clf: RefererClassifier,
 ) -> None:
     # only "google.co.uk" / "www.google.co.uk" are listed
-    assert clf.classify("foo.bar.google.co.uk", "/search", "q=a", PAGE) == RefererClass(
-        "search", "Google", "a"
-    )
+    assert clf.classify("foo.bar.google.co.uk", "/search", "q=a", PAGE) == RefererClass("search", "Google", "a")
 
 
 def test_given_www_prefixed_host_only_listed_without_www_when_classified_then_matched(
@@ -221,9 +209,7 @@ def test_given_mixed_case_host_with_port_and_trailing_dot_when_classified_then_m
     clf: RefererClassifier,
 ) -> None:
     assert clf.classify("WWW.Google.COM", "/search", "q=Up", PAGE) == RefererClass("search", "Google", "Up")
-    assert clf.classify("www.google.com.:443", "/search", "q=a", PAGE) == RefererClass(
-        "search", "Google", "a"
-    )
+    assert clf.classify("www.google.com.:443", "/search", "q=a", PAGE) == RefererClass("search", "Google", "a")
 
 
 @pytest.mark.parametrize("host", [None, "", "   "])
@@ -241,15 +227,9 @@ def test_given_custom_dataset_when_path_rule_needs_segment_boundary_then_prefix_
             "social": {"Portal": {"domains": ["portal.test"]}},
         }
     )
-    assert clf.classify("portal.test", "/search", "s=a", "x.test") == RefererClass(
-        "search", "Site Search", "a"
-    )
-    assert clf.classify("portal.test", "/search/deep", "s=a", "x.test") == RefererClass(
-        "search", "Site Search", "a"
-    )
-    assert clf.classify("portal.test", "/searchable", "s=a", "x.test") == RefererClass(
-        "social", "Portal", None
-    )
+    assert clf.classify("portal.test", "/search", "s=a", "x.test") == RefererClass("search", "Site Search", "a")
+    assert clf.classify("portal.test", "/search/deep", "s=a", "x.test") == RefererClass("search", "Site Search", "a")
+    assert clf.classify("portal.test", "/searchable", "s=a", "x.test") == RefererClass("social", "Portal", None)
     assert clf.classify("portal.test", None, None, "x.test") == RefererClass("social", "Portal", None)
 
 

@@ -56,10 +56,7 @@ def test_avro_schema_is_derived_from_the_field_table_and_round_trips() -> None:
 
 def test_validate_accepts_a_minimal_event() -> None:
     assert (
-        validate(
-            {"event_id": "9f2b1c3e-1a2b-4c3d-8e9f-0123456789ab", "collector_tstamp": 1, "br_cookies": True}
-        )
-        == []
+        validate({"event_id": "9f2b1c3e-1a2b-4c3d-8e9f-0123456789ab", "collector_tstamp": 1, "br_cookies": True}) == []
     )
 
 

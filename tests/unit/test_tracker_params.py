@@ -30,9 +30,7 @@ def canon() -> Canonicalizer:
     return Canonicalizer(make_config().transform)
 
 
-def run_params(
-    canon: Canonicalizer, params: dict[str, str], *, stem: str = "/i", **line_values: str
-) -> CoreRun:
+def run_params(canon: Canonicalizer, params: dict[str, str], *, stem: str = "/i", **line_values: str) -> CoreRun:
     log = LogBuilder(fields=33)
     log.add(uri_stem=stem, query=tracker_query(params), **line_values)
     return run_core(log.to_bytes(), canonicalizer=canon)
@@ -83,9 +81,7 @@ def test_given_both_tracker_paths_when_get_then_tracker_event(canon: Canonicaliz
 
 
 @pytest.mark.parametrize("e", ["zz", "PV", "page_view", "s e"])
-def test_given_unknown_event_type_when_decoded_then_tracker_protocol_bad_row(
-    canon: Canonicalizer, e: str
-) -> None:
+def test_given_unknown_event_type_when_decoded_then_tracker_protocol_bad_row(canon: Canonicalizer, e: str) -> None:
     kind, messages = bad_of(canon, {"e": e})
     assert kind == "tracker_protocol_violation"
     assert any(m.startswith("e:") for m in messages)
@@ -157,18 +153,12 @@ def test_given_sid_uuid_when_decoded_then_domain_sessionid(canon: Canonicalizer)
 
 
 @pytest.mark.parametrize(("param", "field"), [("tr_cu", "tr_currency"), ("ti_cu", "ti_currency")])
-def test_given_currency_when_decoded_then_three_letter_code(
-    canon: Canonicalizer, param: str, field: str
-) -> None:
+def test_given_currency_when_decoded_then_three_letter_code(canon: Canonicalizer, param: str, field: str) -> None:
     assert event_of(canon, {"e": "tr", param: "EUR"})[field] == "EUR"
 
 
-@pytest.mark.parametrize(
-    ("cv", "expected"), [(None, "cloudfront"), ("clj-1.1.0-tom-0.2.0", "clj-1.1.0-tom-0.2.0")]
-)
-def test_given_cv_or_not_when_decoded_then_v_collector(
-    canon: Canonicalizer, cv: str | None, expected: str
-) -> None:
+@pytest.mark.parametrize(("cv", "expected"), [(None, "cloudfront"), ("clj-1.1.0-tom-0.2.0", "clj-1.1.0-tom-0.2.0")])
+def test_given_cv_or_not_when_decoded_then_v_collector(canon: Canonicalizer, cv: str | None, expected: str) -> None:
     params = {"e": "pv"} | ({"cv": cv} if cv else {})
     assert event_of(canon, params)["v_collector"] == expected
 
@@ -321,9 +311,7 @@ def test_given_malformed_size_when_decoded_then_tracker_protocol_bad_row(
     ("param", "field"),
     [("dtm", "dvce_created_tstamp"), ("stm", "dvce_sent_tstamp"), ("ttm", "true_tstamp")],
 )
-def test_given_epoch_ms_param_when_decoded_then_timestamp_ms(
-    canon: Canonicalizer, param: str, field: str
-) -> None:
+def test_given_epoch_ms_param_when_decoded_then_timestamp_ms(canon: Canonicalizer, param: str, field: str) -> None:
     ev = event_of(canon, {"e": "pv", param: "1731699950123"})
     assert ev[field] == 1_731_699_950_123
 
@@ -403,12 +391,8 @@ def test_given_eid_uuid_when_decoded_then_event_id_lowercased(canon: Canonicaliz
     assert event_of(canon, {"e": "pv", "eid": eid})["event_id"] == UUID_A
 
 
-@pytest.mark.parametrize(
-    "eid", ["not-a-uuid", "c6ef3124b53a4b13a2330088f79dcbcb", UUID_A + "0", "{" + UUID_A + "}"]
-)
-def test_given_eid_not_uuid_when_decoded_then_tracker_protocol_bad_row(
-    canon: Canonicalizer, eid: str
-) -> None:
+@pytest.mark.parametrize("eid", ["not-a-uuid", "c6ef3124b53a4b13a2330088f79dcbcb", UUID_A + "0", "{" + UUID_A + "}"])
+def test_given_eid_not_uuid_when_decoded_then_tracker_protocol_bad_row(canon: Canonicalizer, eid: str) -> None:
     kind, messages = bad_of(canon, {"e": "pv", "eid": eid})
     assert kind == "tracker_protocol_violation"
     assert any(m.startswith("eid:") for m in messages)
@@ -499,9 +483,7 @@ def test_given_ue_without_payload_when_decoded_then_tracker_protocol_bad_row(can
 
 # --------------------------------------------------------------------------- ip / ua params
 def test_given_ip_param_when_decoded_then_it_overrides_xff_and_c_ip(canon: Canonicalizer) -> None:
-    ev = event_of(
-        canon, {"e": "pv", "ip": "198.51.100.23"}, forwarded_for="192.0.2.5", client_ip="203.0.113.77"
-    )
+    ev = event_of(canon, {"e": "pv", "ip": "198.51.100.23"}, forwarded_for="192.0.2.5", client_ip="203.0.113.77")
     assert ev["user_ipaddress"] == "198.51.100.0"
 
 
@@ -520,3 +502,20 @@ def test_given_three_protocol_errors_when_decoded_then_one_bad_row_with_three_me
     assert kind == "tracker_protocol_violation"
     assert len(messages) == 3
     assert sorted(m.split(":", 1)[0] for m in messages) == ["e", "res", "vid"]
+
+
+def test_given_eid_uuid_with_trailing_newline_when_decoded_then_tracker_protocol_bad_row(
+    canon: Canonicalizer,
+) -> None:
+    kind, messages = bad_of(canon, {"e": "pv", "eid": UUID_A + "\n"})
+    assert kind == "tracker_protocol_violation"
+    assert any(m.startswith("eid:") for m in messages)
+
+
+@pytest.mark.parametrize(("param", "raw"), [("tr_tt", "1_000"), ("se_va", "1_0"), ("ti_pr", " 49.95")])
+def test_given_non_decimal_number_syntax_when_decoded_then_tracker_protocol_bad_row(
+    canon: Canonicalizer, param: str, raw: str
+) -> None:
+    kind, messages = bad_of(canon, {"e": "tr", param: raw})
+    assert kind == "tracker_protocol_violation"
+    assert any(m.startswith(f"{param}:") for m in messages)
