@@ -106,7 +106,6 @@ class DedupResult:
 
 
 _ORIGIN = "__origin"
-_ROW = "__row"
 
 
 def merge_and_dedupe(new: Iterable[pa.Table], existing: Iterable[pa.Table] = ()) -> DedupResult:
@@ -131,36 +130,51 @@ def merge_and_dedupe(new: Iterable[pa.Table], existing: Iterable[pa.Table] = ())
         empty = schema.empty_table()
         return DedupResult(empty, 0, 0, 0)
     combined = pa.concat_tables(parts)
-    combined = combined.append_column(_ROW, pa.array(range(combined.num_rows), pa.int64()))
-    order = pc.sort_indices(
-        combined,
-        sort_keys=[
-            ("event_id", "ascending"),
-            ("event_fingerprint", "ascending"),
-            (_ORIGIN, "ascending"),
-            ("collector_tstamp", "ascending"),
-            (_ROW, "ascending"),
-        ],
+    total = combined.num_rows
+    # Rank rows on a narrow key table (cheap), pick one winner per (event_id, fingerprint),
+    # then filter and sort the wide table once each.
+    keys = pa.table(
+        {
+            "event_id": combined["event_id"],
+            "fingerprint": combined["event_fingerprint"],
+            "origin": combined[_ORIGIN],
+            "tstamp": combined["collector_tstamp"],
+            "row": pa.array(range(total), pa.int64()),
+        }
     )
-    ranked = combined.take(order).append_column("__rank", pa.array(range(combined.num_rows), pa.int64()))
-    firsts = ranked.group_by(["event_id", "event_fingerprint"], use_threads=False).aggregate([("__rank", "min")])
-    kept = ranked.take(firsts["__rank_min"])
-    kept_existing = pc.sum(pc.equal(kept[_ORIGIN], 1)).as_py() or 0
-    existing_rows = combined.num_rows - new_rows
-    final = kept.take(
+    ranked = keys.take(
         pc.sort_indices(
-            kept,
+            keys,
+            sort_keys=[
+                ("event_id", "ascending"),
+                ("fingerprint", "ascending"),
+                ("origin", "ascending"),
+                ("tstamp", "ascending"),
+                ("row", "ascending"),
+            ],
+        )
+    ).append_column("rank", pa.array(range(total), pa.int64()))
+    firsts = ranked.group_by(["event_id", "fingerprint"], use_threads=False).aggregate([("rank", "min")])
+    if firsts.num_rows < total:
+        winners = ranked["row"].take(firsts["rank_min"])
+        combined = combined.filter(pc.is_in(keys["row"], value_set=winners))
+    kept_existing = pc.sum(pc.equal(combined[_ORIGIN], 1)).as_py() or 0
+    existing_rows = total - new_rows
+    final = combined.take(
+        pc.sort_indices(
+            combined,
             sort_keys=[
                 ("collector_tstamp", "ascending"),
                 ("event_id", "ascending"),
                 ("event_fingerprint", "ascending"),
+                (_ORIGIN, "ascending"),
             ],
         )
     ).select(schema.names)
     new_kept = final.num_rows - kept_existing
     return DedupResult(
         table=final,
-        input_rows=combined.num_rows,
+        input_rows=total,
         duplicates_dropped=new_rows - new_kept,
         replaced_rows=existing_rows - kept_existing,
     )

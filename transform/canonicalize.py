@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final, NamedTuple
+from typing import Any, Final, NamedTuple
 from urllib.parse import unquote
 
 from extract.cloudfront import FieldLayout, LogLine
@@ -25,8 +26,8 @@ from transform.errors import TransformConfigError
 from transform.ip import IpAnonymizer
 from transform.pseudonymize import Pseudonymizer
 from transform.referer import RefererClassifier
-from transform.tracker import EVENT_TYPES, FINGERPRINT_EXCLUDED, IGLU_RE, apply_params
-from transform.urls import UrlParts, query_params, split_url
+from transform.tracker import EVENT_TYPES, FINGERPRINT_EXCLUDED, IGLU_RE, apply_query
+from transform.urls import query_params, split_url
 from transform.useragent import UserAgentEnricher
 
 V_ETL: Final = f"{ARTIFACT}-{__version__}"
@@ -36,7 +37,9 @@ PAGE_VIEW: Final = EVENT_TYPES["pv"]
 _URL_PARTS: Final = ("urlscheme", "urlhost", "urlport", "urlpath", "urlquery", "urlfragment")
 _PAGE_COLUMNS: Final = tuple(f"page_{part}" for part in _URL_PARTS)
 _REFR_COLUMNS: Final = tuple(f"refr_{part}" for part in _URL_PARTS)
-_FINGERPRINT_PREFIXES: Final = tuple(sorted(f"{name}=" for name in FINGERPRINT_EXCLUDED))
+_ENRICHMENT_CACHE_SIZE: Final = 20_000
+# Matches (at position 0, zero width) every pair that is not one of the excluded parameters.
+_FINGERPRINTED: Final = re.compile("(?!(?:" + "|".join(sorted(FINGERPRINT_EXCLUDED)) + ")=)").match
 
 
 class Skip(NamedTuple):
@@ -50,6 +53,14 @@ SKIP_ASSET: Final = Skip("asset")
 SKIP_METHOD: Final = Skip("method")
 
 Result = CanonicalEvent | BadRow | Skip
+
+
+class _Part(NamedTuple):
+    """Columns of one enrichment for one distinct input, validated once when computed."""
+
+    columns: dict[str, Any]
+    errors: tuple[str, ...]
+    host: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,6 +224,8 @@ class Canonicalizer:
     ) -> None:
         self.config = config
         self._bindings: dict[FieldLayout, _Binding] = {}
+        self._last_layout: FieldLayout | None = None
+        self._last_binding = _bind(FieldLayout(()))
         self._tracker_paths = frozenset(config.tracker_paths)
         self._skip_ext = tuple(ext.lower() for ext in config.page_view_skip_extensions)
         self._pv_methods = frozenset(config.page_view_methods)
@@ -229,7 +242,9 @@ class Canonicalizer:
         self._campaign = (
             CampaignRules(c.medium, c.source, c.term, c.content, c.campaign, c.click_ids) if c.enabled else None
         )
-        self._campaign_cache: dict[str, list[tuple[str, str]]] = {}
+        self._page_cache: dict[str, _Part] = {}
+        self._referer_cache: dict[tuple[str, str | None], _Part] = {}
+        self._ua_cache: dict[str, _Part] = {}
         if config.pseudonymize.enabled:
             if pseudonymization_key is None:
                 raise TransformConfigError("pseudonymization is enabled but no key was given")
@@ -244,9 +259,12 @@ class Canonicalizer:
         layout = line.layout
         if layout is None:
             return self._bad(FailureKind.SCHEMA_MISMATCH, ["no #Fields header precedes this line"], line, source)
-        binding = self._bindings.get(layout)
-        if binding is None:
-            binding = self._bindings[layout] = _bind(layout)
+        if layout is self._last_layout:  # layouts change only at a #Fields header
+            binding = self._last_binding
+        else:
+            found = self._bindings.get(layout)
+            binding = found if found is not None else self._bindings.setdefault(layout, _bind(layout))
+            self._last_layout, self._last_binding = layout, binding
         if binding.missing:
             return self._bad(
                 FailureKind.SCHEMA_MISMATCH,
@@ -329,40 +347,22 @@ class Canonicalizer:
         self, f: list[str], b: _Binding, collector: int, line: LogLine, source: SourceRef, etl_tstamp: int
     ) -> Result:
         query = f[b.query] if b.query >= 0 else "-"
-        params: dict[str, str] = {}
         pairs: list[str] = []
         if query and query != "-":
             if "%25" in query:
                 # CloudFront percent-encodes '%' once more when it writes the log: undo exactly once.
                 query = query.replace("%25", "%")
             pairs = query.split("&")
-            for pair in pairs:
-                name, _, value = pair.partition("=")
-                if name and name not in params:
-                    params[name] = value
         errors: list[str] = []
         flags: list[str] = []
-        event = self._base_event(f, b, collector, etl_tstamp)
-        e = params.get("e")
-        if not e:
-            errors.append("e: the event type parameter is missing")
-        else:
-            naming = EVENT_TYPES.get(e)
-            if naming is None:
-                errors.append(f"e: {e[:50]!r} is not a valid event type")
-            else:
-                event["event"] = naming[0]
-                if naming[1] is not None:
-                    (
-                        event["event_vendor"],
-                        event["event_name"],
-                        event["event_format"],
-                        event["event_version"],
-                    ) = naming[1:]
         specials: dict[str, str] = {}
-        apply_params(event, params, errors, flags, specials)
-        if event.get("event") == "unstruct" and "event_name" not in event and not errors:
-            errors.append("ue: a self-describing event needs ue_pr or ue_px")
+        event = {
+            "collector_tstamp": collector,
+            "etl_tstamp": etl_tstamp,
+            "v_collector": self.config.collector_name,
+            "v_etl": V_ETL,
+        }
+        apply_query(event, pairs, errors, flags, specials)
         if errors:
             # One bad row says everything wrong: add what validation finds in the decoded fields.
             errors.extend(validate(event))
@@ -373,14 +373,14 @@ class Canonicalizer:
         referrer = specials.get("refr")
         useragent = specials.get("ua") or header_ua
         tracker_ip = specials.get("ip")
-        self._enrich(event, f, b, page_url, referrer, useragent, tracker_ip)
+        parts = self._enrich(event, f, b, page_url, referrer, useragent, tracker_ip)
         self._derive_timestamps(event, collector)
         if "event_id" not in event:
             event["event_id"] = self._derived_event_id(f, b, line, source)
         event["event_fingerprint"] = self._fingerprint(pairs)
         if flags:
             event["etl_tags"] = ",".join(flags)[:500]
-        return self._finish(event, line, source)
+        return self._finish(event, parts, line, source)
 
     def _request_page_view(
         self, f: list[str], b: _Binding, collector: int, line: LogLine, source: SourceRef, etl_tstamp: int
@@ -410,12 +410,12 @@ class Canonicalizer:
                 page_url += "?" + query.replace("%25", "%")
         referrer = _log_value(f[b.referer]) if b.referer >= 0 else None
         useragent = _log_value(f[b.useragent]) if b.useragent >= 0 else None
-        self._enrich(event, f, b, page_url, referrer, useragent, None)
+        parts = self._enrich(event, f, b, page_url, referrer, useragent, None)
         event["derived_tstamp"] = collector
         event["event_id"] = self._derived_event_id(f, b, line, source)
         identity = "\t".join(f[i] for i in (b.date, b.time, b.c_ip, b.stem, b.query, b.useragent, b.referer) if i >= 0)
         event["event_fingerprint"] = self._hash(identity.encode("utf-8", "surrogatepass"))
-        return self._finish(event, line, source)
+        return self._finish(event, parts, line, source)
 
     def _enrich(
         self,
@@ -426,40 +426,24 @@ class Canonicalizer:
         referrer: str | None,
         useragent: str | None,
         tracker_ip: str | None,
-    ) -> None:
-        page: UrlParts | None = None
+    ) -> list[_Part]:
+        """Fill the per-request columns; return the cached enrichment parts to merge.
+
+        Page URL, referrer and user-agent columns are computed (and validated) once per
+        distinct input: they repeat heavily within a log.  :meth:`_finish` merges them.
+        """
+        parts: list[_Part] = []
+        page_host = None
         if page_url:
-            event["page_url"] = page_url
-            page = split_url(page_url)
-            if page is not None:
-                for column, value in zip(_PAGE_COLUMNS, page, strict=True):
-                    if value is not None:
-                        event[column] = value
-                if self._campaign is not None and page.query:
-                    for column, value in self._campaign_columns(page.query):
-                        event[column] = value
+            page = self._page_columns(page_url)
+            page_host = page.host
+            parts.append(page)
         if referrer:
-            event["page_referrer"] = referrer
-            refr = split_url(referrer)
-            if refr is not None:
-                for column, value in zip(_REFR_COLUMNS, refr, strict=True):
-                    if value is not None:
-                        event[column] = value
-                if self._referers is not None:
-                    found = self._referers.classify(
-                        refr.host, refr.path, refr.query, page.host if page is not None else None
-                    )
-                    if found is not None:
-                        event["refr_medium"] = found.medium
-                        if found.source:
-                            event["refr_source"] = found.source
-                        if found.term:
-                            event["refr_term"] = found.term
+            parts.append(self._referer_columns(referrer, page_host))
         if useragent:
             event["useragent"] = useragent
             if self._ua is not None:
-                for column, value in self._ua.columns(useragent):
-                    event[column] = value
+                parts.append(self._ua_columns(useragent))
         forwarded = f[b.forwarded_for] if b.forwarded_for >= 0 else None
         if forwarded and "%" in forwarded:
             forwarded = unquote(forwarded)
@@ -468,15 +452,56 @@ class Canonicalizer:
             event["user_ipaddress"] = address
         if self._pseudo is not None:
             self._pseudo.apply(event)
+        return parts
 
-    def _campaign_columns(self, query: str) -> list[tuple[str, str]]:
-        cached = self._campaign_cache.get(query)
+    def _page_columns(self, page_url: str) -> _Part:
+        """page_url, its parts and the campaign columns of its query (with the page host)."""
+        cached = self._page_cache.get(page_url)
         if cached is None:
-            assert self._campaign is not None
-            cached = self._campaign.columns(query_params(query))
-            if len(self._campaign_cache) > 50_000:
-                self._campaign_cache.clear()
-            self._campaign_cache[query] = cached
+            columns: dict[str, Any] = {"page_url": page_url}
+            page = split_url(page_url)
+            if page is not None:
+                columns.update((c, v) for c, v in zip(_PAGE_COLUMNS, page, strict=True) if v is not None)
+                if self._campaign is not None and page.query:
+                    columns.update(self._campaign.columns(query_params(page.query)))
+            cached = _Part(columns, tuple(validate(columns)), page.host if page is not None else None)
+            if len(self._page_cache) >= _ENRICHMENT_CACHE_SIZE:
+                self._page_cache.clear()
+            self._page_cache[page_url] = cached
+        return cached
+
+    def _referer_columns(self, referrer: str, page_host: str | None) -> _Part:
+        """page_referrer, its parts and its classification (which depends on the page host)."""
+        key = (referrer, page_host)
+        cached = self._referer_cache.get(key)
+        if cached is None:
+            columns: dict[str, Any] = {"page_referrer": referrer}
+            refr = split_url(referrer)
+            if refr is not None:
+                columns.update((c, v) for c, v in zip(_REFR_COLUMNS, refr, strict=True) if v is not None)
+                if self._referers is not None:
+                    found = self._referers.classify(refr.host, refr.path, refr.query, page_host)
+                    if found is not None:
+                        columns["refr_medium"] = found.medium
+                        if found.source:
+                            columns["refr_source"] = found.source
+                        if found.term:
+                            columns["refr_term"] = found.term
+            cached = _Part(columns, tuple(validate(columns)))
+            if len(self._referer_cache) >= _ENRICHMENT_CACHE_SIZE:
+                self._referer_cache.clear()
+            self._referer_cache[key] = cached
+        return cached
+
+    def _ua_columns(self, useragent: str) -> _Part:
+        cached = self._ua_cache.get(useragent)
+        if cached is None:
+            assert self._ua is not None
+            columns = self._ua.columns(useragent)
+            cached = _Part(columns, tuple(validate(columns)))
+            if len(self._ua_cache) >= _ENRICHMENT_CACHE_SIZE:
+                self._ua_cache.clear()
+            self._ua_cache[useragent] = cached
         return cached
 
     @staticmethod
@@ -509,13 +534,18 @@ class Canonicalizer:
 
     def _fingerprint(self, pairs: list[str]) -> str:
         """Hash of the sorted ``name=value`` pairs as sent, without the ones a retry changes."""
-        kept = sorted(pair for pair in pairs if not pair.startswith(_FINGERPRINT_PREFIXES))
+        kept = sorted(filter(_FINGERPRINTED, pairs))
         return self._hash("&".join(kept).encode("utf-8", "surrogatepass"))
 
-    def _finish(self, event: CanonicalEvent, line: LogLine, source: SourceRef) -> Result:
+    def _finish(self, event: CanonicalEvent, parts: list[_Part], line: LogLine, source: SourceRef) -> Result:
+        """Validate the event, merge the (already validated) enrichment parts, or fail with all errors."""
         problems = validate(event)
+        for part in parts:
+            problems.extend(part.errors)
         if problems:
             return self._bad(FailureKind.SCHEMA_VIOLATION, problems, line, source)
+        for part in parts:
+            event.update(part.columns)
         return event
 
 

@@ -31,6 +31,15 @@ EVENT_TYPES: Final[dict[str, tuple[str, str | None, str | None, str | None, str 
     "ti": ("transaction_item", SNOWPLOW_VENDOR, "transaction_item", "jsonschema", "1-0-0"),
     "ad": ("ad_impression", SNOWPLOW_VENDOR, "ad_impression", "jsonschema", "1-0-0"),
 }
+# The same naming as column dicts, merged into an event with one dict.update.
+EVENT_NAMING: Final[dict[str, dict[str, str]]] = {
+    e: {
+        k: v
+        for k, v in zip(("event", "event_vendor", "event_name", "event_format", "event_version"), names, strict=True)
+        if v is not None
+    }
+    for e, names in EVENT_TYPES.items()
+}
 PLATFORMS: Final = frozenset({"web", "mob", "pc", "srv", "app", "tv", "cnsl", "iot", "headset"})
 UUID_RE: Final = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\Z")
 IGLU_RE: Final = re.compile(
@@ -137,7 +146,7 @@ def parse_tstamp(text: str) -> int | None:
     return value if value <= MAX_EPOCH_MS else None
 
 
-_KIND_PARSERS: Final[dict[int, Callable[[str], Any]]] = {
+_KIND_PARSERS: Final[dict[int, Callable[[str], Any]]] = {  # by kind code
     _K_INT: parse_int,
     _K_DOUBLE: parse_double,
     _K_BOOL: parse_bool,
@@ -188,8 +197,8 @@ def apply_unstruct(event: CanonicalEvent, text: str, param: str, errors: list[st
         errors.append(f"{param}: the inner event has no valid iglu schema URI")
         return
     event["unstruct_event"] = text
-    if event.get("event") == "unstruct" or "event" not in event:
-        event["event_vendor"], event["event_name"], event["event_format"], event["event_version"] = match.groups()
+    # Named by the inner schema; an event type other than ue renames it afterwards.
+    event["event_vendor"], event["event_name"], event["event_format"], event["event_version"] = match.groups()
 
 
 def apply_contexts(event: CanonicalEvent, text: str, param: str, errors: list[str]) -> None:
@@ -204,23 +213,25 @@ def apply_contexts(event: CanonicalEvent, text: str, param: str, errors: list[st
     event["contexts"] = text
 
 
-def apply_params(
+def apply_query(
     event: CanonicalEvent,
-    params: dict[str, str],
+    pairs: list[str],
     errors: list[str],
     flags: list[str],
     specials: dict[str, str],
 ) -> None:
-    """Decode raw (still percent-encoded) tracker parameters into ``event``.
+    """Decode the ``name=value`` pairs of a tracker query string into ``event``.
 
-    Protocol violations are appended to ``errors`` (all of them, not the first);
-    values that are kept raw because they cannot be percent-decoded are noted in ``flags``.
-    Parameters with special rules (e, eid, url, refr, ua, ip, sizes, JSON) are handled here
-    too except url/refr/ua/ip: their decoded values go to ``specials`` for the caller to
-    combine with the log's own fields.
+    Values are still percent-encoded by the tracker (CloudFront's extra encoding already
+    undone).  When a parameter repeats, the last value wins, as in Snowplow's Enrich.
+    Protocol violations are appended to ``errors`` (all of them, not the first); values kept
+    raw because they cannot be percent-decoded are noted in ``flags``.  The decoded url,
+    refr, ua and ip go to ``specials``: the caller combines them with the log's own fields.
     """
     specs = _PARAM_SPECS
-    for name, raw in params.items():
+    event_type = None
+    for pair in pairs:
+        name, _, raw = pair.partition("=")
         spec = specs.get(name)
         if spec is None or not raw:
             continue  # unsupported parameters are dropped, as Snowplow does
@@ -235,58 +246,70 @@ def apply_params(
         kind, field = spec
         if kind == _K_STRING:
             event[field] = value
-            continue
-        if kind in (_K_INT, _K_TSTAMP):
-            # Fast path for plain digits; parse_* handle signs and ranges.
-            if value.isdigit() and value.isascii() and len(value) <= 9:
-                event[field] = int(value)
-                continue
-        parser = _KIND_PARSERS.get(kind)
-        if parser is not None:
-            parsed = parser(value)
+        elif kind == _K_SPECIAL:
+            if name == "e":
+                event_type = value
+            else:
+                _apply_special(event, name, value, errors, specials)
+        elif (kind == _K_INT or kind == _K_TSTAMP) and value.isdigit() and len(value) <= 9 and value.isascii():  # noqa: PLR1714
+            event[field] = int(value)  # the common case; parse_* handle signs and ranges
+        else:
+            parsed = _KIND_PARSERS[kind](value)
             if parsed is None:
                 errors.append(f"{name}: {value[:100]!r} is not a valid {_KIND_NAMES[kind]} for {field}")
             else:
                 event[field] = parsed
-            continue
-        if name == "e":
-            continue  # handled by the caller first (it names the event)
-        if name == "eid":
-            if UUID_RE.match(value):
-                event["event_id"] = value.lower()
-            else:
-                errors.append(f"eid: {value[:100]!r} is not a valid UUID")
-        elif name == "p":
-            if value in PLATFORMS:
-                event["platform"] = value
-            else:
-                errors.append(f"p: {value[:100]!r} is not a valid platform ({', '.join(sorted(PLATFORMS))})")
-        elif name in SIZE_PARAMS:
-            width_field, height_field = SIZE_PARAMS[name]
-            width, sep, height = value.partition("x")
-            if width.isdigit() and height.isdigit() and len(width) < 7 and len(height) < 7 and value.isascii():
-                event[width_field], event[height_field] = int(width), int(height)
-                continue
-            w, h = parse_int(width), parse_int(height)
-            if not sep or w is None or h is None or w < 0 or h < 0:
-                errors.append(f"{name}: {value[:100]!r} is not a valid WIDTHxHEIGHT size")
-            else:
-                event[width_field], event[height_field] = w, h
-        elif name == "ue_pr":
-            apply_unstruct(event, value, name, errors)
-        elif name == "ue_px":
-            try:
-                apply_unstruct(event, b64_json(value), name, errors)
-            except ValueError as exc:
-                errors.append(f"ue_px: {exc}")
-        elif name == "co":
-            apply_contexts(event, value, name, errors)
-        elif name == "cx":
-            try:
-                apply_contexts(event, b64_json(value), name, errors)
-            except ValueError as exc:
-                errors.append(f"cx: {exc}")
-        elif name == "cv":
-            event["v_collector"] = value
-        elif name in _COMBINED:
-            specials[name] = value
+    if event_type is None:
+        errors.append("e: the event type parameter is missing")
+        return
+    naming = EVENT_NAMING.get(event_type)
+    if naming is None:
+        errors.append(f"e: {event_type[:50]!r} is not a valid event type")
+    elif event_type == "ue":
+        event["event"] = "unstruct"  # vendor, name, format and version come from the inner schema
+    else:
+        event.update(naming)
+    if event_type == "ue" and "event_name" not in event and not errors:
+        errors.append("ue: a self-describing event needs ue_pr or ue_px")
+
+
+def _apply_special(event: CanonicalEvent, name: str, value: str, errors: list[str], specials: dict[str, str]) -> None:
+    if name == "eid":
+        if UUID_RE.match(value):
+            event["event_id"] = value.lower()
+        else:
+            errors.append(f"eid: {value[:100]!r} is not a valid UUID")
+    elif name == "p":
+        if value in PLATFORMS:
+            event["platform"] = value
+        else:
+            errors.append(f"p: {value[:100]!r} is not a valid platform ({', '.join(sorted(PLATFORMS))})")
+    elif name in SIZE_PARAMS:
+        width_field, height_field = SIZE_PARAMS[name]
+        width, sep, height = value.partition("x")
+        if width.isdigit() and height.isdigit() and len(width) < 7 and len(height) < 7 and value.isascii():
+            event[width_field], event[height_field] = int(width), int(height)
+            return
+        w, h = parse_int(width), parse_int(height)
+        if not sep or w is None or h is None or w < 0 or h < 0:
+            errors.append(f"{name}: {value[:100]!r} is not a valid WIDTHxHEIGHT size")
+        else:
+            event[width_field], event[height_field] = w, h
+    elif name == "ue_pr":
+        apply_unstruct(event, value, name, errors)
+    elif name == "ue_px":
+        try:
+            apply_unstruct(event, b64_json(value), name, errors)
+        except ValueError as exc:
+            errors.append(f"ue_px: {exc}")
+    elif name == "co":
+        apply_contexts(event, value, name, errors)
+    elif name == "cx":
+        try:
+            apply_contexts(event, b64_json(value), name, errors)
+        except ValueError as exc:
+            errors.append(f"cx: {exc}")
+    elif name == "cv":
+        event["v_collector"] = value
+    elif name in _COMBINED:
+        specials[name] = value

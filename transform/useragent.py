@@ -21,7 +21,7 @@ _MANUFACTURER: Final = {
     "Chrome OS": "Google Inc.",
 }
 
-Columns = tuple[tuple[str, Any], ...]
+Columns = dict[str, Any]
 
 
 def _version(*parts: str | None) -> str | None:
@@ -37,22 +37,20 @@ class UserAgentEnricher:
     """Resolve a user agent into canonical columns; results are cached on the raw string."""
 
     def __init__(self, cache_size: int = 20_000) -> None:
-        from ua_parser import BasicResolver, load_builtins  # noqa: F401  (import cost paid once)
+        from ua_parser import BasicResolver, Domain, load_builtins, load_lazy_builtins
 
-        try:  # the Rust-backed resolver (ua-parser-rs) is the fast one; fall back if absent
+        try:  # the Rust-backed resolver (ua-parser-rs) is the fast one; it needs no compiled Python regexes
             from ua_parser.regex import Resolver as RegexResolver
 
-            self._resolve: Any = RegexResolver(load_builtins())
+            self._resolve: Any = RegexResolver(load_lazy_builtins())
         except ImportError:  # pragma: no cover - depends on the installed extra
             self._resolve = BasicResolver(load_builtins())
-        from ua_parser import Domain
-
         self._domain = Domain.ALL
         self._cache: dict[str, Columns] = {}
         self._cache_size = cache_size
 
     def columns(self, useragent: str) -> Columns:
-        """The canonical columns for a user agent string, as (name, value) pairs."""
+        """The canonical columns for a user agent string (a shared dict: do not modify it)."""
         cached = self._cache.get(useragent)
         if cached is not None:
             return cached
@@ -96,4 +94,4 @@ class UserAgentEnricher:
             out.append(("br_type", "Browser (mobile)" if dvce_type in ("Mobile", "Tablet") else "Browser"))
         out.append(("dvce_type", dvce_type))
         out.append(("dvce_ismobile", dvce_type in ("Mobile", "Tablet")))
-        return tuple(out)
+        return dict(out)
