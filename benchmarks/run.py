@@ -46,17 +46,66 @@ PARAMS = {
 }  # fmt: skip
 
 
+def _b64url_json(column: str) -> str:
+    """DuckDB: base64url (padding optional) to text, NULL when absent or not valid JSON."""
+    padded = f"translate({column}, '-_', '+/') || repeat('=', (4 - length({column}) % 4) % 4)"
+    return f"CASE WHEN {column} IS NULL THEN NULL ELSE try(decode(from_base64({padded}))) END"
+
+
 def duckdb_sql(files_glob: str, out_dir: str, threads: int) -> str:
-    """DuckDB doing the same job as well as we could write it.
+    """DuckDB doing the same extraction as well as we could write it.
 
     The query string is split once into a map (twice as fast as one regexp per parameter);
-    values are percent-decoded, the page URL is split and utm_* extracted, and the result is
-    written as zstd Parquet partitioned by date and hour.
+    values are percent-decoded and typed like ours (timestamps, integers, decimals, sizes,
+    booleans), ue_px/cx are base64url-decoded to JSON and the event is named from the
+    self-describing schema; the page URL is split and utm_* extracted; the result is written
+    as zstd Parquet partitioned by date and hour.  It does no user-agent, referer or IP
+    enrichment, no validation and no deduplication, which our backfill does.
     """
     columns = ",\n    ".join(
         f"url_decode(replace(m['{name}'], '+', ' ')) AS {column}" for name, column in PARAMS.items()
     )
     names = ", ".join(f"'{name.replace('(', '_').replace(')', '').replace('-', '_')}'" for name in LEGACY_FIELDS)
+    ints = ("domain_sessionidx", "pp_xoffset_min", "pp_xoffset_max", "pp_yoffset_min", "pp_yoffset_max", "ti_quantity")
+    doubles = ("se_value", "tr_total", "ti_price")
+    typed = ",\n    ".join(
+        [f"TRY_CAST({c} AS INTEGER) AS {c}" for c in ints]
+        + [f"TRY_CAST({c} AS DOUBLE) AS {c}" for c in doubles]
+        + [
+            f"make_timestamp(TRY_CAST({c} AS BIGINT) * 1000) AS {c}"
+            for c in ("dvce_created_tstamp", "dvce_sent_tstamp")
+        ]
+        + [
+            f"TRY_CAST(split_part({size}, 'x', 1) AS INTEGER) AS {w}, "
+            f"TRY_CAST(split_part({size}, 'x', 2) AS INTEGER) AS {h}"
+            for size, w, h in (
+                ("res", "dvce_screenwidth", "dvce_screenheight"),
+                ("vp", "br_viewwidth", "br_viewheight"),
+                ("ds", "doc_width", "doc_height"),
+            )
+        ]
+        + [
+            "br_cookies = '1' AS br_cookies",
+            f"coalesce({_b64url_json('ue_px')}, ue_pr) AS unstruct_event",
+            f"coalesce({_b64url_json('cx')}, co) AS contexts",
+        ]
+    )
+    replaced = ", ".join(
+        (
+            *ints,
+            *doubles,
+            "dvce_created_tstamp",
+            "dvce_sent_tstamp",
+            "res",
+            "vp",
+            "ds",
+            "br_cookies",
+            "ue_px",
+            "ue_pr",
+            "cx",
+            "co",
+        )
+    )
     return f"""
 SET threads = {threads};
 SET preserve_insertion_order = false;
@@ -75,8 +124,16 @@ COPY (
     SELECT collector_tstamp, url_decode(cs_User_Agent) AS useragent, c_ip, x_edge_request_id,
     {columns}
     FROM hits
+  ),
+  typed AS (
+    SELECT * EXCLUDE ({replaced}),
+    {typed}
+    FROM decoded
   )
   SELECT *,
+    CASE WHEN json_valid(contexts) THEN contexts END AS contexts_checked,
+    regexp_extract(json_extract_string(unstruct_event, '$.data.schema'), '^iglu:([^/]+)/', 1) AS event_vendor,
+    regexp_extract(json_extract_string(unstruct_event, '$.data.schema'), '^iglu:[^/]+/([^/]+)/', 1) AS event_name,
     regexp_extract(page_url, '^([a-z]+)://', 1) AS page_urlscheme,
     regexp_extract(page_url, '^[a-z]+://([^/:?#]+)', 1) AS page_urlhost,
     regexp_extract(page_url, '^[a-z]+://[^/?#]*([^?#]*)', 1) AS page_urlpath,
@@ -86,7 +143,7 @@ COPY (
     url_decode(regexp_extract(page_url, '[?&]utm_medium=([^&#]*)', 1)) AS mkt_medium,
     url_decode(regexp_extract(page_url, '[?&]utm_campaign=([^&#]*)', 1)) AS mkt_campaign,
     strftime(collector_tstamp, '%Y-%m-%d') AS event_date, hour(collector_tstamp) AS event_hour
-  FROM decoded
+  FROM typed
 ) TO '{out_dir}' (FORMAT parquet, PARTITION_BY (event_date, event_hour), COMPRESSION zstd, OVERWRITE_OR_IGNORE);
 """
 

@@ -234,6 +234,7 @@ def _split_lines(
     overlong_size = 0  # >0 while discarding the rest of an oversized line
     overlong_head = b""
     max_line = limits.max_line_bytes
+    quarter_line = max_line // 4  # a str of at most this many characters fits max_line in UTF-8
     cap = limits.max_decompressed_bytes
     skipped = stats.skipped
     over_cap = False
@@ -277,6 +278,16 @@ def _split_lines(
                 lines = block.split(b"\n")
             for raw in lines:
                 line_no += 1
+                if (
+                    type(raw) is str
+                    and line_no > start_line
+                    and raw
+                    and raw[0] != "#"
+                    and raw[-1] != "\r"
+                    and len(raw) <= quarter_line
+                ):
+                    yield LogLine(line_no, raw, layout)  # the common case, without _classify
+                    continue
                 if line_no <= start_line:
                     if type(raw) is str and raw.startswith("#Fields:"):
                         layout = FieldLayout.parse(raw)

@@ -122,7 +122,8 @@ def merge_and_dedupe(new: Iterable[pa.Table], existing: Iterable[pa.Table] = ())
     new_rows = 0
     for origin, tables in ((0, new), (1, existing)):
         for table in tables:
-            table = table.select(schema.names).cast(schema)
+            if table.schema != schema:
+                table = table.select(schema.names).cast(schema)
             if origin == 0:
                 new_rows += table.num_rows
             parts.append(table.append_column(_ORIGIN, pa.array([origin] * table.num_rows, pa.int8())))

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,7 +25,7 @@ from transform.errors import TransformConfigError
 from transform.ip import IpAnonymizer
 from transform.pseudonymize import Pseudonymizer
 from transform.referer import RefererClassifier
-from transform.tracker import EVENT_TYPES, FINGERPRINT_EXCLUDED, IGLU_RE, apply_query
+from transform.tracker import EVENT_TYPES, IGLU_RE, apply_query
 from transform.urls import query_params, split_url
 from transform.useragent import UserAgentEnricher
 
@@ -38,8 +37,6 @@ _URL_PARTS: Final = ("urlscheme", "urlhost", "urlport", "urlpath", "urlquery", "
 _PAGE_COLUMNS: Final = tuple(f"page_{part}" for part in _URL_PARTS)
 _REFR_COLUMNS: Final = tuple(f"refr_{part}" for part in _URL_PARTS)
 _ENRICHMENT_CACHE_SIZE: Final = 20_000
-# Matches (at position 0, zero width) every pair that is not one of the excluded parameters.
-_FINGERPRINTED: Final = re.compile("(?!(?:" + "|".join(sorted(FINGERPRINT_EXCLUDED)) + ")=)").match
 
 
 class Skip(NamedTuple):
@@ -280,7 +277,13 @@ class Canonicalizer:
                 line,
                 source,
             )
-        collector, field_errors = self._collector_tstamp(f, binding)
+        day = _date_cache.get(f[binding.date]) if binding.date >= 0 else None
+        clock = _time_cache.get(f[binding.time]) if day is not None else None
+        if clock is not None and binding.timestamp_ms < 0:
+            collector: int | None = day + clock  # type: ignore[operator]
+            field_errors: list[str] = []
+        else:  # first sight of this date or time, another time field, or an invalid value
+            collector, field_errors = self._collector_tstamp(f, binding)
         if binding.status >= 0:
             status = f[binding.status]
             if not (len(status) == 3 and status.isdigit()) and status != "-":
@@ -356,13 +359,14 @@ class Canonicalizer:
         errors: list[str] = []
         flags: list[str] = []
         specials: dict[str, str] = {}
+        fingerprinted: list[str] = []
         event = {
             "collector_tstamp": collector,
             "etl_tstamp": etl_tstamp,
             "v_collector": self.config.collector_name,
             "v_etl": V_ETL,
         }
-        apply_query(event, pairs, errors, flags, specials)
+        apply_query(event, pairs, errors, flags, specials, fingerprinted)
         if errors:
             # One bad row says everything wrong: add what validation finds in the decoded fields.
             errors.extend(validate(event))
@@ -377,7 +381,7 @@ class Canonicalizer:
         self._derive_timestamps(event, collector)
         if "event_id" not in event:
             event["event_id"] = self._derived_event_id(f, b, line, source)
-        event["event_fingerprint"] = self._fingerprint(pairs)
+        event["event_fingerprint"] = self._fingerprint(fingerprinted)
         if flags:
             event["etl_tags"] = ",".join(flags)[:500]
         return self._finish(event, parts, line, source)
@@ -533,9 +537,9 @@ class Canonicalizer:
         return str(uuid.uuid5(EVENT_ID_NAMESPACE, name))
 
     def _fingerprint(self, pairs: list[str]) -> str:
-        """Hash of the sorted ``name=value`` pairs as sent, without the ones a retry changes."""
-        kept = sorted(filter(_FINGERPRINTED, pairs))
-        return self._hash("&".join(kept).encode("utf-8", "surrogatepass"))
+        """Hash of the sorted ``name=value`` pairs as sent (without the ones a retry changes)."""
+        pairs.sort()
+        return self._hash("&".join(pairs).encode("utf-8", "surrogatepass"))
 
     def _finish(self, event: CanonicalEvent, parts: list[_Part], line: LogLine, source: SourceRef) -> Result:
         """Validate the event, merge the (already validated) enrichment parts, or fail with all errors."""

@@ -219,6 +219,7 @@ def apply_query(
     errors: list[str],
     flags: list[str],
     specials: dict[str, str],
+    fingerprinted: list[str],
 ) -> None:
     """Decode the ``name=value`` pairs of a tracker query string into ``event``.
 
@@ -227,11 +228,15 @@ def apply_query(
     Protocol violations are appended to ``errors`` (all of them, not the first); values kept
     raw because they cannot be percent-decoded are noted in ``flags``.  The decoded url,
     refr, ua and ip go to ``specials``: the caller combines them with the log's own fields.
+    The pairs that make the event fingerprint (all but eid, stm, nuid, cv) go to ``fingerprinted``.
     """
     specs = _PARAM_SPECS
     event_type = None
+    excluded = FINGERPRINT_EXCLUDED
     for pair in pairs:
         name, _, raw = pair.partition("=")
+        if name not in excluded:
+            fingerprinted.append(pair)
         spec = specs.get(name)
         if spec is None or not raw:
             continue  # unsupported parameters are dropped, as Snowplow does
