@@ -1,0 +1,19 @@
+"""Extract and Transform must import without pyarrow or boto3 (Lambda cold starts, pure core)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+
+@pytest.mark.parametrize("module", ["extract.cloudfront", "transform.canonicalize", "pipeline.process"])
+def test_module_imports_without_pyarrow_or_boto3(module: str) -> None:
+    code = (
+        f"import sys, {module}\n"
+        "loaded = sorted(m for m in ('pyarrow', 'boto3', 'botocore') if m in sys.modules)\n"
+        "print(','.join(loaded))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "", f"{module} imported {result.stdout.strip()}"
