@@ -25,7 +25,7 @@ from transform.errors import TransformConfigError
 from transform.ip import IpAnonymizer
 from transform.pseudonymize import Pseudonymizer
 from transform.referer import RefererClassifier
-from transform.tracker import EVENT_TYPES, IGLU_RE, apply_query
+from transform.tracker import EVENT_TYPES, apply_query
 from transform.urls import query_params, split_url
 from transform.useragent import UserAgentEnricher
 
@@ -338,7 +338,7 @@ class Canonicalizer:
     def _bad(self, kind: FailureKind, messages: list[str], line: LogLine, source: SourceRef) -> BadRow:
         return BadRow(kind, tuple(messages), source.at(line.line_no), raw=line.text)
 
-    def _base_event(self, f: list[str], b: _Binding, collector: int, etl_tstamp: int) -> CanonicalEvent:
+    def _base_event(self, collector: int, etl_tstamp: int) -> CanonicalEvent:
         return {
             "collector_tstamp": collector,
             "etl_tstamp": etl_tstamp,
@@ -360,12 +360,7 @@ class Canonicalizer:
         flags: list[str] = []
         specials: dict[str, str] = {}
         fingerprinted: list[str] = []
-        event = {
-            "collector_tstamp": collector,
-            "etl_tstamp": etl_tstamp,
-            "v_collector": self.config.collector_name,
-            "v_etl": V_ETL,
-        }
+        event = self._base_event(collector, etl_tstamp)
         apply_query(event, pairs, errors, flags, specials, fingerprinted)
         if errors:
             # One bad row says everything wrong: add what validation finds in the decoded fields.
@@ -389,7 +384,7 @@ class Canonicalizer:
     def _request_page_view(
         self, f: list[str], b: _Binding, collector: int, line: LogLine, source: SourceRef, etl_tstamp: int
     ) -> Result:
-        event = self._base_event(f, b, collector, etl_tstamp)
+        event = self._base_event(collector, etl_tstamp)
         (
             event["event"],
             event["event_vendor"],
@@ -561,4 +556,4 @@ def _hasher(algorithm: str) -> Callable[[bytes], str]:
     return lambda data: hashlib.sha256(data).hexdigest()
 
 
-__all__ = ["IGLU_RE", "Canonicalizer", "Result", "Skip", "resolve_pseudonymization_key"]
+__all__ = ["Canonicalizer", "Result", "Skip", "resolve_pseudonymization_key"]

@@ -300,21 +300,22 @@ def _apply_special(event: CanonicalEvent, name: str, value: str, errors: list[st
             errors.append(f"{name}: {value[:100]!r} is not a valid WIDTHxHEIGHT size")
         else:
             event[width_field], event[height_field] = w, h
-    elif name == "ue_pr":
-        apply_unstruct(event, value, name, errors)
-    elif name == "ue_px":
+    elif name in _SELF_DESCRIBING:
+        apply, base64url = _SELF_DESCRIBING[name]
         try:
-            apply_unstruct(event, b64_json(value), name, errors)
-        except ValueError as exc:
-            errors.append(f"ue_px: {exc}")
-    elif name == "co":
-        apply_contexts(event, value, name, errors)
-    elif name == "cx":
-        try:
-            apply_contexts(event, b64_json(value), name, errors)
-        except ValueError as exc:
-            errors.append(f"cx: {exc}")
+            apply(event, b64_json(value) if base64url else value, name, errors)
+        except ValueError as exc:  # not base64url-encoded UTF-8
+            errors.append(f"{name}: {exc}")
     elif name == "cv":
         event["v_collector"] = value
     elif name in _COMBINED:
         specials[name] = value
+
+
+# Self-describing JSON parameters: name -> (how to apply it, whether it is base64url-encoded).
+_SELF_DESCRIBING: Final[dict[str, tuple[Callable[[CanonicalEvent, str, str, list[str]], None], bool]]] = {
+    "ue_pr": (apply_unstruct, False),
+    "ue_px": (apply_unstruct, True),
+    "co": (apply_contexts, False),
+    "cx": (apply_contexts, True),
+}
