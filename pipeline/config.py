@@ -95,10 +95,68 @@ class LoadConfig:
 
 
 @dataclass(frozen=True)
+class AwsConfig:
+    region: str
+    endpoint_url: str
+    retry_mode: Literal["standard", "adaptive", "legacy"]
+    max_attempts: int
+    connect_timeout_ms: int
+    read_timeout_ms: int
+
+
+@dataclass(frozen=True)
+class ResourcesConfig:
+    log_bucket: str
+    output_bucket: str
+    raw_stream: str
+    events_stream: str
+    ledger_table: str
+    redshift_firehose: str
+    events_prefix: str
+    bad_prefix: str
+    firehose_prefix: str
+
+    @property
+    def output_prefixes(self) -> tuple[str, ...]:
+        """Prefixes the pipeline writes to; never read back as logs."""
+        return (self.events_prefix, self.bad_prefix, self.firehose_prefix)
+
+
+@dataclass(frozen=True)
+class StreamConfig:
+    record_max_bytes: int
+    record_target_bytes: int
+    put_max_attempts: int
+    put_base_delay_ms: int
+    put_max_delay_ms: int
+    timeout_margin_ms: int
+
+
+@dataclass(frozen=True)
+class RedshiftConfig:
+    schema: str
+    table: str
+    staging_table: str
+    ledger_table: str
+    workgroup: str
+    cluster_identifier: str
+    database: str
+    db_user: str
+    secret_arn: str
+    copy_role_arn: str
+    poll_interval_ms: int
+    max_polls: int
+
+
+@dataclass(frozen=True)
 class PipelineConfig:
     extract: ExtractConfig
     transform: TransformConfig
     load: LoadConfig
+    aws: AwsConfig
+    resources: ResourcesConfig
+    stream: StreamConfig
+    redshift: RedshiftConfig
 
 
 _CHOICES: Final[dict[str, tuple[str, ...]]] = {
