@@ -40,6 +40,8 @@ class FailureKind(StrEnum):
     """A tracker request whose parameters break the tracker protocol (event type, eid, numbers, JSON)."""
     SCHEMA_VIOLATION = "schema_violation"
     """The canonical event failed validation (types, byte widths)."""
+    RECORD_INVALID = "record_invalid"
+    """A stream record that cannot be decoded (not written by this pipeline, or corrupted)."""
 
     @property
     def schema(self) -> str:

@@ -126,6 +126,7 @@ class ResourcesConfig:
 class StreamConfig:
     record_max_bytes: int
     record_target_bytes: int
+    put_batch_records: int
     put_max_attempts: int
     put_base_delay_ms: int
     put_max_delay_ms: int

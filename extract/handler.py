@@ -1,0 +1,105 @@
+"""Extract Lambda: S3 object-created notifications (direct, SQS or EventBridge) -> stream 1.
+
+A thin adapter: it parses the event, calls :func:`extract.stage.handle_notices` with
+dependencies built once per container, and reports metrics.  Nothing is created at import.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from typing import Any
+from urllib.parse import quote_plus
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+
+from extract.notifications import ObjectNotice, parse_notifications
+from extract.stage import ExtractDeps, check_limits, handle_notices
+from pipeline.aws import make_client
+from pipeline.badsink import S3BadRowSink
+from pipeline.config import load_config
+from pipeline.kinesis import KinesisWriter
+from pipeline.ledger import Ledger
+from pipeline.process import read_limits
+
+logger = Logger(service="clickstream-etl-extract")
+metrics = Metrics(namespace="ClickstreamEtl", service="extract")
+tracer = Tracer(service="clickstream-etl-extract")
+
+
+def continuation_event(notice: ObjectNotice) -> dict[str, Any]:
+    """An S3-shaped event for one object, sent to a fresh invocation to resume it."""
+    return {
+        "Records": [
+            {
+                "eventSource": "aws:s3",
+                "eventName": "ObjectCreated:Continuation",
+                "s3": {
+                    "bucket": {"name": notice.bucket},
+                    "object": {"key": quote_plus(notice.key, safe="/"), "eTag": notice.etag, "size": notice.size},
+                },
+            }
+        ]
+    }
+
+
+@cache
+def default_deps() -> ExtractDeps:
+    config = load_config()
+    check_limits(config)
+    kinesis = make_client("kinesis", config.aws)
+    lambda_client = make_client("lambda", config.aws)
+    function = _function_name()
+
+    def continue_later(notice: ObjectNotice) -> None:
+        lambda_client.invoke(
+            FunctionName=function, InvocationType="Event", Payload=json.dumps(continuation_event(notice))
+        )
+
+    s3 = make_client("s3", config.aws)
+    return ExtractDeps(
+        config=config,
+        limits=read_limits(config.extract),
+        s3=s3,
+        writer=KinesisWriter(kinesis, config.resources.raw_stream, config.stream),
+        bad_sink=S3BadRowSink(s3, config.resources.output_bucket, config.resources.bad_prefix),
+        ledger=Ledger(make_client("dynamodb", config.aws), config.resources.ledger_table),
+        continue_later=continue_later,
+    )
+
+
+def _function_name() -> str:
+    import os
+
+    return os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "clickstream-etl-extract")
+
+
+def handle(event: dict[str, Any], context: Any, deps: ExtractDeps) -> dict[str, Any]:
+    notices = parse_notifications(event)
+    results = handle_notices(
+        notices.objects, deps, request_id=context.aws_request_id, remaining_ms=context.get_remaining_time_in_millis
+    )
+    for reason, count in notices.ignored.items():
+        logger.info("notification ignored", extra={"reason": reason, "count": count})
+    for result in results:
+        metrics.add_metric(name="Lines", unit=MetricUnit.Count, value=result.lines_read)
+        metrics.add_metric(name="LinesShipped", unit=MetricUnit.Count, value=result.lines_shipped)
+        metrics.add_metric(name="BadRows", unit=MetricUnit.Count, value=result.bad)
+        metrics.add_metric(name="Skipped", unit=MetricUnit.Count, value=result.skipped)
+        metrics.add_metric(name="Records", unit=MetricUnit.Count, value=result.records)
+        logger.info(
+            "object extracted",
+            extra={"object": result.object.uri, "outcome": result.outcome, **result.counts()},
+        )
+    writer = deps.writer
+    retried = getattr(getattr(writer, "stats", None), "retried_entries", 0)
+    metrics.add_metric(name="PutRetries", unit=MetricUnit.Count, value=retried)
+    return {"objects": [{"object": r.object.uri, "outcome": r.outcome, **r.counts()} for r in results]}
+
+
+@logger.inject_lambda_context(log_event=False)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return handle(event, context, default_deps())

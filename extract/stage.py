@@ -1,0 +1,343 @@
+"""The extract stage: one S3 log object onto Kinesis stream 1, checkpointed in the ledger.
+
+:func:`extract_object` claims the object version in the ledger, streams it through the
+reader core, packs lines into :class:`~pipeline.records.RawBatch` records and puts them
+with :class:`~pipeline.kinesis.KinesisWriter`; bad rows go to the bad-rows sink.  Work is
+flushed in groups (at most one PutRecords request of records); after each group every
+line up to its last one is durable, which is where a checkpoint may be taken.  Group
+boundaries depend only on the input from the start line, so a resumed or replayed object
+produces the same records, the same ids and the same bad-row objects.
+
+The object is acknowledged (ledger COMPLETE) only once everything is durable.  Near the
+invocation's timeout it checkpoints, releases its lease and asks for a continuation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal, Protocol
+
+from extract.cloudfront import FieldLayout, LogLine, ReadLimits, ReadStats, read_lines
+from extract.errors import ExtractTransientError
+from extract.notifications import ObjectNotice
+from pipeline.badrows import BadRow, SourceRef
+from pipeline.config import PipelineConfig
+from pipeline.kinesis import MAX_BYTES_PER_CALL, MAX_RECORDS_PER_CALL, OutRecord
+from pipeline.ledger import Claim, ClaimRefused, Ledger, ObjectId
+from pipeline.records import RawBatch, encode_raw
+
+# Room for the record's fixed fields (bucket, key, etag, layout) besides its lines.
+_RECORD_OVERHEAD: Final = 8 * 1024
+_MAX_PENDING_BAD: Final = 5000
+
+Outcome = Literal["complete", "continued", "duplicate", "busy", "failed", "ignored"]
+
+
+class RecordWriter(Protocol):
+    def put(self, records: list[OutRecord]) -> None: ...
+
+
+class BadRowWriter(Protocol):
+    def write(self, rows: list[BadRow], *, stage: str, batch_id: str, etl_tstamp: int) -> list[str]: ...
+
+
+@dataclass
+class ExtractResult:
+    object: ObjectId
+    outcome: Outcome
+    start_line: int = 0
+    next_line: int = 0
+    lines_read: int = 0
+    lines_shipped: int = 0
+    bad: int = 0
+    skipped: int = 0
+    records: int = 0
+    skipped_by_reason: Counter[str] = field(default_factory=Counter)
+    bad_by_kind: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def conserved(self) -> bool:
+        return self.lines_read == self.lines_shipped + self.bad + self.skipped
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "lines_read": self.lines_read,
+            "lines_shipped": self.lines_shipped,
+            "bad": self.bad,
+            "skipped": self.skipped,
+            "records": self.records,
+        }
+
+
+def partition_key(batch: RawBatch) -> str:
+    """Spread records over shards; deterministic, so a resent record keeps its shard."""
+    return batch.batch_id
+
+
+class _Packer:
+    """Accumulates lines of one layout into RawBatch records of at most ``budget`` bytes."""
+
+    def __init__(self, obj: ObjectId, etl_tstamp: int, budget: int) -> None:
+        self._obj = obj
+        self._etl = etl_tstamp
+        self._budget = budget
+        self._layout: FieldLayout | None = None
+        self._numbers: list[int] = []
+        self._lines: list[str] = []
+        self._size = 0
+        self.records: list[OutRecord] = []
+        self.records_bytes = 0
+        self.lines_in_records = 0
+
+    def add(self, line: LogLine) -> None:
+        size = len(line.text) if line.text.isascii() else len(line.text.encode("utf-8"))
+        if self._lines and (line.layout is not self._layout or self._size + size + 10 > self._budget):
+            self.seal()
+        self._layout = line.layout
+        self._numbers.append(line.line_no)
+        self._lines.append(line.text)
+        self._size += size + 10
+
+    def seal(self) -> None:
+        if not self._lines:
+            return
+        batch = RawBatch(
+            self._obj.bucket,
+            self._obj.key,
+            self._obj.etag,
+            self._etl,
+            " ".join(self._layout.names) if self._layout else "",
+            tuple(self._numbers),
+            tuple(self._lines),
+        )
+        record = OutRecord(encode_raw(batch), partition_key(batch))
+        self.records.append(record)
+        self.records_bytes += record.size
+        self.lines_in_records += len(self._lines)
+        self._numbers, self._lines, self._size = [], [], 0
+
+    def take(self) -> tuple[list[OutRecord], int]:
+        records, lines = self.records, self.lines_in_records
+        self.records, self.records_bytes, self.lines_in_records = [], 0, 0
+        return records, lines
+
+
+def _owner_token(request_id: str, obj: ObjectId) -> str:
+    return hashlib.sha256(f"{request_id}\x00{obj.pk}".encode()).hexdigest()[:24]
+
+
+def extract_object(
+    notice: ObjectNotice,
+    *,
+    s3: Any,
+    writer: RecordWriter,
+    bad_sink: BadRowWriter,
+    ledger: Ledger,
+    config: PipelineConfig,
+    limits: ReadLimits,
+    request_id: str,
+    remaining_ms: Callable[[], int],
+) -> ExtractResult:
+    """Ship one object version to stream 1.  Raises TransientError when it must be retried."""
+    obj = ObjectId(notice.bucket, notice.key, notice.etag)
+    claimed = ledger.claim(obj, _owner_token(request_id, obj), lease_ms=remaining_ms())
+    if isinstance(claimed, ClaimRefused):
+        outcome: Outcome = (
+            "duplicate" if claimed.reason == "complete" else ("busy" if claimed.reason == "busy" else "failed")
+        )
+        return ExtractResult(obj, outcome)
+    claim = claimed
+    try:
+        return _ship(obj, claim, s3, writer, bad_sink, ledger, config, limits, remaining_ms)
+    except BaseException:
+        # Let a retry resume at once from the last checkpoint instead of waiting for the lease.
+        try:
+            ledger.release(claim)
+        except Exception:  # noqa: BLE001 - the original error matters more; the lease expires anyway
+            pass
+        raise
+
+
+def _open(s3: Any, obj: ObjectId) -> tuple[Any, int] | str:
+    """The object's body stream and LastModified (epoch ms), or why it cannot be read."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    kwargs: dict[str, Any] = {"Bucket": obj.bucket, "Key": obj.key}
+    if obj.etag:
+        kwargs["IfMatch"] = f'"{obj.etag}"'
+    try:
+        response = s3.get_object(**kwargs)
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "")
+        if code in ("NoSuchKey", "404"):
+            return "object no longer exists"
+        if code in ("PreconditionFailed", "412"):
+            return "object was overwritten (its new version has its own notification)"
+        raise ExtractTransientError(f"cannot read {obj.uri}: {code}") from exc
+    except BotoCoreError as exc:
+        raise ExtractTransientError(f"cannot read {obj.uri}: {type(exc).__name__}") from exc
+    modified = response.get("LastModified")
+    etl_tstamp = int(modified.timestamp() * 1000) if modified is not None else 0
+    return response["Body"], etl_tstamp
+
+
+def _ship(
+    obj: ObjectId,
+    claim: Claim,
+    s3: Any,
+    writer: RecordWriter,
+    bad_sink: BadRowWriter,
+    ledger: Ledger,
+    config: PipelineConfig,
+    limits: ReadLimits,
+    remaining_ms: Callable[[], int],
+) -> ExtractResult:
+    start = claim.next_line
+    result = ExtractResult(obj, "complete", start_line=start, next_line=start)
+    opened = _open(s3, obj)
+    if isinstance(opened, str):
+        ledger.complete(claim, dict(claim.counts), detail=opened)
+        result.outcome = "ignored"
+        return result
+    body, etl_tstamp = opened
+    source = SourceRef(obj.uri, etag=obj.etag)
+    budget = min(config.stream.record_target_bytes, config.stream.record_max_bytes - _RECORD_OVERHEAD)
+    packer = _Packer(obj, etl_tstamp, budget)
+    stats = ReadStats()
+    pending_bad: list[BadRow] = []
+    group_start = start  # first line (exclusive) of the group being filled
+    margin = config.stream.timeout_margin_ms
+    group_records = max(min(config.stream.put_batch_records, MAX_RECORDS_PER_CALL) - 1, 1)
+    totals = Counter(claim.counts)
+
+    def flush(last_line: int) -> None:
+        nonlocal group_start
+        packer.seal()
+        records, lines = packer.take()
+        if records:
+            writer.put(records)
+        if pending_bad:
+            bad_sink.write(
+                list(pending_bad),
+                stage="extract",
+                batch_id=f"{_object_digest(obj)}-{group_start:09d}",
+                etl_tstamp=etl_tstamp,
+            )
+        result.records += len(records)
+        result.lines_shipped += lines
+        result.bad += len(pending_bad)
+        pending_bad.clear()
+        group_start = last_line
+        result.next_line = last_line
+
+    def counts_now() -> dict[str, int]:
+        now = dict(totals)
+        for name, value in result.counts().items():
+            now[name] = now.get(name, 0) + value
+        return now
+
+    last_line = start
+    try:
+        for item in read_lines(body, source, limits, stats, expect_gzip=obj.key.endswith(".gz"), start_line=start):
+            if type(item) is LogLine:
+                packer.add(item)
+                last_line = item.line_no
+            else:
+                bad: BadRow = item  # type: ignore[assignment]
+                pending_bad.append(bad)
+                result.bad_by_kind[bad.kind.value] += 1
+                last_line = bad.source.line or last_line
+            if (
+                len(packer.records) >= group_records
+                or packer.records_bytes >= MAX_BYTES_PER_CALL - 2 * config.stream.record_max_bytes
+                or len(pending_bad) >= _MAX_PENDING_BAD
+            ):
+                # Every line up to last_line is now yielded or skipped; after this flush all of
+                # them are durable, so last_line is a safe checkpoint.
+                flush(last_line)
+                if remaining_ms() < margin:
+                    _account_skips(result, stats)
+                    result.lines_read = last_line - start
+                    ledger.checkpoint(claim, last_line, counts_now(), release=True)
+                    result.outcome = "continued"
+                    return result
+    finally:
+        close = getattr(body, "close", None)
+        if close is not None:
+            close()
+    flush(start + stats.lines_read)
+    _account_skips(result, stats)
+    result.lines_read = stats.lines_read
+    ledger.complete(claim, counts_now())
+    return result
+
+
+def _account_skips(result: ExtractResult, stats: ReadStats) -> None:
+    result.skipped_by_reason = Counter(stats.skipped)
+    result.skipped = sum(stats.skipped.values())
+
+
+def _object_digest(obj: ObjectId) -> str:
+    return hashlib.sha256(obj.pk.encode("utf-8", "surrogateescape")).hexdigest()[:16]
+
+
+# ------------------------------------------------------------------ notifications
+@dataclass(frozen=True)
+class ExtractDeps:
+    """What the stage needs from the outside world; the handler builds it once per container."""
+
+    config: PipelineConfig
+    limits: ReadLimits
+    s3: Any
+    writer: RecordWriter
+    bad_sink: BadRowWriter
+    ledger: Ledger
+    continue_later: Callable[[ObjectNotice], None]
+    """Schedules a fresh invocation for an object that was checkpointed near the timeout."""
+
+
+def is_own_output(notice: ObjectNotice, config: PipelineConfig) -> bool:
+    """Recursion guard: the pipeline's output prefixes are never read as logs."""
+    resources = config.resources
+    return notice.bucket == resources.output_bucket and notice.key.startswith(resources.output_prefixes)
+
+
+def handle_notices(
+    notices: list[ObjectNotice], deps: ExtractDeps, *, request_id: str, remaining_ms: Callable[[], int]
+) -> list[ExtractResult]:
+    """Extract every noticed object; guarded, deduplicated and continued as needed."""
+    results: list[ExtractResult] = []
+    for notice in notices:
+        obj = ObjectId(notice.bucket, notice.key, notice.etag)
+        if is_own_output(notice, deps.config) or notice.key.endswith("/"):
+            results.append(ExtractResult(obj, "ignored"))
+            continue
+        result = extract_object(
+            notice,
+            s3=deps.s3,
+            writer=deps.writer,
+            bad_sink=deps.bad_sink,
+            ledger=deps.ledger,
+            config=deps.config,
+            limits=deps.limits,
+            request_id=request_id,
+            remaining_ms=remaining_ms,
+        )
+        if result.outcome == "continued":
+            deps.continue_later(notice)
+        results.append(result)
+    return results
+
+
+def check_limits(config: PipelineConfig) -> None:
+    """Refuse a configuration whose longest line could not fit one Kinesis record."""
+    from pipeline.errors import ConfigError
+
+    if config.extract.max_line_bytes + _RECORD_OVERHEAD > min(config.stream.record_max_bytes, 1024 * 1024):
+        raise ConfigError(
+            f"extract.max_line_bytes ({config.extract.max_line_bytes}) plus record overhead must fit "
+            f"stream.record_max_bytes ({config.stream.record_max_bytes}, at most 1 MiB)"
+        )

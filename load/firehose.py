@@ -1,0 +1,86 @@
+"""The Firehose data-transformation contract, pure: stream-2 records -> Redshift JSON lines.
+
+Every input ``recordId`` comes back exactly once with ``result`` Ok, Dropped or
+ProcessingFailed (https://docs.aws.amazon.com/firehose/latest/dev/data-transformation.html).
+Ok data is one JSON object per line whose keys are the ``atomic.events`` columns, with
+timestamps as ``YYYY-MM-DD HH:MM:SS.mmm`` (what the COPY's ``TIMEFORMAT 'auto'`` reads).
+A record that is not ours (undecodable) is ProcessingFailed: Firehose keeps it under its
+``processing-failed`` error prefix, so nothing is lost.  The response stays under the
+6 MB synchronous-invocation limit: records beyond the budget are returned as
+ProcessingFailed too, rather than failing the whole invocation.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from pipeline.records import RecordDecodeError, decode_events
+from pipeline.schema import to_json_record
+
+MAX_RESPONSE_BYTES: Final = 6 * 1000 * 1000
+_RESPONSE_MARGIN: Final = 64 * 1024
+
+
+@dataclass
+class FirehoseCounts:
+    records: int = 0
+    ok: int = 0
+    dropped: int = 0
+    failed: int = 0
+    events: int = 0
+
+
+def _redshift_lines(data: bytes) -> tuple[bytes, int]:
+    events = decode_events(data)
+    lines = [
+        json.dumps(to_json_record(event, atomic_only=True), ensure_ascii=False, separators=(",", ":"))
+        for event in events
+    ]
+    return ("\n".join(lines) + "\n").encode("utf-8") if lines else b"", len(lines)
+
+
+def transform_records(
+    records: Sequence[Mapping[str, Any]], *, max_response_bytes: int = MAX_RESPONSE_BYTES
+) -> tuple[list[dict[str, Any]], FirehoseCounts]:
+    """The output records for a Firehose transformation invocation, and their counts."""
+    counts = FirehoseCounts(records=len(records))
+    out: list[dict[str, Any]] = []
+    budget = max_response_bytes - _RESPONSE_MARGIN
+    used = 0
+    for record in records:
+        record_id = str(record.get("recordId", ""))
+        try:
+            data = base64.b64decode(str(record.get("data", "")), validate=True)
+            payload, events = _redshift_lines(data)
+        except (binascii.Error, ValueError, RecordDecodeError):
+            item = {"recordId": record_id, "result": "ProcessingFailed", "data": record.get("data", "")}
+            counts.failed += 1
+        else:
+            if not events:
+                item = {"recordId": record_id, "result": "Dropped", "data": ""}
+                counts.dropped += 1
+            else:
+                item = {"recordId": record_id, "result": "Ok", "data": base64.b64encode(payload).decode("ascii")}
+                counts.ok += 1
+                counts.events += events
+        size = len(record_id) + len(str(item["data"])) + 64
+        if used + size > budget:
+            # Over the response limit: hand the record back as failed (kept by Firehose) instead.
+            if item["result"] == "Ok":
+                counts.ok -= 1
+                counts.events -= events
+            elif item["result"] == "Dropped":
+                counts.dropped -= 1
+            else:
+                counts.failed -= 1
+            item = {"recordId": record_id, "result": "ProcessingFailed", "data": ""}
+            counts.failed += 1
+            size = len(record_id) + 64
+        used += size
+        out.append(item)
+    return out, counts

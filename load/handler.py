@@ -1,0 +1,83 @@
+"""Load Lambdas: the Firehose transformation and the Parquet sink on stream 2.
+
+Thin adapters over :mod:`load.firehose` and :mod:`load.sink`.  pyarrow is imported only
+when the Parquet sink runs, so the Firehose transformation starts cold without it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+
+from load.firehose import transform_records
+from pipeline.aws import make_client
+from pipeline.badsink import S3BadRowSink
+from pipeline.config import PipelineConfig, load_config
+from pipeline.ledger import Ledger
+
+logger = Logger(service="clickstream-etl-load")
+metrics = Metrics(namespace="ClickstreamEtl", service="load")
+tracer = Tracer(service="clickstream-etl-load")
+
+
+@dataclass(frozen=True)
+class SinkDeps:
+    config: PipelineConfig
+    s3: Any
+    ledger: Any
+    bad_sink: Any
+
+
+@cache
+def default_sink_deps() -> SinkDeps:
+    config = load_config()
+    s3 = make_client("s3", config.aws)
+    return SinkDeps(
+        config,
+        s3,
+        Ledger(make_client("dynamodb", config.aws), config.resources.ledger_table),
+        S3BadRowSink(s3, config.resources.output_bucket, config.resources.bad_prefix),
+    )
+
+
+def handle_firehose(event: dict[str, Any]) -> dict[str, Any]:
+    records, counts = transform_records(event.get("records") or [])
+    metrics.add_metric(name="FirehoseOk", unit=MetricUnit.Count, value=counts.ok)
+    metrics.add_metric(name="FirehoseDropped", unit=MetricUnit.Count, value=counts.dropped)
+    metrics.add_metric(name="FirehoseFailed", unit=MetricUnit.Count, value=counts.failed)
+    metrics.add_metric(name="Events", unit=MetricUnit.Count, value=counts.events)
+    logger.info("firehose records transformed", extra=vars(counts))
+    return {"records": records}
+
+
+def handle_sink(event: dict[str, Any], deps: SinkDeps) -> dict[str, Any]:
+    from load.sink import write_batch
+
+    result = write_batch(event, s3=deps.s3, ledger=deps.ledger, bad_sink=deps.bad_sink, config=deps.config)
+    metrics.add_metric(name="Events", unit=MetricUnit.Count, value=result.events)
+    metrics.add_metric(name="RowsWritten", unit=MetricUnit.Count, value=result.rows_written)
+    metrics.add_metric(name="ReplayedChunks", unit=MetricUnit.Count, value=result.replayed_chunks)
+    metrics.add_metric(name="BadRows", unit=MetricUnit.Count, value=len(result.bad))
+    logger.info(
+        "batch written",
+        extra={"batch": result.batch_key, "objects": len(result.objects), "rows": result.rows_written},
+    )
+    return {"batch": result.batch_key, "rows_written": result.rows_written, "objects": result.objects}
+
+
+@logger.inject_lambda_context(log_event=False)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def firehose_transform(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return handle_firehose(event)
+
+
+@logger.inject_lambda_context(log_event=False)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def parquet_sink(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return handle_sink(event, default_sink_deps())

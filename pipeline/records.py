@@ -1,0 +1,187 @@
+"""The records that cross Kinesis: one typed definition and one codec each.
+
+Stream 1 (raw) carries :class:`RawBatch`: many log lines of one object with their source
+coordinates, Avro-encoded (fastavro, schemaless) behind a one-byte format version.  One
+small record per batch keeps Avro's per-record cost negligible.
+
+Stream 2 (events) carries canonical events as JSON lines: UTF-8, one event object per
+line, timestamps as epoch milliseconds.  Firehose's Redshift COPY and its transformation
+Lambda consume JSON, and JSON encoding measured cheaper per event than fastavro (see the
+README, "Stream encodings").  Each stream-2 record's partition key is its
+:func:`event_chunk_id`, deterministic for a given raw batch, so sinks can recognise a
+replayed chunk.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from functools import cache
+from typing import Any, Final
+
+from pipeline.errors import TerminalError
+from pipeline.schema import CanonicalEvent
+
+RAW_FORMAT_V1: Final = b"\x01"
+
+
+class RecordDecodeError(TerminalError):
+    """A stream record that cannot be decoded: a data error, never worth a retry."""
+
+
+@dataclass(frozen=True, slots=True)
+class RawBatch:
+    """Consecutive log lines of one S3 object (one ``#Fields`` layout), with coordinates."""
+
+    bucket: str
+    key: str
+    etag: str
+    etl_tstamp: int
+    """Epoch ms stamped on the events (the object's LastModified, so replays are identical)."""
+    fields: str
+    """The ``#Fields`` layout of these lines, space-separated ("" when none preceded them)."""
+    line_numbers: tuple[int, ...]
+    lines: tuple[str, ...]
+
+    @property
+    def object_uri(self) -> str:
+        return f"s3://{self.bucket}/{self.key}"
+
+    @property
+    def batch_id(self) -> str:
+        """Deterministic id of this batch: the object version and its first line."""
+        first = self.line_numbers[0] if self.line_numbers else 0
+        text = f"{self.bucket}\x00{self.key}\x00{self.etag}\x00{first}"
+        return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()[:32]
+
+
+@cache
+def _raw_schema() -> Any:
+    import fastavro
+
+    return fastavro.parse_schema(
+        {
+            "type": "record",
+            "name": "RawBatch",
+            "namespace": "com.clickstream_etl",
+            "fields": [
+                {"name": "bucket", "type": "string"},
+                {"name": "key", "type": "string"},
+                {"name": "etag", "type": "string"},
+                {"name": "etl_tstamp", "type": "long"},
+                {"name": "fields", "type": "string"},
+                {"name": "line_numbers", "type": {"type": "array", "items": "long"}},
+                {"name": "lines", "type": {"type": "array", "items": "string"}},
+            ],
+        }
+    )
+
+
+def encode_raw(batch: RawBatch) -> bytes:
+    import fastavro
+
+    out = io.BytesIO()
+    out.write(RAW_FORMAT_V1)
+    fastavro.schemaless_writer(
+        out,
+        _raw_schema(),
+        {
+            "bucket": batch.bucket,
+            "key": batch.key,
+            "etag": batch.etag,
+            "etl_tstamp": batch.etl_tstamp,
+            "fields": batch.fields,
+            "line_numbers": list(batch.line_numbers),
+            "lines": list(batch.lines),
+        },
+    )
+    return out.getvalue()
+
+
+def decode_raw(data: bytes) -> RawBatch:
+    """Decode a stream-1 record.  Raises RecordDecodeError on anything malformed."""
+    import fastavro
+
+    if not data.startswith(RAW_FORMAT_V1):
+        raise RecordDecodeError(f"unknown raw record format {data[:1]!r} (expected {RAW_FORMAT_V1!r})")
+    stream = io.BytesIO(data)
+    stream.seek(1)
+    try:
+        record = fastavro.schemaless_reader(stream, _raw_schema(), None)
+    except Exception as exc:  # fastavro raises EOFError, IndexError, UnicodeDecodeError... on garbage
+        raise RecordDecodeError(f"raw record is not a valid RawBatch: {type(exc).__name__}: {exc}") from exc
+    if stream.tell() != len(data):
+        raise RecordDecodeError(f"raw record has {len(data) - stream.tell()} trailing bytes")
+    assert isinstance(record, dict)
+    if len(record["line_numbers"]) != len(record["lines"]):
+        raise RecordDecodeError("raw record has different numbers of lines and line numbers")
+    return RawBatch(
+        record["bucket"],
+        record["key"],
+        record["etag"],
+        record["etl_tstamp"],
+        record["fields"],
+        tuple(record["line_numbers"]),
+        tuple(record["lines"]),
+    )
+
+
+# ------------------------------------------------------------------------ stream 2: events
+def encode_event(event: CanonicalEvent) -> bytes:
+    """One event as a compact JSON line (without the newline)."""
+    return json.dumps(event, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def pack_events(encoded: Iterable[bytes], target_bytes: int) -> Iterator[bytes]:
+    """Join encoded events into newline-separated chunks of about ``target_bytes`` at most.
+
+    An event longer than the target gets a chunk of its own.
+    """
+    chunk: list[bytes] = []
+    size = 0
+    for item in encoded:
+        if chunk and size + len(item) + 1 > target_bytes:
+            yield b"\n".join(chunk) + b"\n"
+            chunk, size = [], 0
+        chunk.append(item)
+        size += len(item) + 1
+    if chunk:
+        yield b"\n".join(chunk) + b"\n"
+
+
+def decode_events(data: bytes) -> list[CanonicalEvent]:
+    """Decode a stream-2 record.  Raises RecordDecodeError when a line is not a JSON object."""
+    events: list[CanonicalEvent] = []
+    for number, line in enumerate(data.split(b"\n"), 1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except ValueError as exc:
+            raise RecordDecodeError(f"event line {number} is not JSON: {exc}") from exc
+        if not isinstance(value, dict):
+            raise RecordDecodeError(f"event line {number} is not a JSON object")
+        events.append(value)
+    return events
+
+
+def event_chunk_id(batch_id: str, index: int) -> str:
+    """Partition key and dedup id of the ``index``-th stream-2 chunk made from a raw batch."""
+    return f"{batch_id}-{index:04d}"
+
+
+def split_lines_by_size(lines: Sequence[str], budget: int) -> Iterator[slice]:
+    """Slices of ``lines`` whose UTF-8 size (plus one byte each) stays within ``budget``."""
+    start = 0
+    size = 0
+    for index, line in enumerate(lines):
+        length = len(line.encode("utf-8", "surrogateescape")) + 1
+        if index > start and size + length > budget:
+            yield slice(start, index)
+            start, size = index, 0
+        size += length
+    if start < len(lines):
+        yield slice(start, len(lines))

@@ -1,0 +1,337 @@
+"""Extract on moto: S3 object -> stream 1, ledger, bad rows, and the faults F01-F07, F09."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from botocore.awsrequest import AWSResponse
+from botocore.exceptions import ClientError
+from moto import mock_aws
+
+from extract.handler import continuation_event, handle
+from extract.stage import ExtractResult
+from pipeline.kinesis import KinesisAccessError, KinesisPutError
+from pipeline.lambda_events import FakeClock, FakeLambdaContext, s3_object_created_event, s3_test_event, sqs_wrapped
+from pipeline.ledger import ObjectId
+from pipeline.testing import LogBuilder, tracker_query
+from tests.functional.aws_chain import Chain, chain_config
+
+SMALL_GROUPS = {"stream.record_target_bytes": 2048, "stream.put_batch_records": 2}
+
+
+@pytest.fixture
+def aws() -> Iterator[None]:
+    with mock_aws():
+        yield
+
+
+def log_text(lines: int = 40, *, bad: bool = False) -> bytes:
+    builder = LogBuilder()
+    for n in range(lines):
+        builder.add(uri_stem="/i", query=tracker_query({"e": "pv", "url": f"https://shop.example/p/{n}", "tv": "js-3"}))
+        if bad and n % 10 == 5:
+            builder.add_raw("too\tfew\tfields")
+    return builder.to_gzip()
+
+
+def run(chain: Chain, event: dict[str, Any], **kwargs: Any) -> list[dict[str, Any]]:
+    deps = chain.extract_deps(**kwargs)
+    return list(handle(event, FakeLambdaContext(), deps)["objects"])
+
+
+def shipped_lines(chain: Chain) -> Counter[tuple[str, int]]:
+    return Counter((b.key, n) for b in chain.raw_batches() for n in b.line_numbers)
+
+
+def test_given_log_object_when_extracted_then_every_line_is_shipped_bad_or_skipped(aws: None) -> None:
+    chain = Chain.create(chain_config(SMALL_GROUPS))
+    notice = chain.upload("cf/E1.2024-11-15-10.a.gz", log_text(40, bad=True))
+    [result] = run(chain, s3_object_created_event(notice.bucket, notice.key, etag=notice.etag))
+    assert result["outcome"] == "complete"
+    assert result["lines_read"] == 2 + 40 + 4  # headers, good lines, 4 short lines
+    assert result["lines_read"] == result["lines_shipped"] + result["bad"] + result["skipped"]
+    assert (result["lines_shipped"], result["bad"], result["skipped"]) == (44, 0, 2)  # field counts are checked later
+    lines = shipped_lines(chain)
+    assert sorted(n for _, n in lines) == list(range(3, 47))
+    assert set(lines.values()) == {1}
+    batches = chain.raw_batches()
+    assert len(batches) == result["records"] > 2
+    assert all(b.etag == notice.etag and b.fields.startswith("date time") for b in batches)
+    entry = chain.ledger().get(ObjectId(notice.bucket, notice.key, notice.etag))
+    assert entry is not None and entry.status == "COMPLETE" and entry.counts["lines_read"] == 46
+
+
+@pytest.mark.parametrize(
+    "key",
+    ["cf/with space.gz", "cf/plus+sign.gz", "cf/ünïcode-日本.gz", "cf/a%2Fb.gz"],
+)
+@pytest.mark.parametrize("wrap", ["direct", "sqs", "encoded_slash"])
+def test_given_awkward_keys_when_notified_then_the_object_is_found(aws: None, key: str, wrap: str) -> None:
+    chain = Chain.create(chain_config())
+    notice = chain.upload(key, log_text(3))
+    event = s3_object_created_event(notice.bucket, key, etag=notice.etag, encode_slash=wrap == "encoded_slash")
+    [result] = run(chain, sqs_wrapped(event) if wrap == "sqs" else event)
+    assert result["outcome"] == "complete" and result["lines_shipped"] == 3
+    assert {b.key for b in chain.raw_batches()} == {key}
+
+
+def test_given_test_event_folder_key_or_own_output_when_notified_then_nothing_is_read(aws: None) -> None:
+    config = chain_config()
+    chain = Chain.create(config)
+    own = chain.upload(
+        config.resources.bad_prefix + "x/date=2024-11-15/extract-1.jsonl", b"{}", bucket=config.resources.output_bucket
+    )
+    folder = chain.upload("cf/", b"")
+    events = [
+        s3_test_event(config.resources.log_bucket),
+        s3_object_created_event(own.bucket, own.key, etag=own.etag),
+        s3_object_created_event(folder.bucket, folder.key, etag=folder.etag),
+    ]
+    results = [r for e in events for r in run(chain, e)]
+    assert [r["outcome"] for r in results] == ["ignored", "ignored"]
+    assert chain.raw_batches() == []
+
+
+def test_given_duplicate_notifications_when_handled_sequentially_then_the_second_is_a_no_op(aws: None) -> None:
+    chain = Chain.create(chain_config(SMALL_GROUPS))
+    notice = chain.upload("cf/dup.gz", log_text(20))
+    event = s3_object_created_event(notice.bucket, notice.key, etag=notice.etag)
+    first = run(chain, event)
+    second = run(chain, event)
+    assert first[0]["outcome"] == "complete" and second[0]["outcome"] == "duplicate"
+    assert set(shipped_lines(chain).values()) == {1}
+
+
+def test_given_duplicate_notifications_when_handled_concurrently_then_lines_are_shipped_once(aws: None) -> None:
+    chain = Chain.create(chain_config(SMALL_GROUPS))
+    notice = chain.upload("cf/concurrent.gz", log_text(60))
+    event = s3_object_created_event(notice.bucket, notice.key, etag=notice.etag)
+    outcomes: list[str] = []
+
+    def worker() -> None:
+        outcomes.extend(r["outcome"] for r in run(chain, event))
+
+    threads = [threading.Thread(target=worker) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert outcomes.count("complete") == 1
+    assert set(outcomes) <= {"complete", "busy", "duplicate"}
+    assert sum(shipped_lines(chain).values()) == 60 and set(shipped_lines(chain).values()) == {1}
+
+
+def test_given_an_overwritten_key_when_notified_then_the_new_version_is_processed(aws: None) -> None:
+    chain = Chain.create(chain_config())
+    old = chain.upload("cf/same.gz", log_text(3))
+    run(chain, s3_object_created_event(old.bucket, old.key, etag=old.etag))
+    new = chain.upload("cf/same.gz", log_text(5))
+    [stale] = run(chain, s3_object_created_event(old.bucket, old.key, etag=old.etag + "x"))
+    [fresh] = run(chain, s3_object_created_event(new.bucket, new.key, etag=new.etag))
+    assert stale["outcome"] == "ignored"  # that version no longer exists (IfMatch fails)
+    assert fresh["outcome"] == "complete" and fresh["lines_shipped"] == 5
+    assert Counter(b.etag for b in chain.raw_batches() for _ in b.lines) == {old.etag: 3, new.etag: 5}
+
+
+def test_given_corrupt_gzip_when_extracted_then_a_bad_row_is_written_and_the_object_completes(aws: None) -> None:
+    chain = Chain.create(chain_config())
+    data = log_text(30)
+    notice = chain.upload("cf/truncated.gz", data[: len(data) // 2])
+    [result] = run(chain, s3_object_created_event(notice.bucket, notice.key, etag=notice.etag))
+    assert result["outcome"] == "complete" and result["bad"] == 1
+    bad = chain.objects(chain.config.resources.bad_prefix)
+    [(key, body)] = bad.items()
+    assert key.startswith("bad/corrupt_compression/date=")
+    row = json.loads(body)
+    assert row["data"]["payload"]["source"]["object"] == f"s3://{notice.bucket}/{notice.key}"
+    assert row["data"]["payload"]["source"]["etag"] == notice.etag
+
+
+# ----------------------------------------------------------------------------------- faults
+def test_f01_partial_putrecords_failure_resends_only_failed_entries(aws: None) -> None:
+    chain = Chain.create(chain_config(SMALL_GROUPS))
+    notice = chain.upload("cf/partial.gz", log_text(40))
+    writer = chain.writer(chain.config.resources.raw_stream)
+    real_put = chain.kinesis.put_records
+    attempts: list[int] = []
+
+    class FlakyKinesis:
+        """Accepts even entries (really writing them) and fails odd ones, on the first call of each group."""
+
+        def put_records(self, StreamName: str, Records: list[dict[str, Any]]) -> dict[str, Any]:  # noqa: N803
+            attempts.append(len(Records))
+            if len(attempts) % 2 == 0 or len(Records) < 2:
+                return dict(real_put(StreamName=StreamName, Records=Records))
+            results: list[dict[str, Any]] = []
+            for index, record in enumerate(Records):
+                if index % 2:
+                    results.append({"ErrorCode": "ProvisionedThroughputExceededException", "ErrorMessage": "slow"})
+                else:
+                    out = real_put(StreamName=StreamName, Records=[record])["Records"][0]
+                    results.append(out)
+            return {"FailedRecordCount": len(Records) // 2, "Records": results}
+
+    writer._client = FlakyKinesis()
+    [result] = run(chain, s3_object_created_event(notice.bucket, notice.key, etag=notice.etag), writer=writer)
+    assert result["outcome"] == "complete"
+    counts = shipped_lines(chain)
+    assert sum(counts.values()) == 40 and set(counts.values()) == {1}  # nothing lost, nothing resent twice
+    assert writer.stats.retried_entries > 0 and chain.sleeps  # backoff happened
+
+
+def test_f01_botocore_hook_partial_failure_on_a_moto_client(aws: None) -> None:
+    chain = Chain.create(chain_config(SMALL_GROUPS))
+    notice = chain.upload("cf/hook.gz", log_text(12))
+    failed_once: set[str] = set()
+
+    def hook(params: dict[str, Any], **_: Any) -> Any:
+        records = json.loads(params["body"])["Records"]
+        fresh = [r for r in records if r["PartitionKey"] not in failed_once]
+        if not fresh:
+            return None
+        for r in fresh:
+            failed_once.add(r["PartitionKey"])
+        out = [{"ErrorCode": "InternalFailure", "ErrorMessage": "boom"} for _ in records]
+        body = {"FailedRecordCount": len(records), "Records": out, "ResponseMetadata": {"HTTPStatusCode": 200}}
+        return AWSResponse("https://kinesis", 200, {}, None), body
+
+    chain.kinesis.meta.events.register("before-call.kinesis.PutRecords", hook)
+    [result] = run(chain, s3_object_created_event(notice.bucket, notice.key, etag=notice.etag))
+    assert result["outcome"] == "complete"
+    assert sum(shipped_lines(chain).values()) == 12 and set(shipped_lines(chain).values()) == {1}
+
+
+def _throttle(times: int, code: str = "ProvisionedThroughputExceededException") -> Any:
+    calls = {"n": 0}
+
+    def hook(**_: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] <= times:
+            raise ClientError({"Error": {"Code": code, "Message": "Rate exceeded"}}, "PutRecords")
+        return None
+
+    return hook, calls
+
+
+def test_f02_whole_call_throttling_is_retried_with_backoff(aws: None) -> None:
+    chain = Chain.create(chain_config())
+    notice = chain.upload("cf/throttle.gz", log_text(5))
+    hook, calls = _throttle(3)
+    chain.kinesis.meta.events.register("before-call.kinesis.PutRecords", hook)
+    [result] = run(chain, s3_object_created_event(notice.bucket, notice.key, etag=notice.etag))
+    assert result["outcome"] == "complete" and calls["n"] == 4 and len(chain.sleeps) == 3
+    assert chain.sleeps == sorted(chain.sleeps)  # exponential (jitter fixed at 0.5 here)
+
+
+def test_f02_throttling_beyond_the_bound_raises_and_leaves_the_object_unacknowledged(aws: None) -> None:
+    chain = Chain.create(chain_config({"stream.put_max_attempts": 3}))
+    notice = chain.upload("cf/throttled-out.gz", log_text(5))
+    hook, _ = _throttle(100)
+    chain.kinesis.meta.events.register("before-call.kinesis.PutRecords", hook)
+    event = s3_object_created_event(notice.bucket, notice.key, etag=notice.etag)
+    with pytest.raises(KinesisPutError):
+        run(chain, event)
+    entry = chain.ledger().get(ObjectId(notice.bucket, notice.key, notice.etag))
+    assert entry is not None and entry.status == "IN_PROGRESS" and entry.lease_until == 0  # released for a retry
+    chain.kinesis.meta.events.unregister("before-call.kinesis.PutRecords", hook)
+    [retry] = run(chain, event)
+    assert retry["outcome"] == "complete" and sum(shipped_lines(chain).values()) == 5
+
+
+def test_f03_permanent_errors_fail_fast_without_retrying(aws: None) -> None:
+    chain = Chain.create(chain_config())
+    notice = chain.upload("cf/kms.gz", log_text(5))
+    hook, calls = _throttle(100, code="KMSAccessDeniedException")
+    chain.kinesis.meta.events.register("before-call.kinesis.PutRecords", hook)
+    with pytest.raises(KinesisAccessError):
+        run(chain, s3_object_created_event(notice.bucket, notice.key, etag=notice.etag))
+    assert calls["n"] == 1 and chain.sleeps == []
+
+
+def test_f05_crash_after_some_batches_then_retry_ships_everything_and_duplicates_share_ids(aws: None) -> None:
+    chain = Chain.create(chain_config(SMALL_GROUPS))
+    notice = chain.upload("cf/crash.gz", log_text(40))
+    event = s3_object_created_event(notice.bucket, notice.key, etag=notice.etag)
+    calls = {"n": 0}
+
+    def crash_on_third(**_: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise ClientError({"Error": {"Code": "AccessDeniedException", "Message": "no"}}, "PutRecords")
+        return None
+
+    chain.kinesis.meta.events.register("before-call.kinesis.PutRecords", crash_on_third)
+    with pytest.raises(KinesisAccessError):
+        run(chain, event)
+    partial = chain.raw_batches()
+    assert 0 < len(partial)
+    entry = chain.ledger().get(ObjectId(notice.bucket, notice.key, notice.etag))
+    assert entry is not None and entry.status != "COMPLETE"
+    [retry] = run(chain, event)
+    assert retry["outcome"] == "complete"
+    batches = chain.raw_batches()
+    lines = Counter(n for b in batches for n in b.line_numbers)
+    assert set(lines) == set(range(3, 43))  # nothing lost
+    # Replayed batches are byte-identical records with the same batch id: the sinks dedupe them.
+    by_id: dict[str, set[tuple[int, ...]]] = {}
+    for b in batches:
+        by_id.setdefault(b.batch_id, set()).add(b.line_numbers)
+    assert all(len(v) == 1 for v in by_id.values())
+
+
+def test_f06_near_timeout_checkpoints_and_a_continuation_resumes_exactly(aws: None) -> None:
+    config = chain_config({**SMALL_GROUPS, "stream.timeout_margin_ms": 30_000})
+    chain = Chain.create(config)
+    notice = chain.upload("cf/large.gz", log_text(60, bad=True))
+    clock = FakeClock()
+    deps = chain.extract_deps(ledger=chain.ledger(clock=clock.now))
+
+    class SlowWriter:
+        """Each PutRecords group takes 20 s of the invocation's time."""
+
+        def __init__(self, inner: Any) -> None:
+            self.inner = inner
+            self.stats = inner.stats
+
+        def put(self, records: list[Any]) -> None:
+            self.inner.put(records)
+            clock.advance(20)
+
+    deps = chain.extract_deps(
+        writer=SlowWriter(chain.writer(config.resources.raw_stream)), ledger=chain.ledger(clock=clock.now)
+    )
+    event = s3_object_created_event(notice.bucket, notice.key, etag=notice.etag)
+    invocations: list[dict[str, Any]] = []
+    pending = [event]
+    while pending and len(invocations) < 50:
+        context = FakeLambdaContext(remaining_ms=100_000, clock=clock.now)
+        invocations.extend(handle(pending.pop(), context, deps)["objects"])
+        pending.extend(continuation_event(n) for n in chain.continuations)
+        chain.continuations.clear()
+    outcomes = [r["outcome"] for r in invocations]
+    assert outcomes[-1] == "complete" and outcomes.count("continued") >= 2
+    lines = Counter(n for b in chain.raw_batches() for n in b.line_numbers)
+    assert sum(lines.values()) == 60 + 6 and set(lines.values()) == {1}  # no line lost or sent twice
+    entry = chain.ledger(clock=clock.now).get(ObjectId(notice.bucket, notice.key, notice.etag))
+    assert entry is not None and entry.status == "COMPLETE"
+    assert (
+        entry.counts["lines_read"]
+        == 2 + 66
+        == entry.counts["lines_shipped"] + entry.counts["bad"] + entry.counts["skipped"]
+    )
+    assert sum(r["lines_read"] for r in invocations) == 68
+
+
+def test_f07_a_busy_object_is_left_to_its_holder(aws: None) -> None:
+    chain = Chain.create(chain_config())
+    notice = chain.upload("cf/busy.gz", log_text(3))
+    obj = ObjectId(notice.bucket, notice.key, notice.etag)
+    holder = chain.ledger().claim(obj, "other-invocation", lease_ms=60_000)
+    assert not isinstance(holder, ExtractResult)
+    [result] = run(chain, s3_object_created_event(notice.bucket, notice.key, etag=notice.etag))
+    assert result["outcome"] == "busy" and chain.raw_batches() == []

@@ -1,0 +1,117 @@
+"""Transform Lambda: a Kinesis batch of stream-1 records -> canonical events on stream 2.
+
+A thin adapter over :func:`transform.stage.transform_raw_record`, run record by record by
+Powertools' BatchProcessor with ReportBatchItemFailures.  Data errors become bad rows and
+are acknowledged; transient errors (stream 2 or the bad-rows bucket unavailable) raise
+inside the record handler and are reported as item failures, so Lambda retries from the
+lowest failed sequence number.  Reprocessing is harmless: ids are deterministic and the
+sinks deduplicate.  This module never imports boto3; clients come from pipeline.aws.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.kinesis_stream_event import KinesisStreamRecord
+
+from pipeline.aws import make_client
+from pipeline.badsink import S3BadRowSink
+from pipeline.config import PipelineConfig, load_config
+from pipeline.kinesis import KinesisWriter, OutRecord
+from transform.canonicalize import Canonicalizer, resolve_pseudonymization_key
+from transform.stage import TransformOutput, transform_raw_record
+
+logger = Logger(service="clickstream-etl-transform")
+metrics = Metrics(namespace="ClickstreamEtl", service="transform")
+tracer = Tracer(service="clickstream-etl-transform")
+
+
+@dataclass(frozen=True)
+class TransformDeps:
+    config: PipelineConfig
+    canonicalizer: Canonicalizer
+    writer: Any
+    """Puts stream-2 records (``put(list[OutRecord])``), durable on return."""
+    bad_sink: Any
+    """Writes bad rows (``write(rows, stage=, batch_id=, etl_tstamp=)``), durable on return."""
+    clock: Callable[[], float] = time.time
+
+
+@cache
+def default_deps() -> TransformDeps:
+    config = load_config()
+    return TransformDeps(
+        config=config,
+        canonicalizer=Canonicalizer(
+            config.transform, pseudonymization_key=resolve_pseudonymization_key(config.transform)
+        ),
+        writer=KinesisWriter(make_client("kinesis", config.aws), config.resources.events_stream, config.stream),
+        bad_sink=S3BadRowSink(
+            make_client("s3", config.aws), config.resources.output_bucket, config.resources.bad_prefix
+        ),
+    )
+
+
+def process_record(record: KinesisStreamRecord, deps: TransformDeps) -> TransformOutput:
+    """One stream-1 record: transform, then make its bad rows and events durable."""
+    arrival_ms = int(float(record.kinesis.approximate_arrival_timestamp) * 1000)
+    out = transform_raw_record(
+        record.kinesis.data_as_bytes(),
+        deps.canonicalizer,
+        deps.config.stream.record_target_bytes,
+        origin=f"{record.event_source_arn}/{record.event_id}",
+        arrival_ms=arrival_ms,
+    )
+    deps.bad_sink.write(out.bad, stage="transform", batch_id=out.batch_id, etl_tstamp=out.etl_tstamp)
+    deps.writer.put([OutRecord(data, chunk_id) for chunk_id, data in out.chunks])
+    return out
+
+
+def handle(event: dict[str, Any], context: Any, deps: TransformDeps) -> dict[str, Any]:
+    outputs: list[TransformOutput] = []
+    processor = BatchProcessor(event_type=EventType.KinesisDataStreams)
+
+    def record_handler(record: KinesisStreamRecord) -> None:
+        outputs.append(process_record(record, deps))
+
+    try:
+        response = process_partial_response(
+            event=event, record_handler=record_handler, processor=processor, context=context
+        )
+        return dict(response)
+    finally:
+        _report(event, outputs, processor, deps)
+
+
+def _report(
+    event: dict[str, Any], outputs: list[TransformOutput], processor: BatchProcessor, deps: TransformDeps
+) -> None:
+    lines = sum(o.lines for o in outputs)
+    metrics.add_metric(name="Lines", unit=MetricUnit.Count, value=lines)
+    metrics.add_metric(name="Events", unit=MetricUnit.Count, value=sum(len(o.events) for o in outputs))
+    metrics.add_metric(name="BadRows", unit=MetricUnit.Count, value=sum(len(o.bad) for o in outputs))
+    metrics.add_metric(name="Skipped", unit=MetricUnit.Count, value=sum(sum(o.skipped.values()) for o in outputs))
+    metrics.add_metric(name="FailedRecords", unit=MetricUnit.Count, value=len(processor.fail_messages))
+    arrivals = [r.get("kinesis", {}).get("approximateArrivalTimestamp") for r in event.get("Records") or []]
+    arrivals = [a for a in arrivals if isinstance(a, int | float)]
+    if arrivals:
+        lag_ms = max(deps.clock() - min(arrivals), 0) * 1000
+        metrics.add_metric(name="IteratorLag", unit=MetricUnit.Milliseconds, value=lag_ms)
+    logger.info(
+        "batch transformed",
+        extra={"records": len(event.get("Records") or []), "failed": len(processor.fail_messages), "lines": lines},
+    )
+
+
+@logger.inject_lambda_context(log_event=False)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return handle(event, context, default_deps())

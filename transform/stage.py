@@ -1,0 +1,75 @@
+"""The transform stage over stream records: pure, no AWS.
+
+:func:`transform_raw_record` turns one stream-1 record into canonical events (encoded and
+packed into stream-2 chunks with deterministic ids), bad rows and counted skips.  A record
+that cannot be decoded is one bad row carrying its bytes; it never raises.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from extract.cloudfront import FieldLayout, LogLine
+from pipeline.badrows import BadRow, FailureKind, SourceRef
+from pipeline.records import RawBatch, RecordDecodeError, decode_raw, encode_event, event_chunk_id, pack_events
+from pipeline.schema import CanonicalEvent
+from transform.canonicalize import Canonicalizer, Skip
+
+
+@dataclass
+class TransformOutput:
+    batch_id: str
+    etl_tstamp: int
+    lines: int = 0
+    events: list[CanonicalEvent] = field(default_factory=list)
+    bad: list[BadRow] = field(default_factory=list)
+    skipped: Counter[str] = field(default_factory=Counter)
+    chunks: list[tuple[str, bytes]] = field(default_factory=list)
+    """(chunk id, stream-2 record data) in order."""
+
+    @property
+    def conserved(self) -> bool:
+        return self.lines == len(self.events) + len(self.bad) + sum(self.skipped.values())
+
+
+def transform_batch(batch: RawBatch, canonicalizer: Canonicalizer, chunk_bytes: int) -> TransformOutput:
+    out = TransformOutput(batch.batch_id, batch.etl_tstamp, lines=len(batch.lines))
+    layout = FieldLayout.parse(batch.fields) if batch.fields else None
+    source = SourceRef(batch.object_uri, etag=batch.etag or None)
+    process = canonicalizer.process
+    for number, text in zip(batch.line_numbers, batch.lines, strict=True):
+        result = process(LogLine(number, text, layout), source, batch.etl_tstamp)
+        if type(result) is dict:
+            out.events.append(result)
+        elif type(result) is Skip:
+            out.skipped[result.reason] += 1
+        else:
+            out.bad.append(result)  # type: ignore[arg-type]
+    chunks = pack_events((encode_event(event) for event in out.events), chunk_bytes)
+    out.chunks = [(event_chunk_id(batch.batch_id, index), data) for index, data in enumerate(chunks)]
+    return out
+
+
+def transform_raw_record(
+    data: bytes, canonicalizer: Canonicalizer, chunk_bytes: int, *, origin: str, arrival_ms: int
+) -> TransformOutput:
+    """Decode and transform one stream-1 record; an undecodable record becomes one bad row.
+
+    ``origin`` names the record (stream, shard and sequence number) in that bad row.
+    """
+    try:
+        batch = decode_raw(data)
+    except RecordDecodeError as exc:
+        out = TransformOutput(batch_id=_digest(origin), etl_tstamp=arrival_ms, lines=1)
+        out.bad.append(
+            BadRow(FailureKind.RECORD_INVALID, (str(exc),), SourceRef(origin), raw=data[:65536], size=len(data))
+        )
+        return out
+    return transform_batch(batch, canonicalizer, chunk_bytes)
+
+
+def _digest(text: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
