@@ -2,7 +2,8 @@
 
 Every input ``recordId`` comes back exactly once with ``result`` Ok, Dropped or
 ProcessingFailed (https://docs.aws.amazon.com/firehose/latest/dev/data-transformation.html).
-Ok data is one JSON object per line whose keys are the ``atomic.events`` columns, with
+Ok data is one JSON object per line whose keys are ``atomic.events`` columns (nulls left
+out), with
 timestamps as ``YYYY-MM-DD HH:MM:SS.mmm`` (what the COPY's ``TIMEFORMAT 'auto'`` reads).
 A record that is not ours (undecodable) is ProcessingFailed: Firehose keeps it under its
 ``processing-failed`` error prefix, so nothing is lost.  The response stays under the
@@ -37,8 +38,14 @@ class FirehoseCounts:
 
 def _redshift_lines(data: bytes) -> tuple[bytes, int]:
     events = decode_events(data)
+    # Null columns are left out: COPY ... JSON 'auto' loads a missing key as NULL, and the
+    # response stays about as small as the request (the 6 MB limit).
     lines = [
-        json.dumps(to_json_record(event, atomic_only=True), ensure_ascii=False, separators=(",", ":"))
+        json.dumps(
+            {k: v for k, v in to_json_record(event, atomic_only=True).items() if v is not None},
+            ensure_ascii=False,
+            separators=(",", ":"),
+        )
         for event in events
     ]
     return ("\n".join(lines) + "\n").encode("utf-8") if lines else b"", len(lines)
