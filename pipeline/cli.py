@@ -74,6 +74,19 @@ def build_parser() -> argparse.ArgumentParser:
         description="Write realistic CloudFront access logs (deterministic for a given seed).",
     )
     generate.add_arguments(generator)
+
+    from pipeline.local import cli as local_cli
+
+    local = commands.add_parser(
+        "run-local",
+        help="run the whole serverless chain on this machine, on emulated AWS (moto)",
+        description=(
+            "Create the configured buckets, streams and ledger on moto, upload SOURCE and drive "
+            "Extract, Transform, the Parquet sink and an emulated Firehose as AWS would; then print "
+            "a reconciliation of every stage. Exit code 1 when the stages do not reconcile."
+        ),
+    )
+    local_cli.add_arguments(local)
     return parser
 
 
@@ -87,6 +100,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from pipeline import generate
 
             return generate.run(args)
+        if args.command == "run-local":
+            from pipeline.local import cli as local_cli
+
+            return local_cli.run(args)
     except PipelineError as exc:
         print(f"clickstream-etl: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

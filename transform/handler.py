@@ -74,12 +74,21 @@ def process_record(record: KinesisStreamRecord, deps: TransformDeps) -> Transfor
     return out
 
 
-def handle(event: dict[str, Any], context: Any, deps: TransformDeps) -> dict[str, Any]:
+def handle(
+    event: dict[str, Any],
+    context: Any,
+    deps: TransformDeps,
+    on_output: Callable[[TransformOutput], None] | None = None,
+) -> dict[str, Any]:
+    """Process a Kinesis batch; ``on_output`` sees each record's output once it is durable."""
     outputs: list[TransformOutput] = []
     processor = BatchProcessor(event_type=EventType.KinesisDataStreams)
 
     def record_handler(record: KinesisStreamRecord) -> None:
-        outputs.append(process_record(record, deps))
+        output = process_record(record, deps)
+        outputs.append(output)
+        if on_output is not None:
+            on_output(output)
 
     try:
         response = process_partial_response(
