@@ -11,7 +11,7 @@ from functools import cache
 from typing import Any
 from urllib.parse import quote_plus
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
 from extract.notifications import ObjectNotice, parse_notifications
@@ -21,11 +21,11 @@ from pipeline.badsink import S3BadRowSink
 from pipeline.config import load_config
 from pipeline.kinesis import KinesisWriter
 from pipeline.ledger import Ledger
-from pipeline.process import read_limits
+from pipeline.observability import LazyTracer
 
 logger = Logger(service="clickstream-etl-extract")
 metrics = Metrics(namespace="ClickstreamEtl", service="extract")
-tracer = Tracer(service="clickstream-etl-extract")
+tracer = LazyTracer(service="clickstream-etl-extract")
 
 
 def continuation_event(notice: ObjectNotice) -> dict[str, Any]:
@@ -46,6 +46,8 @@ def continuation_event(notice: ObjectNotice) -> dict[str, Any]:
 
 @cache
 def default_deps() -> ExtractDeps:
+    from pipeline.process import read_limits  # here: it pulls in the transform modules
+
     config = load_config()
     check_limits(config)
     kinesis = make_client("kinesis", config.aws)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
 from load.firehose import transform_records
@@ -18,10 +18,11 @@ from pipeline.aws import make_client
 from pipeline.badsink import S3BadRowSink
 from pipeline.config import PipelineConfig, load_config
 from pipeline.ledger import Ledger
+from pipeline.observability import LazyTracer
 
 logger = Logger(service="clickstream-etl-load")
 metrics = Metrics(namespace="ClickstreamEtl", service="load")
-tracer = Tracer(service="clickstream-etl-load")
+tracer = LazyTracer(service="clickstream-etl-load")
 
 
 @dataclass(frozen=True)

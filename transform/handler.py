@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.kinesis_stream_event import KinesisStreamRecord
@@ -25,12 +25,13 @@ from pipeline.aws import make_client
 from pipeline.badsink import S3BadRowSink
 from pipeline.config import PipelineConfig, load_config
 from pipeline.kinesis import KinesisWriter, OutRecord
+from pipeline.observability import LazyTracer
 from transform.canonicalize import Canonicalizer, resolve_pseudonymization_key
 from transform.stage import TransformOutput, transform_raw_record
 
 logger = Logger(service="clickstream-etl-transform")
 metrics = Metrics(namespace="ClickstreamEtl", service="transform")
-tracer = Tracer(service="clickstream-etl-transform")
+tracer = LazyTracer(service="clickstream-etl-transform")
 
 
 @dataclass(frozen=True)

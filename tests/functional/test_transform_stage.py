@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import json
+import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,7 +16,7 @@ from extract.handler import handle as extract
 from pipeline.kinesis import KinesisPutError
 from pipeline.lambda_events import FakeLambdaContext, KinesisRecord, kinesis_event, s3_object_created_event
 from pipeline.records import decode_events
-from pipeline.testing import LogBuilder, tracker_query
+from pipeline.testing import DEFAULT_VALUES, LogBuilder, tracker_query
 from tests.functional.aws_chain import Chain, chain_config
 from transform.handler import handle
 
@@ -137,3 +139,27 @@ def test_f15_a_crash_after_partial_output_then_full_retry_repeats_identical_chun
         by_chunk.setdefault(record.partition_key, set()).add(record.data)
     assert len(stream) > len(by_chunk)  # duplicates exist on the stream...
     assert all(len(v) == 1 for v in by_chunk.values())  # ...and each chunk id always carries the same bytes
+
+
+def test_s09_handler_logs_carry_counts_but_no_raw_lines_or_addresses(aws: None) -> None:
+    from extract.handler import logger as extract_logger
+    from transform.handler import logger as transform_logger
+
+    stream = io.StringIO()
+    handlers = []
+    for powertools_logger in (extract_logger, transform_logger):
+        handler = logging.StreamHandler(stream)
+        handler.setFormatter(powertools_logger.registered_formatter)  # the JSON the Lambda would print
+        powertools_logger.addHandler(handler)
+        handlers.append((powertools_logger, handler))
+    try:
+        chain = Chain.create(chain_config(GROUPS))
+        records = extracted(chain)
+        handle(kinesis_event(records), FakeLambdaContext(), chain.transform_deps())
+    finally:
+        for powertools_logger, handler in handlers:
+            powertools_logger.removeHandler(handler)
+    logged = stream.getvalue()
+    assert "object extracted" in logged and "batch transformed" in logged  # INFO logs are on
+    for secret in (DEFAULT_VALUES["c-ip"], "shop.example", "00000000-0000-4000-8000-000000000001", "\\t"):
+        assert secret not in logged

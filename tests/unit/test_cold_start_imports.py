@@ -17,3 +17,16 @@ def test_module_imports_without_pyarrow_or_boto3(module: str) -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "", f"{module} imported {result.stdout.strip()}"
+
+
+@pytest.mark.parametrize("module", ["extract.handler", "transform.handler", "load.handler"])
+def test_handler_modules_import_without_pyarrow_or_boto3(module: str) -> None:
+    # Clients are created on the first invocation, not at import; the Parquet sink imports
+    # pyarrow only when it runs, so the Firehose transformation starts cold without it.
+    code = (
+        f"import sys, {module}\n"
+        "loaded = sorted(m for m in ('pyarrow', 'boto3') if m in sys.modules)\n"
+        "print(','.join(loaded))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "", f"{module} imported {result.stdout.strip()}"
