@@ -1,16 +1,24 @@
 """The Parquet sink over stream 2: a Kinesis batch -> partitioned Parquet objects on S3.
 
 Object keys are ``<events_prefix>event_date=D/event_hour=H/<shard>-<first seq>-<last seq>.parquet``:
-a retried batch (same records, same boundaries) overwrites its own objects.  Chunks that
-were replayed upstream arrive again with new sequence numbers but the same chunk id (their
+a retried batch (same records, same boundaries) overwrites its own objects.  This requires
+stable batch boundaries: the sink's event source mapping must not bisect
+(``BisectBatchOnFunctionError: false``).
+
+Chunks replayed upstream arrive again with new sequence numbers but the same chunk id (their
 partition key); the ledger assigns each chunk to one batch key, so a replayed chunk is
-skipped instead of written twice.  This requires stable batch boundaries: the sink's event
-source mapping must not bisect (``BisectBatchOnFunctionError: false``).
+skipped.  Natural duplicates that arrive in different chunks (a tracker's retries, the
+same line in two log files) are caught by the event manifest: one conditional put per
+(event_id, fingerprint), as Snowplow's cross-batch deduplication does, kept for
+``stream.dedupe_window_days``.  It costs one DynamoDB write per event;
+``stream.cross_batch_dedupe = false`` turns it off and leaves cross-batch duplicates to
+readers and to the Redshift merge.
 """
 
 from __future__ import annotations
 
 import base64
+import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -60,15 +68,25 @@ def records_from_event(event: dict[str, Any]) -> tuple[str, list[SinkRecord]]:
 
 
 def plan_objects(
-    records: Sequence[SinkRecord], key: str, prefix: str, is_new_chunk: Callable[[str], bool], *, origin: str
+    records: Sequence[SinkRecord],
+    key: str,
+    prefix: str,
+    is_new_chunk: Callable[[str], bool],
+    *,
+    origin: str,
+    claim_events: Callable[[list[tuple[str, str]]], set[int]] | None = None,
 ) -> tuple[dict[str, list[CanonicalEvent]], SinkResult]:
-    """Events per object key for one batch, without replayed chunks or natural duplicates."""
+    """Events per object key for one batch, without replayed chunks or natural duplicates.
+
+    ``claim_events`` (the cross-batch event manifest) gets the batch's distinct
+    (event_id, fingerprint) keys and returns the indices this batch may write.
+    """
     from load.parquet import PartitionKey
 
     result = SinkResult(key, records=len(records))
     seen_chunks: set[str] = set()
     seen_events: set[tuple[str, str]] = set()
-    objects: defaultdict[str, list[CanonicalEvent]] = defaultdict(list)
+    unique: list[CanonicalEvent] = []
     for record in records:
         if record.chunk_id in seen_chunks or not is_new_chunk(record.chunk_id):
             result.replayed_chunks += 1
@@ -94,12 +112,28 @@ def plan_objects(
                 result.duplicates_dropped += 1
                 continue
             seen_events.add(ident)
-            partition = PartitionKey.of(int(event["collector_tstamp"]))
-            objects[f"{prefix}{partition.format()}/{key}.parquet"].append(event)
+            unique.append(event)
+    if claim_events is not None and unique:
+        keys = [(str(e.get("event_id")), str(e.get("event_fingerprint"))) for e in unique]
+        granted = claim_events(keys)
+        result.duplicates_dropped += len(unique) - len(granted)
+        unique = [event for index, event in enumerate(unique) if index in granted]
+    objects: defaultdict[str, list[CanonicalEvent]] = defaultdict(list)
+    for event in unique:
+        partition = PartitionKey.of(int(event["collector_tstamp"]))
+        objects[f"{prefix}{partition.format()}/{key}.parquet"].append(event)
     return dict(objects), result
 
 
-def write_batch(event: dict[str, Any], *, s3: Any, ledger: Any, bad_sink: Any, config: PipelineConfig) -> SinkResult:
+def write_batch(
+    event: dict[str, Any],
+    *,
+    s3: Any,
+    ledger: Any,
+    bad_sink: Any,
+    config: PipelineConfig,
+    clock: Callable[[], float] = time.time,
+) -> SinkResult:
     """Write one stream-2 batch; raises (transient) when any object could not be written."""
     from load.errors import SinkWriteError
     from load.parquet import encode_parquet
@@ -109,12 +143,24 @@ def write_batch(event: dict[str, Any], *, s3: Any, ledger: Any, bad_sink: Any, c
         return SinkResult("")
     key = batch_key(shard, records[0].sequence_number, records[-1].sequence_number)
     resources = config.resources
+    expires_at = int(clock()) + config.stream.dedupe_window_days * 86400
     objects, result = plan_objects(
         records,
         key,
         resources.events_prefix,
         lambda chunk: bool(ledger.claim_chunk(chunk, key)),
         origin=str((event.get("Records") or [{}])[0].get("eventSourceARN", "kinesis")),
+        claim_events=(
+            (
+                lambda keys: set(
+                    ledger.claim_events(
+                        keys, key, expires_at_s=expires_at, concurrency=config.stream.dedupe_concurrency
+                    )
+                )
+            )
+            if config.stream.cross_batch_dedupe
+            else None
+        ),
     )
     for object_key, events in sorted(objects.items()):
         body = encode_parquet(events, config.load)

@@ -75,6 +75,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     generate.add_arguments(generator)
 
+    from pipeline import redshift_cli
+
+    redshift = commands.add_parser(
+        "redshift",
+        help="Redshift load path: print the DDL or Firehose's COPY command, load the Parquet dataset",
+        description="Print the Redshift DDL or Firehose's CopyCommand, or load the Parquet dataset from S3.",
+    )
+    redshift_cli.add_arguments(redshift)
+
     from pipeline.local import cli as local_cli
 
     local = commands.add_parser(
@@ -100,6 +109,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from pipeline import generate
 
             return generate.run(args)
+        if args.command == "redshift":
+            from pipeline import redshift_cli
+
+            return redshift_cli.run(args)
         if args.command == "run-local":
             from pipeline.local import cli as local_cli
 

@@ -130,6 +130,9 @@ class StreamConfig:
     put_max_attempts: int
     put_base_delay_ms: int
     put_max_delay_ms: int
+    dedupe_window_days: int
+    cross_batch_dedupe: bool
+    dedupe_concurrency: int
     timeout_margin_ms: int
 
 
@@ -147,6 +150,10 @@ class RedshiftConfig:
     copy_role_arn: str
     poll_interval_ms: int
     max_polls: int
+    backfill_staging_table: str
+    rejects_table: str
+    manifest_prefix: str
+    load_error_window_minutes: int
 
 
 @dataclass(frozen=True)

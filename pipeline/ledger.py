@@ -11,7 +11,7 @@ Parquet sink, so a chunk replayed upstream is written to one object only.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
@@ -228,6 +228,53 @@ class Ledger:
                 return False
             raise
         return True
+
+    # ------------------------------------------------------------------ events
+    def claim_event(self, event_id: str, fingerprint: str, owner: str, *, expires_at_s: int) -> bool:
+        """Grant (event_id, fingerprint) to ``owner``: True when new or already its own.
+
+        The cross-batch event manifest, as Snowplow's: a key another batch holds is a
+        natural duplicate (False).  A retried batch (same owner) is granted its keys again.
+        The item carries ``expires_at`` for DynamoDB's TTL.
+        """
+        try:
+            self._call(
+                "put_item",
+                Item={
+                    "pk": {"S": f"event#{event_id}#{fingerprint}"},
+                    "owner": {"S": owner},
+                    "expires_at": {"N": str(expires_at_s)},
+                },
+                ConditionExpression="attribute_not_exists(pk) OR #o = :owner",
+                ExpressionAttributeNames={"#o": "owner"},
+                ExpressionAttributeValues={":owner": {"S": owner}},
+            )
+        except Exception as exc:
+            if _is_conditional_failure(exc):
+                return False
+            raise
+        return True
+
+    def claim_events(
+        self, keys: Sequence[tuple[str, str]], owner: str, *, expires_at_s: int, concurrency: int = 1
+    ) -> set[int]:
+        """Indices of the distinct ``keys`` granted to ``owner`` (see :meth:`claim_event`).
+
+        One conditional put per key (TransactWriteItems would refuse a whole group for one
+        duplicate); ``concurrency`` > 1 runs them on a thread pool (boto3 clients are thread-safe).
+        """
+
+        def claim(index: int) -> bool:
+            event_id, fingerprint = keys[index]
+            return self.claim_event(event_id, fingerprint, owner, expires_at_s=expires_at_s)
+
+        if concurrency <= 1 or len(keys) < 2:
+            return {index for index in range(len(keys)) if claim(index)}
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=concurrency) as pool:
+            results = list(pool.map(claim, range(len(keys))))
+        return {index for index, ok in enumerate(results) if ok}
 
 
 def create_table(client: Any, table: str) -> None:

@@ -16,6 +16,7 @@ Then it reconciles every stage and can copy the outputs out, in the backfill's l
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import os
@@ -207,6 +208,8 @@ class LocalChain:
 
     def __init__(self, config: PipelineConfig, *, shards: int = 2) -> None:
         check_limits(config)
+        # moto's backends are not thread-safe: the sink's conditional writes go one at a time here.
+        config = dataclasses.replace(config, stream=dataclasses.replace(config.stream, dedupe_concurrency=1))
         self.config = config
         self.shards = shards
         aws = config.aws

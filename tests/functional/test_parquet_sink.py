@@ -99,3 +99,16 @@ def test_given_a_garbage_record_then_it_becomes_a_bad_row_and_the_rest_is_writte
     result = sink(chain, records)
     assert result["rows_written"] == 4
     assert [k.split("/")[1] for k in chain.objects("bad/")] == ["record_invalid"]
+
+
+def test_given_natural_duplicates_in_different_batches_then_the_event_manifest_writes_them_once(aws: None) -> None:
+    chain = Chain.create(chain_config())
+    first = chunks(10)
+    # The same events (a tracker retry, or the same line in another log file) in a new chunk.
+    again = [KinesisRecord(r.data, event_chunk_id("d" * 32, i), str(7000 + i), r.shard_id) for i, r in enumerate(first)]
+    sink(chain, first)
+    result = sink(chain, again)
+    assert result["rows_written"] == 0
+    assert len(rows(chain)) == 10
+    sink(chain, again)  # its retry changes nothing either
+    assert len(rows(chain)) == 10

@@ -1,0 +1,508 @@
+"""Run the Redshift plans of :mod:`load.redshift`: the Data API executor and the load steps.
+
+:class:`DataApiExecutor` runs one :class:`~load.redshift.Statement` with
+``ExecuteStatement`` (values as ``Parameters``) or a :class:`~load.redshift.Transaction` with
+``BatchExecuteStatement`` (one transaction), then polls ``DescribeStatement`` a bounded
+number of times with an injected ``sleep``: a statement that is still running after
+``max_polls`` polls is cancelled and reported as a transient
+:class:`~load.errors.StatementTimeoutError` (every plan is idempotent, so the caller may
+simply run it again).  Anything that satisfies :class:`Executor` can run the same plans --
+the tests run them on DuckDB.
+
+The steps -- :func:`run_loader` (the scheduled loader Lambda), :func:`plan_backfill_load`
+and :func:`run_backfill_load` (``clickstream-etl redshift load``) -- take their clients and
+executor as arguments and return typed summaries.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any, Final, Protocol
+
+from load.errors import (
+    DataApiError,
+    DataApiRequestError,
+    DestinationError,
+    SinkWriteError,
+    StatementConflictError,
+    StatementFailedError,
+    StatementTimeoutError,
+)
+from load.redshift import (
+    BackfillPlan,
+    LoadErrorDetail,
+    MergeStats,
+    PartitionPlan,
+    RedshiftTables,
+    S3Location,
+    S3Object,
+    Statement,
+    Transaction,
+    backfill_plan_for,
+    ledger_from_rows,
+    ledger_insert,
+    ledger_lookup,
+    load_errors_of_query,
+    load_errors_since,
+    manifest_body,
+    plan_backfill,
+    staged_count,
+    stream_merge_plan,
+)
+from pipeline.config import PipelineConfig, RedshiftConfig
+from pipeline.errors import ConfigError
+
+
+@dataclass(frozen=True, slots=True)
+class StatementResult:
+    """What one statement returned: its rows (if any), rows affected, Redshift's query id."""
+
+    label: str
+    rows: tuple[tuple[Any, ...], ...] = ()
+    affected: int | None = None
+    query_id: int | None = None
+
+
+class Executor(Protocol):
+    """Runs statements and transactions; raises load.errors subclasses on failure."""
+
+    def execute(self, statement: Statement) -> StatementResult: ...
+
+    def execute_transaction(self, transaction: Transaction) -> tuple[StatementResult, ...]: ...
+
+
+# --------------------------------------------------------------------------- Data API
+@dataclass(frozen=True, slots=True)
+class DataApiTarget:
+    """Where the Data API runs SQL: a Serverless workgroup or a provisioned cluster."""
+
+    database: str
+    workgroup: str = ""
+    cluster_identifier: str = ""
+    db_user: str = ""
+    secret_arn: str = ""
+
+    @classmethod
+    def from_config(cls, config: RedshiftConfig) -> DataApiTarget:
+        """Raises ConfigError unless exactly one of workgroup and cluster_identifier is set
+        (and, for a cluster, db_user or secret_arn)."""
+        if bool(config.workgroup) == bool(config.cluster_identifier):
+            raise ConfigError("redshift: set exactly one of workgroup and cluster_identifier")
+        if config.cluster_identifier and not (config.db_user or config.secret_arn):
+            raise ConfigError("redshift: a provisioned cluster needs db_user or secret_arn")
+        if not config.database:
+            raise ConfigError("redshift.database must not be empty")
+        return cls(config.database, config.workgroup, config.cluster_identifier, config.db_user, config.secret_arn)
+
+    def request_arguments(self) -> dict[str, str]:
+        args = {"Database": self.database}
+        if self.workgroup:
+            args["WorkgroupName"] = self.workgroup
+        else:
+            args["ClusterIdentifier"] = self.cluster_identifier
+        if self.secret_arn:
+            args["SecretArn"] = self.secret_arn
+        elif self.db_user and self.cluster_identifier:
+            args["DbUser"] = self.db_user
+        return args
+
+
+_TRANSIENT_CODES: Final = frozenset(
+    {
+        "ThrottlingException",
+        "InternalServerException",
+        "ActiveStatementsExceededException",
+        "ActiveSessionsExceededException",
+        "ServiceUnavailableException",
+        "RequestTimeout",
+    }
+)
+_CONFLICT_MARKERS: Final = (
+    "serializable isolation violation",
+    "error: 1023",
+    "deadlock",
+    "lock timeout",
+    "could not obtain lock",
+)
+_DONE: Final = "FINISHED"
+_FAILED: Final = frozenset({"FAILED", "ABORTED"})
+
+
+def _field_value(cell: dict[str, Any]) -> Any:
+    if cell.get("isNull"):
+        return None
+    for key in ("stringValue", "longValue", "doubleValue", "booleanValue", "blobValue"):
+        if key in cell:
+            return cell[key]
+    return None
+
+
+class DataApiExecutor:
+    """Runs statements through the Redshift Data API with bounded polling.
+
+    ``client`` is a ``redshift-data`` client from :func:`pipeline.aws.make_client`;
+    ``sleep`` and ``clock`` are injectable so tests never wait.
+    """
+
+    def __init__(
+        self,
+        client: Any,
+        target: DataApiTarget,
+        *,
+        poll_interval_s: float,
+        max_polls: int,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if max_polls < 1:
+            raise ConfigError("redshift.max_polls must be at least 1")
+        self._client = client
+        self._target = target
+        self._interval = poll_interval_s
+        self._max_polls = max_polls
+        self._sleep = sleep
+        self._clock = clock
+
+    @classmethod
+    def from_config(
+        cls,
+        client: Any,
+        config: RedshiftConfig,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> DataApiExecutor:
+        return cls(
+            client,
+            DataApiTarget.from_config(config),
+            poll_interval_s=config.poll_interval_ms / 1000,
+            max_polls=config.max_polls,
+            sleep=sleep,
+            clock=clock,
+        )
+
+    # ----------------------------------------------------------------- API
+    def execute(self, statement: Statement) -> StatementResult:
+        """Run one statement (values as Data API Parameters) and return its result."""
+        kwargs: dict[str, Any] = {"Sql": statement.sql, "StatementName": statement.label[:500]}
+        if statement.parameters:
+            kwargs["Parameters"] = statement.data_api_parameters()
+        response = self._call(
+            "ExecuteStatement", self._client.execute_statement, **kwargs, **self._target.request_arguments()
+        )
+        description = self._wait(response["Id"], statement.label, (statement,))
+        rows = self._rows(description["Id"]) if description.get("HasResultSet") else ()
+        return StatementResult(
+            statement.label, rows, _count(description.get("ResultRows")), description.get("RedshiftQueryId")
+        )
+
+    def execute_transaction(self, transaction: Transaction) -> tuple[StatementResult, ...]:
+        """Run a transaction as one ``BatchExecuteStatement`` (committed or rolled back whole)."""
+        if any(s.parameters for s in transaction.statements):
+            raise ValueError(f"transaction {transaction.label}: batched statements cannot take parameters")
+        response = self._call(
+            "BatchExecuteStatement",
+            self._client.batch_execute_statement,
+            Sqls=[s.sql for s in transaction.statements],
+            StatementName=transaction.label[:500],
+            **self._target.request_arguments(),
+        )
+        description = self._wait(response["Id"], transaction.label, transaction.statements)
+        subs = description.get("SubStatements") or []
+        results = []
+        for statement, sub in zip(transaction.statements, subs, strict=False):
+            rows = self._rows(sub["Id"]) if sub.get("HasResultSet") else ()
+            results.append(
+                StatementResult(statement.label, rows, _count(sub.get("ResultRows")), sub.get("RedshiftQueryId"))
+            )
+        if len(results) != len(transaction.statements):
+            raise StatementFailedError(
+                f"transaction {transaction.label}: the Data API described {len(subs)} of "
+                f"{len(transaction.statements)} statements",
+                label=transaction.label,
+            )
+        return tuple(results)
+
+    # ----------------------------------------------------------------- internals
+    def _call(self, operation: str, method: Callable[..., Any], **kwargs: Any) -> Any:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            return method(**kwargs)
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            message = f"Redshift Data API {operation} failed: {code}: {exc.response.get('Error', {}).get('Message')}"
+            if code in _TRANSIENT_CODES:
+                raise DataApiError(message + " (retry)") from exc
+            raise DataApiRequestError(message) from exc
+        except BotoCoreError as exc:
+            raise DataApiError(f"Redshift Data API {operation} could not be reached: {exc} (retry)") from exc
+
+    def _wait(self, statement_id: str, label: str, statements: Sequence[Statement]) -> dict[str, Any]:
+        started = self._clock()
+        for poll in range(self._max_polls):
+            if poll:
+                self._sleep(self._interval)
+            description: dict[str, Any] = self._call(
+                "DescribeStatement", self._client.describe_statement, Id=statement_id
+            )
+            status = description.get("Status")
+            if status == _DONE:
+                return description
+            if status in _FAILED:
+                raise self._failure(description, label, statements)
+        self._cancel(statement_id)
+        raise StatementTimeoutError(
+            f"statement {label} ({statement_id}) did not finish after {self._max_polls} polls "
+            f"({self._clock() - started:.1f}s); it was cancelled -- the plan is idempotent, run it again"
+        )
+
+    def _cancel(self, statement_id: str) -> None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self._client.cancel_statement(Id=statement_id)
+        except (ClientError, BotoCoreError):
+            # It may have finished or failed between the last poll and now; the timeout
+            # error raised by the caller says what to do either way.
+            return
+
+    @staticmethod
+    def _failure(description: dict[str, Any], label: str, statements: Sequence[Statement]) -> Exception:
+        error = str(description.get("Error") or description.get("Status"))
+        failed_label, query_id = label, description.get("RedshiftQueryId")
+        for index, sub in enumerate(description.get("SubStatements") or []):
+            if sub.get("Status") in _FAILED and index < len(statements):
+                failed_label = statements[index].label
+                query_id = sub.get("RedshiftQueryId")
+                error = str(sub.get("Error") or error)
+                break
+        message = f"statement {failed_label} failed: {error}"
+        if any(marker in error.lower() for marker in _CONFLICT_MARKERS):
+            return StatementConflictError(message + " (a concurrent transaction; run it again)")
+        return StatementFailedError(message, label=failed_label, query_id=query_id if query_id else None)
+
+    def _rows(self, statement_id: str) -> tuple[tuple[Any, ...], ...]:
+        rows: list[tuple[Any, ...]] = []
+        token: str | None = None
+        while True:
+            kwargs: dict[str, Any] = {"Id": statement_id}
+            if token:
+                kwargs["NextToken"] = token
+            page = self._call("GetStatementResult", self._client.get_statement_result, **kwargs)
+            rows.extend(tuple(_field_value(cell) for cell in record) for record in page.get("Records", []))
+            token = page.get("NextToken")
+            if not token:
+                return tuple(rows)
+
+
+def _count(value: Any) -> int | None:
+    return int(value) if isinstance(value, int) and value >= 0 else None
+
+
+# --------------------------------------------------------------------------- the loader
+@dataclass(frozen=True, slots=True)
+class StreamLoadResult:
+    """What one run of the scheduled loader did."""
+
+    stats: MergeStats
+    merged: bool
+    load_errors: tuple[LoadErrorDetail, ...] = ()
+
+    def metrics(self) -> dict[str, int]:
+        """Counters for CloudWatch (one metric each)."""
+        return {
+            "RowsStaged": self.stats.staged,
+            "RowsInserted": self.stats.inserted,
+            "NaturalDuplicates": self.stats.natural_duplicates,
+            "SyntheticDuplicates": self.stats.synthetic_duplicates,
+            "RowsRejected": self.stats.rejected,
+            "LoadErrors": len(self.load_errors),
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "merged": self.merged,
+            **self.stats.to_json(),
+            "load_errors": [e.to_json() for e in self.load_errors],
+        }
+
+
+def merge_once(executor: Executor, transaction: Transaction) -> MergeStats:
+    """Run a merge transaction and read its statistics (rows inserted from the INSERT)."""
+    results = executor.execute_transaction(transaction)
+    by_label = {r.label: r for r in results}
+    stats_rows = by_label["stats"].rows
+    if len(stats_rows) != 1:
+        raise StatementFailedError(f"merge statistics returned {len(stats_rows)} rows, expected 1", label="stats")
+    stats = MergeStats.from_row(stats_rows[0])
+    inserted = by_label["insert"].affected
+    if inserted is not None and inserted != stats.inserted:
+        # Both are computed under the same lock; a difference means the plan is wrong.
+        raise StatementFailedError(
+            f"the merge inserted {inserted} rows but counted {stats.inserted} new events", label="insert"
+        )
+    return stats
+
+
+def run_loader(config: PipelineConfig, executor: Executor, now: datetime) -> StreamLoadResult:
+    """Merge Firehose's staging table into the events table, then report recent COPY errors.
+
+    ``now`` (aware, UTC) bounds the load-error window: the COPY errors of Firehose's files
+    from the last ``redshift.load_error_window_minutes``.
+    """
+    tables = RedshiftTables.from_config(config.redshift)
+    staged = executor.execute(staged_count(tables)).rows
+    merged = bool(staged and staged[0] and int(staged[0][0] or 0) > 0)
+    stats = merge_once(executor, stream_merge_plan(tables)) if merged else MergeStats.empty()
+    errors: tuple[LoadErrorDetail, ...] = ()
+    window = config.redshift.load_error_window_minutes
+    if window:
+        since = (now - timedelta(minutes=window)).strftime("%Y-%m-%d %H:%M:%S")
+        files = f"s3://{config.resources.output_bucket}/{config.resources.firehose_prefix}"
+        rows = executor.execute(load_errors_since(since, files)).rows
+        errors = tuple(LoadErrorDetail.from_row(row) for row in rows)
+    return StreamLoadResult(stats, merged, errors)
+
+
+# --------------------------------------------------------------------------- backfill
+def _s3_call(operation: str, method: Callable[..., Any], **kwargs: Any) -> Any:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        return method(**kwargs)
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "")
+        message = f"S3 {operation} failed: {code}: {exc.response.get('Error', {}).get('Message')}"
+        if code in ("NoSuchBucket", "AccessDenied", "AllAccessDisabled", "InvalidBucketName", "NoSuchKey"):
+            raise DestinationError(message) from exc
+        raise SinkWriteError(message + " (retry)") from exc
+    except BotoCoreError as exc:
+        raise SinkWriteError(f"S3 {operation} could not be reached: {exc} (retry)") from exc
+
+
+def list_objects(s3: Any, root: S3Location) -> Iterator[S3Object]:
+    """Every object under ``root`` (paginated)."""
+    token: str | None = None
+    while True:
+        kwargs: dict[str, Any] = {"Bucket": root.bucket, "Prefix": root.prefix}
+        if token:
+            kwargs["ContinuationToken"] = token
+        page = _s3_call("ListObjectsV2", s3.list_objects_v2, **kwargs)
+        for item in page.get("Contents", []):
+            yield S3Object(item["Key"], int(item["Size"]), str(item.get("ETag", "")).strip('"'))
+        token = page.get("NextContinuationToken") if page.get("IsTruncated") else None
+        if not token:
+            return
+
+
+def plan_backfill_load(
+    s3: Any,
+    executor: Executor,
+    tables: RedshiftTables,
+    root: S3Location,
+    manifest_prefix: str,
+    since: date | None = None,
+    until: date | None = None,
+) -> BackfillPlan:
+    """List the dataset, read the ledger (read-only), and decide per partition: load or skip."""
+    objects = list(list_objects(s3, root))
+    ledger = ledger_from_rows(root, executor.execute(ledger_lookup(tables, root)).rows)
+    return plan_backfill(root, objects, ledger, manifest_prefix, since, until)
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionResult:
+    partition: PartitionPlan
+    status: str
+    """``loaded``, ``skipped`` or ``load_error``."""
+    stats: MergeStats = field(default_factory=MergeStats.empty)
+    message: str = ""
+    load_errors: tuple[LoadErrorDetail, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "prefix": self.partition.prefix,
+            "status": self.status,
+            "message": self.message,
+            **self.stats.to_json(),
+            "load_errors": [e.to_json() for e in self.load_errors],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class BackfillLoadSummary:
+    """What ``clickstream-etl redshift load`` did, partition by partition."""
+
+    plan: BackfillPlan
+    results: tuple[PartitionResult, ...]
+
+    def count(self, status: str) -> int:
+        return sum(1 for r in self.results if r.status == status)
+
+    def total(self, name: str) -> int:
+        return sum(int(getattr(r.stats, name)) for r in self.results)
+
+    @property
+    def failed(self) -> int:
+        return self.count("load_error")
+
+    def metrics(self) -> dict[str, int]:
+        return {
+            "PartitionsLoaded": self.count("loaded"),
+            "PartitionsSkipped": self.count("skipped"),
+            "PartitionsFailed": self.failed,
+            "RowsStaged": self.total("staged"),
+            "RowsInserted": self.total("inserted"),
+            "NaturalDuplicates": self.total("natural_duplicates"),
+            "SyntheticDuplicates": self.total("synthetic_duplicates"),
+            "RowsRejected": self.total("rejected"),
+            "LoadErrors": sum(max(len(r.load_errors), 1) for r in self.results if r.status == "load_error"),
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        return {"metrics": self.metrics(), "partitions": [r.to_json() for r in self.results]}
+
+
+def run_backfill_load(
+    plan: BackfillPlan, s3: Any, executor: Executor, tables: RedshiftTables, copy_role_arn: str
+) -> BackfillLoadSummary:
+    """Load every partition the plan marks ``load``: manifest, COPY + merge, then ledger.
+
+    A COPY that fails (a file that is not the canonical Parquet, a value COPY cannot read)
+    rolls its partition back, is reported with its ``sys_load_error_detail`` rows, and
+    the run goes on; the partition stays out of the ledger, so the next run retries it.
+    The ledger row is written after the merge commits: if that write is lost, the next
+    run loads the partition again and the merge finds every row already present.
+    """
+    bucket = plan.root.bucket
+    results: list[PartitionResult] = []
+    for partition in plan.partitions:
+        if partition.action == "skip":
+            results.append(PartitionResult(partition, "skipped", message=partition.reason))
+            continue
+        _s3_call(
+            "PutObject",
+            s3.put_object,
+            Bucket=bucket,
+            Key=partition.manifest_key,
+            Body=manifest_body(partition, bucket),
+            ContentType="application/json",
+        )
+        try:
+            stats = merge_once(executor, backfill_plan_for(tables, bucket, partition, copy_role_arn))
+        except StatementFailedError as exc:
+            if exc.label != "copy":
+                raise
+            details: tuple[LoadErrorDetail, ...] = ()
+            if exc.query_id is not None:
+                rows = executor.execute(load_errors_of_query(exc.query_id)).rows
+                details = tuple(LoadErrorDetail.from_row(row) for row in rows)
+            results.append(PartitionResult(partition, "load_error", message=str(exc), load_errors=details))
+            continue
+        executor.execute(ledger_insert(tables, bucket, partition, stats))
+        results.append(PartitionResult(partition, "loaded", stats))
+    return BackfillLoadSummary(plan, tuple(results))

@@ -1,0 +1,2 @@
+-- lock
+LOCK "atomic"."events", "atomic"."events_backfill_staging", "atomic"."events_rejected"

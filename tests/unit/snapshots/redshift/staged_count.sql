@@ -1,0 +1,2 @@
+-- staged_count
+SELECT COUNT(*) FROM "atomic"."events_staging"

@@ -1,0 +1,2 @@
+-- clear_staging
+DELETE FROM "atomic"."events_staging"

@@ -1,0 +1,2 @@
+-- drop_batch
+DROP TABLE "clk_merge_batch"

@@ -1,0 +1,2 @@
+-- drop_rows
+DROP TABLE "clk_merge_rows"
