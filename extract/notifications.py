@@ -85,7 +85,7 @@ def _walk(event: Any, out: Notices, depth: int = 0) -> None:
         _from_eventbridge(event, out)
         return
     records = event.get("Records")
-    if not isinstance(records, Sequence):
+    if not isinstance(records, list):
         out.ignored["malformed_event"] += 1
         return
     for record in records:

@@ -341,3 +341,27 @@ def check_limits(config: PipelineConfig) -> None:
             f"extract.max_line_bytes ({config.extract.max_line_bytes}) plus record overhead must fit "
             f"stream.record_max_bytes ({config.stream.record_max_bytes}, at most 1 MiB)"
         )
+
+
+# ------------------------------------------------------------------ reconciliation
+def find_unprocessed(
+    s3: Any, ledger: Ledger, bucket: str, prefix: str, config: PipelineConfig, *, limit: int | None = None
+) -> list[ObjectNotice]:
+    """Objects under ``prefix`` whose current version the ledger has not completed.
+
+    The answer to lost notifications (S3 delivers at least once, but async invocations can be
+    dropped): list the bucket, and re-drive every object missing from the ledger or left
+    in progress with an expired lease.  Own outputs and folder markers are left out.
+    """
+    found: list[ObjectNotice] = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for item in page.get("Contents", []):
+            notice = ObjectNotice(bucket, item["Key"], item["ETag"].strip('"'), item.get("Size"))
+            if notice.key.endswith("/") or is_own_output(notice, config):
+                continue
+            entry = ledger.get(ObjectId(notice.bucket, notice.key, notice.etag))
+            if entry is None or entry.status == "IN_PROGRESS":
+                found.append(notice)
+                if limit is not None and len(found) >= limit:
+                    return found
+    return found

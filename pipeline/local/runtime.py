@@ -31,7 +31,7 @@ from typing import Any, Final
 from extract.handler import continuation_event
 from extract.handler import handle as extract_handle
 from extract.notifications import ObjectNotice
-from extract.stage import ExtractDeps, check_limits
+from extract.stage import ExtractDeps, check_limits, find_unprocessed
 from load.handler import SinkDeps, handle_firehose, handle_sink
 from pipeline.aws import make_client
 from pipeline.badsink import S3BadRowSink
@@ -43,6 +43,7 @@ from pipeline.ledger import Ledger, create_table
 from pipeline.local.esm import EsmSettings, KinesisPoller
 from pipeline.local.firehose import FirehoseEmulator
 from pipeline.process import read_limits
+from pipeline.topology import StreamMapping, stream_mappings
 from transform.canonicalize import Canonicalizer, resolve_pseudonymization_key
 from transform.handler import TransformDeps
 from transform.handler import handle as transform_handle
@@ -53,13 +54,14 @@ NOTIFICATION_QUEUE: Final = "clickstream-etl-notifications"
 MAX_MESSAGE_ATTEMPTS: Final = 3
 MAX_ROUNDS: Final = 1000
 
-TRANSFORM_MAPPING: Final = EsmSettings(
-    batch_size=100, bisect_batch_on_function_error=True, maximum_retry_attempts=3, report_batch_item_failures=True
-)
-# The sink relies on stable batch boundaries for its object keys: no bisection.
-SINK_MAPPING: Final = EsmSettings(
-    batch_size=100, bisect_batch_on_function_error=False, maximum_retry_attempts=3, report_batch_item_failures=False
-)
+def esm_settings(mapping: StreamMapping) -> EsmSettings:
+    """The simulator's settings for a deployed mapping (the same values, see pipeline.topology)."""
+    return EsmSettings(
+        batch_size=mapping.batch_size,
+        bisect_batch_on_function_error=mapping.bisect_on_error,
+        maximum_retry_attempts=mapping.maximum_retry_attempts,
+        report_batch_item_failures=mapping.report_batch_item_failures,
+    )
 
 
 class LocalRunError(PipelineError):
@@ -98,6 +100,8 @@ class Reconciliation:
     redelivered_records: int = 0
     discarded_batches: int = 0
     failed_notifications: int = 0
+    redriven_objects: int = 0
+    """Objects found by the reconciler (their notification was lost) and processed."""
     skipped_by_reason: Counter[str] = field(default_factory=Counter)
 
     @property
@@ -160,7 +164,7 @@ class Reconciliation:
             (
                 "delivery",
                 f"{self.redelivered_records} records redelivered, {self.discarded_batches} batches discarded, "
-                f"{self.failed_notifications} notifications failed",
+                f"{self.failed_notifications} notifications failed, {self.redriven_objects} objects re-driven",
             ),
         ]
         width = max(len(name) for name, _ in rows)
@@ -212,6 +216,7 @@ class LocalChain:
         config = dataclasses.replace(config, stream=dataclasses.replace(config.stream, dedupe_concurrency=1))
         self.config = config
         self.shards = shards
+        self._mappings = {name: esm_settings(m) for name, m in stream_mappings(config).items()}
         aws = config.aws
         self.s3 = make_client("s3", aws)
         self.sqs = make_client("sqs", aws)
@@ -371,13 +376,13 @@ class LocalChain:
             transform = self._poller.drain(
                 self.config.resources.raw_stream,
                 self._transform,
-                TRANSFORM_MAPPING,
+                self._mappings["transform"],
                 context_factory=lambda: self._context("clickstream-etl-transform"),
             )
             sink = self._poller.drain(
                 self.config.resources.events_stream,
                 self._sink,
-                SINK_MAPPING,
+                self._mappings["parquet_sink"],
                 context_factory=lambda: self._context("clickstream-etl-parquet-sink"),
             )
             firehose = self.firehose.drain()
@@ -391,7 +396,14 @@ class LocalChain:
             self.report.firehose_failed += firehose.failed
             progressed += transform.records_in + sink.records_in + firehose.records_in
             if not progressed:
-                break
+                # Quiet: re-drive objects whose notification was lost, as the reconciler does in AWS.
+                lost = find_unprocessed(
+                    self.s3, self.extract_deps.ledger, self.config.resources.log_bucket, LOG_PREFIX, self.config
+                )
+                if not lost:
+                    break
+                self.report.redriven_objects += len(lost)
+                self.continuations.extend(lost)
         else:  # pragma: no cover - a runaway loop would be a bug
             raise LocalRunError(f"the chain did not settle after {MAX_ROUNDS} rounds")
         report = self.report

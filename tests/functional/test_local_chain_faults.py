@@ -1,0 +1,91 @@
+"""The local chain under faults: lost notifications (F08), ledger faults (F16), mapping drift (F13)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+from moto import mock_aws
+
+from extract.handler import handle
+from pipeline.lambda_events import FakeClock, FakeLambdaContext, s3_object_created_event
+from pipeline.ledger import LedgerError, ObjectId
+from pipeline.local.runtime import LOG_PREFIX, LocalChain
+from pipeline.testing import LogBuilder, tracker_query
+from pipeline.topology import stream_mappings
+from tests.functional.aws_chain import Chain, chain_config
+
+
+@pytest.fixture
+def aws() -> Iterator[None]:
+    with mock_aws():
+        yield
+
+
+def log(lines: int) -> bytes:
+    builder = LogBuilder()
+    for n in range(lines):
+        builder.add(uri_stem="/i", query=tracker_query({"e": "pv", "url": f"https://a.example/{n}"}))
+    return builder.to_gzip()
+
+
+def test_f08_objects_whose_notification_was_lost_are_found_and_processed(aws: None) -> None:
+    config = chain_config()
+    chain = LocalChain(config)
+    chain.create_resources()
+    chain.s3.put_bucket_notification_configuration(Bucket=config.resources.log_bucket, NotificationConfiguration={})
+    for index in range(3):  # uploaded while notifications were off: no message will ever come
+        chain.s3.put_object(Bucket=config.resources.log_bucket, Key=f"{LOG_PREFIX}lost-{index}.gz", Body=log(5))
+    report = chain.run()
+    assert report.redriven_objects == 3
+    assert report.lines_shipped == 15 and report.parquet_rows == 15 and report.complete
+
+
+def test_f16_ledger_throttling_leaves_the_object_unacknowledged_and_a_retry_completes(aws: None) -> None:
+    chain = Chain.create(chain_config())
+    notice = chain.upload("cf/throttled-ledger.gz", log(4))
+    calls = {"n": 0}
+
+    def throttle_first_update(**_: Any) -> None:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise ClientError(
+                {"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow"}}, "UpdateItem"
+            )
+
+    chain.dynamodb.meta.events.register("before-call.dynamodb.UpdateItem", throttle_first_update)
+    event = s3_object_created_event(notice.bucket, notice.key, etag=notice.etag)
+    with pytest.raises(LedgerError):
+        handle(event, FakeLambdaContext(), chain.extract_deps())
+    assert chain.raw_batches() == [] and chain.ledger().get(ObjectId(notice.bucket, notice.key, notice.etag)) is None
+    [result] = handle(event, FakeLambdaContext(), chain.extract_deps())["objects"]
+    assert result["outcome"] == "complete" and result["lines_shipped"] == 4
+
+
+def test_f16_an_in_progress_lease_left_by_a_killed_invocation_expires(aws: None) -> None:
+    chain = Chain.create(chain_config())
+    notice = chain.upload("cf/killed.gz", log(4))
+    clock = FakeClock()
+    ledger = chain.ledger(clock=clock.now)
+    ledger.claim(ObjectId(notice.bucket, notice.key, notice.etag), "killed-invocation", lease_ms=60_000)
+    event = s3_object_created_event(notice.bucket, notice.key, etag=notice.etag)
+    [busy] = handle(event, FakeLambdaContext(clock=clock.now), chain.extract_deps(ledger=ledger))["objects"]
+    clock.advance(61)
+    [done] = handle(event, FakeLambdaContext(clock=clock.now), chain.extract_deps(ledger=ledger))["objects"]
+    assert (busy["outcome"], done["outcome"], done["lines_shipped"]) == ("busy", "complete", 4)
+
+
+def test_f13_the_event_source_mappings_keep_data_safe() -> None:
+    mappings = stream_mappings(chain_config())
+    for name, mapping in mappings.items():
+        aws = mapping.to_aws("arn:stream", "arn:function", "arn:queue")
+        assert 0 <= aws["MaximumRetryAttempts"] <= 10, name  # never the infinite default
+        assert 60 <= aws["MaximumRecordAgeInSeconds"] <= 24 * 3600, name
+        assert aws["DestinationConfig"]["OnFailure"]["Destination"] == "arn:queue", name
+    transform = mappings["transform"].to_aws("s", "f", "q")
+    assert transform["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert transform["BisectBatchOnFunctionError"] is True
+    # The sink's object keys need stable batch boundaries.
+    assert mappings["parquet_sink"].to_aws("s", "f", "q")["BisectBatchOnFunctionError"] is False
