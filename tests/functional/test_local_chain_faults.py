@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from typing import Any
 
@@ -10,6 +11,7 @@ from botocore.exceptions import ClientError
 from moto import mock_aws
 
 from extract.handler import handle
+from pipeline.kinesis import KinesisPutError
 from pipeline.lambda_events import FakeClock, FakeLambdaContext, s3_object_created_event
 from pipeline.ledger import LedgerError, ObjectId
 from pipeline.local.runtime import LOG_PREFIX, LocalChain
@@ -89,3 +91,50 @@ def test_f13_the_event_source_mappings_keep_data_safe() -> None:
     assert transform["BisectBatchOnFunctionError"] is True
     # The sink's object keys need stable batch boundaries.
     assert mappings["parquet_sink"].to_aws("s", "f", "q")["BisectBatchOnFunctionError"] is False
+
+
+def test_injected_faults_across_the_chain_lose_nothing_and_duplicate_nothing(aws: None) -> None:
+    config = chain_config({"stream.record_target_bytes": 4096, "stream.put_batch_records": 3})
+    chain = LocalChain(config)
+    chain.create_resources()
+    calls = {"n": 0}
+    real_put = chain.kinesis.put_records
+
+    def flaky_put_records(**kwargs: Any) -> Any:
+        """Every third call fails every other entry (throttled); every seventh throws whole."""
+        calls["n"] += 1
+        if calls["n"] % 7 == 0:
+            raise ClientError({"Error": {"Code": "InternalFailure", "Message": "boom"}}, "PutRecords")
+        if calls["n"] % 3 or len(kwargs["Records"]) < 2:
+            return real_put(**kwargs)
+        results = []
+        for index, record in enumerate(kwargs["Records"]):
+            if index % 2:
+                results.append({"ErrorCode": "ProvisionedThroughputExceededException", "ErrorMessage": "slow"})
+            else:
+                results.append(real_put(StreamName=kwargs["StreamName"], Records=[record])["Records"][0])
+        return {"FailedRecordCount": len(results) // 2, "Records": results}
+
+    chain.kinesis.put_records = flaky_put_records
+    for writer in (chain.extract_deps.writer, chain.transform_deps.writer):
+        writer._sleep = lambda _seconds: None
+    inner = chain.transform_deps.writer
+    failures = {"left": 2}
+
+    class StreamTwoOutage:
+        """Stream 2 is down for two calls: those records become item failures and are redelivered."""
+
+        def put(self, records: list[Any]) -> None:
+            if failures["left"] and len(records) > 0:
+                failures["left"] -= 1
+                raise KinesisPutError("stream 2 unavailable")
+            inner.put(records)
+
+    chain.transform_deps = dataclasses.replace(chain.transform_deps, writer=StreamTwoOutage())
+    for index in range(4):
+        chain.s3.put_object(Bucket=config.resources.log_bucket, Key=f"{LOG_PREFIX}f{index}.gz", Body=log(60))
+    report = chain.run()
+    assert calls["n"] > 10 and failures["left"] == 0
+    assert report.redelivered_records > 0
+    assert report.complete, report.render()
+    assert report.lines_shipped == 240 and report.parquet_rows == report.distinct_events == 240
