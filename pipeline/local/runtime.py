@@ -101,6 +101,8 @@ class Reconciliation:
     discarded_batches: int = 0
     failed_notifications: int = 0
     redriven_objects: int = 0
+    cross_batch_dedupe: bool = True
+    """When off (``stream.cross_batch_dedupe``), natural duplicates across batches may stay in Parquet."""
     """Objects found by the reconciler (their notification was lost) and processed."""
     skipped_by_reason: Counter[str] = field(default_factory=Counter)
 
@@ -119,7 +121,8 @@ class Reconciliation:
             self.extract_conserved
             and self.transform_conserved
             and self.transform_lines == self.lines_shipped
-            and self.parquet_rows == self.parquet_distinct_events == self.distinct_events
+            and self.parquet_distinct_events == self.distinct_events
+            and (self.parquet_rows == self.distinct_events or not self.cross_batch_dedupe)
             and self.firehose_rows == self.distinct_events
             and self.bad_rows == self.extract_bad + self.transform_bad
             and self.discarded_batches == 0
@@ -224,7 +227,7 @@ class LocalChain:
         self.dynamodb = make_client("dynamodb", aws)
         self.queue_url = ""
         self.continuations: list[ObjectNotice] = []
-        self.report = Reconciliation()
+        self.report = Reconciliation(cross_batch_dedupe=config.stream.cross_batch_dedupe)
         self._attempts: Counter[str] = Counter()
         self._distinct: set[tuple[str, str]] = set()
         self._transform_outputs: dict[str, tuple[int, int, int, Counter[str], int]] = {}
