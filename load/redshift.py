@@ -761,7 +761,9 @@ def load_errors_since(since: str, file_prefix: str) -> Statement:
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 _SAFE_KEY = re.compile(r"[A-Za-z0-9!_.*()/=-]+")
 _ROLE_ARN = re.compile(r"arn:aws[a-z-]*:iam::\d{12}:role/[A-Za-z0-9+=,.@_/-]{1,512}")
-_PART = re.compile(r"event_date=(\d{4}-\d{2}-\d{2})/event_hour=(\d{2})/part-\d{5}\.parquet")
+# The backfill's part-NNNNN.parquet files and the Parquet sink's <shard>-<first>-<last>.parquet
+# objects alike; hidden and temporary files are not data.
+_PART = re.compile(r"event_date=(\d{4}-\d{2}-\d{2})/event_hour=(\d{2})/[A-Za-z0-9][A-Za-z0-9_.-]*\.parquet")
 
 
 @dataclass(frozen=True, slots=True)
@@ -844,7 +846,7 @@ class BackfillPlan:
     root: S3Location
     partitions: tuple[PartitionPlan, ...]
     ignored_keys: int = 0
-    """Objects under the root that are not ``event_date=…/event_hour=…/part-NNNNN.parquet``."""
+    """Objects under the root that are not ``event_date=…/event_hour=…/<name>.parquet``."""
 
     @property
     def to_load(self) -> tuple[PartitionPlan, ...]:

@@ -237,6 +237,8 @@ def test_backfill_plan_groups_partitions_and_consults_the_ledger() -> None:
         S3Object("events/event_date=2024-11-15/event_hour=09/part-00001.parquet", 20, "c"),
         S3Object("events/event_date=2024-11-15/event_hour=10/part-00000.parquet", 10, "d"),
         S3Object("events/event_date=2024-11-16/event_hour=00/part-00000.parquet", 10, "e"),
+        # an object of the Parquet sink (keyed by shard and sequence range)
+        S3Object("events/event_date=2024-11-16/event_hour=00/shardId-000000000001-49-57.parquet", 10, "h"),
         S3Object("events/event_date=2024-11-15/event_hour=10/.part-00000.parquet.tmp", 10, "f"),
         S3Object("events/_SUCCESS", 0, "g"),
     ]
@@ -245,7 +247,7 @@ def test_backfill_plan_groups_partitions_and_consults_the_ledger() -> None:
         ("2024-11-14", 23, 1),
         ("2024-11-15", 9, 2),
         ("2024-11-15", 10, 1),
-        ("2024-11-16", 0, 1),
+        ("2024-11-16", 0, 2),
     ]
     assert first.ignored_keys == 2 and {p.action for p in first.partitions} == {"load"}
     nine = first.partitions[1]
