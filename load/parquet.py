@@ -77,17 +77,27 @@ def events_to_table(events: Sequence[CanonicalEvent]) -> pa.Table:
     return pa.Table.from_batches([pa.RecordBatch.from_pylist(list(events), schema=arrow_schema())], arrow_schema())
 
 
+def _writer_options(config: LoadConfig) -> dict[str, object]:
+    return {
+        "compression": config.compression,
+        "compression_level": config.compression_level if config.compression in ("zstd", "gzip", "brotli") else None,
+        "use_dictionary": True,
+        "write_statistics": True,
+    }
+
+
 def write_parquet(table: pa.Table, sink: str | io.BufferedIOBase, config: LoadConfig) -> None:
     """Write one Parquet file with the configured compression and row-group size."""
-    pq.write_table(
-        table,
-        sink,
-        compression=config.compression,
-        compression_level=config.compression_level if config.compression in ("zstd", "gzip", "brotli") else None,
-        row_group_size=config.row_group_size,
-        use_dictionary=True,
-        write_statistics=True,
-    )
+    pq.write_table(table, sink, row_group_size=config.row_group_size, **_writer_options(config))
+
+
+def parquet_writer(sink: str | io.BufferedIOBase, config: LoadConfig) -> pq.ParquetWriter:
+    """An open Parquet writer of canonical events with the configured compression.
+
+    The caller chooses the row groups (``write_table(table, row_group_size=...)``) and
+    closes the writer.
+    """
+    return pq.ParquetWriter(sink, arrow_schema(), **_writer_options(config))
 
 
 def encode_parquet(events: Sequence[CanonicalEvent], config: LoadConfig) -> bytes:

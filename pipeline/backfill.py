@@ -98,6 +98,9 @@ _worker_state: dict[str, Any] = {}
 
 
 def _init_worker(config: PipelineConfig, key: bytes | None, dest: str) -> None:
+    from load.dataset import use_compact_memory_pool
+
+    use_compact_memory_pool()
     _worker_state["config"] = config
     _worker_state["dest"] = Path(dest)
     _worker_state["canonicalizer"] = Canonicalizer(config.transform, pseudonymization_key=key)

@@ -108,6 +108,25 @@ def test_backfilling_more_files_adds_without_losing_or_duplicating(logs: Path, t
     assert ids_together == ids_apart
 
 
+def test_rerunning_added_files_keeps_the_older_rows_and_rewrites_identical_files(logs: Path, tmp_path: Path) -> None:
+    # GIVEN a DEST holding logs/a, then logs/b added (their hours overlap, so the partitions
+    # mix rows kept from the existing parts with this run's rows)
+    dest = tmp_path / "dest"
+    assert run_cli("backfill", str(logs / "a"), "--output", str(dest), "--workers", "1") == 0
+    only_a = {(e["event_id"], e["event_fingerprint"]) for e in read_events(dest)}
+    assert run_cli("backfill", str(logs / "b"), "--output", str(dest), "--workers", "2") == 0
+    first = {p.relative_to(dest): p.read_bytes() for p in (dest / "events").rglob("*.parquet")}
+    # WHEN logs/b is backfilled again
+    assert run_cli("backfill", str(logs / "b"), "--output", str(dest), "--workers", "1") == 0
+    # THEN the files are byte-identical, nothing is left in staging, and a's rows are still there
+    second = {p.relative_to(dest): p.read_bytes() for p in (dest / "events").rglob("*.parquet")}
+    assert first == second
+    assert not (dest / "_staging").exists()
+    assert not list((dest / "events").rglob(".*.tmp"))
+    keys = [(e["event_id"], e["event_fingerprint"]) for e in read_events(dest)]
+    assert len(keys) == len(set(keys)) and only_a <= set(keys)
+
+
 def test_glob_source_is_accepted(logs: Path, tmp_path: Path) -> None:
     dest = tmp_path / "dest"
     assert run_cli("backfill", str(logs / "b" / "*.gz"), "--output", str(dest), "--workers", "1") == 0
