@@ -143,6 +143,12 @@ def _finalize_one(partition: str) -> tuple[str, int, int]:
     from load.dataset import FRAGMENT_SUFFIX, STAGING_DIR, finalize_partition
     from load.parquet import PartitionKey
 
+    if _worker_state.pop("canonicalizer", None) is not None:
+        # Processing is over in this worker: release the transform's caches (user agents,
+        # decoded values, times) before finalize needs the memory.
+        import gc
+
+        gc.collect()
     dest: Path = _worker_state["dest"]
     fragments = sorted((dest / STAGING_DIR / partition).glob("*" + FRAGMENT_SUFFIX))
     result = finalize_partition(dest, PartitionKey.parse(partition), fragments, _worker_state["config"].load)
