@@ -38,6 +38,9 @@ class FirehoseCounts:
 
 def _redshift_lines(data: bytes) -> tuple[bytes, int]:
     events = decode_events(data)
+    for event in events:
+        if not isinstance(event.get("event_id"), str) or type(event.get("collector_tstamp")) is not int:
+            raise RecordDecodeError("an event lacks event_id or an epoch-ms collector_tstamp")
     # Null columns are left out: COPY ... JSON 'auto' loads a missing key as NULL, and the
     # response stays about as small as the request (the 6 MB limit).
     lines = [
@@ -64,7 +67,8 @@ def transform_records(
         try:
             data = base64.b64decode(str(record.get("data", "")), validate=True)
             payload, events = _redshift_lines(data)
-        except (binascii.Error, ValueError, RecordDecodeError):
+        except (binascii.Error, RecordDecodeError, ValueError, TypeError, OverflowError):
+            # Not our events (or corrupted): Firehose keeps the record under processing-failed/.
             item = {"recordId": record_id, "result": "ProcessingFailed", "data": record.get("data", "")}
             counts.failed += 1
         else:

@@ -13,11 +13,20 @@ same line in two log files) are caught by the event manifest: one conditional pu
 ``stream.dedupe_window_days``.  It costs one DynamoDB write per event;
 ``stream.cross_batch_dedupe = false`` turns it off and leaves cross-batch duplicates to
 readers and to the Redshift merge.
+
+Claims are taken before the objects are written.  When an attempt fails, it deletes the
+objects it wrote and gives its claims back before raising, so a retry that Lambda groups
+differently still writes every event.  An invocation killed outright (timeout, out of
+memory) between its claims and its writes leaves claims behind: its retry with the same
+boundaries is unaffected, but events of a regrouped retry would be held until the manifest
+entries expire (``stream.dedupe_window_days``); events are validated before anything is
+claimed, so a malformed one becomes a bad row instead of failing the batch.
 """
 
 from __future__ import annotations
 
 import base64
+import json
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
@@ -27,7 +36,7 @@ from typing import Any
 from pipeline.badrows import BadRow, FailureKind, SourceRef
 from pipeline.config import PipelineConfig
 from pipeline.records import RecordDecodeError, decode_events
-from pipeline.schema import CanonicalEvent
+from pipeline.schema import CanonicalEvent, validate
 
 
 @dataclass(frozen=True)
@@ -65,6 +74,16 @@ def records_from_event(event: dict[str, Any]) -> tuple[str, list[SinkRecord]]:
             SinkRecord(kinesis["partitionKey"], kinesis["sequenceNumber"], base64.b64decode(kinesis["data"]))
         )
     return shard, records
+
+
+def _problems(event: CanonicalEvent) -> list[str]:
+    """Why an event from stream 2 cannot be written (it was not made by our transform)."""
+    problems = [f"missing {name}" for name in ("event_id", "collector_tstamp") if event.get(name) is None]
+    if problems:
+        return problems
+    if type(event["collector_tstamp"]) is not int:
+        return ["collector_tstamp is not epoch milliseconds"]
+    return validate(event)
 
 
 def plan_objects(
@@ -107,6 +126,17 @@ def plan_objects(
             continue
         for event in events:
             result.events += 1
+            problems = _problems(event)
+            if problems:
+                result.bad.append(
+                    BadRow(
+                        FailureKind.SCHEMA_VIOLATION,
+                        tuple(problems),
+                        SourceRef(f"{origin}/{record.sequence_number}"),
+                        raw=json.dumps(event, ensure_ascii=False)[:65536],
+                    )
+                )
+                continue
             ident = (str(event.get("event_id")), str(event.get("event_fingerprint")))
             if ident in seen_events:
                 result.duplicates_dropped += 1
@@ -144,37 +174,68 @@ def write_batch(
     key = batch_key(shard, records[0].sequence_number, records[-1].sequence_number)
     resources = config.resources
     expires_at = int(clock()) + config.stream.dedupe_window_days * 86400
-    objects, result = plan_objects(
-        records,
-        key,
-        resources.events_prefix,
-        lambda chunk: bool(ledger.claim_chunk(chunk, key)),
-        origin=str((event.get("Records") or [{}])[0].get("eventSourceARN", "kinesis")),
-        claim_events=(
-            (
-                lambda keys: set(
-                    ledger.claim_events(
-                        keys, key, expires_at_s=expires_at, concurrency=config.stream.dedupe_concurrency
-                    )
-                )
-            )
-            if config.stream.cross_batch_dedupe
-            else None
-        ),
-    )
-    for object_key, events in sorted(objects.items()):
-        body = encode_parquet(events, config.load)
-        try:
-            s3.put_object(Bucket=resources.output_bucket, Key=object_key, Body=body)
-        except Exception as exc:
-            raise SinkWriteError(f"cannot write s3://{resources.output_bucket}/{object_key}: {exc}") from exc
-        result.objects.append(object_key)
-        result.rows_by_object[object_key] = len(events)
-        result.rows_written += len(events)
-    if result.bad:
-        first = records[0].sequence_number
-        bad_sink.write(result.bad, stage="sink", batch_id=f"{shard}-{first}", etl_tstamp=_first_etl(records))
+    claimed_chunks: list[str] = []
+    claimed_events: list[tuple[str, str]] = []
+
+    def claim_chunk(chunk: str) -> bool:
+        granted = bool(ledger.claim_chunk(chunk, key))
+        if granted:
+            claimed_chunks.append(chunk)
+        return granted
+
+    def claim_events(keys: list[tuple[str, str]]) -> set[int]:
+        granted = set(
+            ledger.claim_events(keys, key, expires_at_s=expires_at, concurrency=config.stream.dedupe_concurrency)
+        )
+        claimed_events.extend(keys[i] for i in sorted(granted))
+        return granted
+
+    written: list[str] = []
+    try:
+        objects, result = plan_objects(
+            records,
+            key,
+            resources.events_prefix,
+            claim_chunk,
+            origin=str((event.get("Records") or [{}])[0].get("eventSourceARN", "kinesis")),
+            claim_events=claim_events if config.stream.cross_batch_dedupe else None,
+        )
+        for object_key, events in sorted(objects.items()):
+            body = encode_parquet(events, config.load)
+            try:
+                s3.put_object(Bucket=resources.output_bucket, Key=object_key, Body=body)
+            except Exception as exc:
+                raise SinkWriteError(f"cannot write s3://{resources.output_bucket}/{object_key}: {exc}") from exc
+            written.append(object_key)
+            result.objects.append(object_key)
+            result.rows_by_object[object_key] = len(events)
+            result.rows_written += len(events)
+        if result.bad:
+            first = records[0].sequence_number
+            bad_sink.write(result.bad, stage="sink", batch_id=f"{shard}-{first}", etl_tstamp=_first_etl(records))
+    except BaseException:
+        # Undo this attempt so that its retry starts clean, even if Lambda groups the records
+        # differently: remove the objects written and give the claims back.
+        _undo(s3, resources.output_bucket, written, ledger, claimed_chunks, claimed_events, key)
+        raise
     return result
+
+
+def _undo(
+    s3: Any,
+    bucket: str,
+    written: list[str],
+    ledger: Any,
+    chunks: list[str],
+    events: list[tuple[str, str]],
+    owner: str,
+) -> None:
+    try:
+        for object_key in written:
+            s3.delete_object(Bucket=bucket, Key=object_key)
+        ledger.release_claims(chunks, events, owner)
+    except Exception:  # noqa: BLE001 - the original error is the one to report; see the module docstring
+        pass
 
 
 def _first_etl(records: Sequence[SinkRecord]) -> int:

@@ -277,6 +277,31 @@ class Ledger:
         return {index for index, ok in enumerate(results) if ok}
 
 
+    def _release_item(self, prefix: str, owner: str, field: str) -> None:
+        """Delete a claim item ``prefix`` held by ``owner`` (its ``field``); best effort by design."""
+        try:
+            self._call(
+                "delete_item",
+                Key={"pk": {"S": prefix}},
+                ConditionExpression="#f = :owner",
+                ExpressionAttributeNames={"#f": field},
+                ExpressionAttributeValues={":owner": {"S": owner}},
+            )
+        except Exception as exc:
+            if not _is_conditional_failure(exc):
+                raise
+
+    def release_claims(self, chunk_ids: Sequence[str], events: Sequence[tuple[str, str]], owner: str) -> None:
+        """Give back the chunk and event claims of ``owner`` (a batch whose write failed).
+
+        A retry, even one whose records Lambda grouped differently, can then claim them again.
+        """
+        for chunk_id in chunk_ids:
+            self._release_item(f"chunk#{chunk_id}", owner, "object_key")
+        for event_id, fingerprint in events:
+            self._release_item(f"event#{event_id}#{fingerprint}", owner, "owner")
+
+
 def create_table(client: Any, table: str) -> None:
     """Create the ledger table (on-demand).  Used by ``run-local`` and tests; SAM in AWS."""
     client.create_table(

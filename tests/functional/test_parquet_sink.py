@@ -112,3 +112,52 @@ def test_given_natural_duplicates_in_different_batches_then_the_event_manifest_w
     assert len(rows(chain)) == 10
     sink(chain, again)  # its retry changes nothing either
     assert len(rows(chain)) == 10
+
+
+class FailingPuts:
+    """An S3 client whose n-th put_object fails (once); everything else goes to moto."""
+
+    def __init__(self, inner: object, fail_on: int) -> None:
+        self.inner = inner
+        self.fail_on = fail_on
+        self.puts = 0
+
+    def put_object(self, **kwargs: object) -> object:
+        self.puts += 1
+        if self.puts == self.fail_on:
+            raise RuntimeError("S3 unavailable")
+        return self.inner.put_object(**kwargs)  # type: ignore[attr-defined]
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+
+@pytest.mark.parametrize("regroup", ["same", "grown", "shrunk"])
+def test_a_failed_batch_retried_with_other_boundaries_loses_and_duplicates_nothing(aws: None, regroup: str) -> None:
+    chain = Chain.create(chain_config())
+    records = chunks(30)
+    extra = chunks(4, batch="e" * 32, first=200)
+    extra = [KinesisRecord(r.data, r.partition_key, str(2000 + i), r.shard_id) for i, r in enumerate(extra)]
+    deps = SinkDeps(chain.config, FailingPuts(chain.s3, fail_on=2), chain.ledger(), chain.bad_sink())
+    with pytest.raises(Exception, match="S3 unavailable"):
+        handle_sink(kinesis_event(records), deps)  # the first object is written, the second fails
+    retry = {"same": records, "grown": [*records, *extra], "shrunk": records[1:]}[regroup]
+    sink(chain, retry)
+    if regroup == "shrunk":
+        sink(chain, records[:1])  # the rest arrives later (e.g. re-driven from the on-failure queue)
+    ids = [r["event_id"] for r in rows(chain)]
+    expected = 30 + (4 if regroup == "grown" else 0)
+    assert len(ids) == len(set(ids)) == expected
+
+
+def test_malformed_events_on_stream_2_become_bad_rows_and_the_rest_is_written(aws: None) -> None:
+    chain = Chain.create(chain_config())
+    good = chunks(5)
+    poison = (
+        b'{"foo":1}\n{"event_id":"x","collector_tstamp":"abc"}\n{"event_id":"y","collector_tstamp":1,"page_url":123}\n'
+    )
+    result = sink(chain, [*good, KinesisRecord(poison, "p" * 37, "9000", "shardId-000000000001")])
+    assert result["rows_written"] == 5
+    bad = chain.objects("bad/")
+    assert [k.split("/")[1] for k in bad] == ["schema_violation"]
+    assert sum(len(body.splitlines()) for body in bad.values()) == 3

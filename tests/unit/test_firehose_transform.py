@@ -69,3 +69,14 @@ def test_f17_a_3_mb_input_keeps_the_response_under_6_mb() -> None:
     small, small_counts = transform_records(records, max_response_bytes=len(json.dumps({"records": out})) // 2)
     assert len(json.dumps({"records": small})) <= len(json.dumps({"records": out})) // 2
     assert small_counts.failed > 0 and small_counts.ok + small_counts.failed == copies  # overflow handed back, not lost
+
+
+def test_wrongly_typed_events_fail_only_their_own_record() -> None:
+    good = next(pack_events((encode_event(e) for e in _events(2)), 1 << 20))
+    bad = [
+        b'{"event_id":"x","collector_tstamp":"abc"}\n',
+        b'{"foo":1}\n',
+        b'{"event_id":"x","collector_tstamp":1e400}\n',
+    ]
+    response = handle_firehose(firehose_event([("ok", good), *[(f"b{i}", b) for i, b in enumerate(bad)]]))
+    assert [r["result"] for r in response["records"]] == ["Ok"] + ["ProcessingFailed"] * len(bad)
