@@ -292,7 +292,11 @@ def _split_lines(
                     if type(raw) is str and raw.startswith("#Fields:"):
                         layout = FieldLayout.parse(raw)
                     elif type(raw) is bytes and raw.startswith(b"#Fields:"):
-                        layout = FieldLayout.parse(raw.decode("utf-8", "replace"))
+                        # As in _classify: a header that is not valid UTF-8 was a bad row, not a layout.
+                        try:
+                            layout = FieldLayout.parse(raw.decode("utf-8"))
+                        except UnicodeDecodeError:
+                            pass
                     continue
                 item = _classify(raw, line_no, source, layout, max_line, skipped)
                 if item is None:
@@ -323,6 +327,8 @@ def _split_lines(
                     yield item  # type: ignore[misc]
     except _CompressionError as exc:
         stats.lines_read = max(line_no + 1 - start_line, 0)
+        if line_no + 1 <= start_line:
+            return  # reported before the checkpoint this run resumes from
         yield BadRow(
             FailureKind.CORRUPT_COMPRESSION,
             (f"{source.object}: {exc}; {line_no} complete lines were read before the failure",),
@@ -332,6 +338,8 @@ def _split_lines(
         )
     except _SizeCap:
         stats.lines_read = max(line_no + 1 - start_line, 0)
+        if line_no + 1 <= start_line:
+            return  # reported before the checkpoint this run resumes from
         yield BadRow(
             FailureKind.SIZE_VIOLATION,
             (

@@ -32,8 +32,9 @@ from pipeline.records import RawBatch, encode_raw
 # Room for the record's fixed fields (bucket, key, etag, layout) besides its lines.
 _RECORD_OVERHEAD: Final = 8 * 1024
 _MAX_PENDING_BAD: Final = 5000
+_MAX_PENDING_BAD_BYTES: Final = 16 * 1024 * 1024  # raw payloads held before a flush (bounded memory)
 
-Outcome = Literal["complete", "continued", "duplicate", "busy", "failed", "ignored"]
+Outcome = Literal["complete", "continued", "deferred", "duplicate", "busy", "failed", "ignored"]
 
 
 class RecordWriter(Protocol):
@@ -96,6 +97,8 @@ class _Packer:
         size = len(line.text) if line.text.isascii() else len(line.text.encode("utf-8"))
         if self._lines and (line.layout is not self._layout or self._size + size + 10 > self._budget):
             self.seal()
+        if not self._lines and line.layout is not None:
+            self._size = sum(len(name) + 1 for name in line.layout.names)  # the record carries its layout
         self._layout = line.layout
         self._numbers.append(line.line_no)
         self._lines.append(line.text)
@@ -150,12 +153,17 @@ def extract_object(
         )
         return ExtractResult(obj, outcome)
     claim = claimed
+    durable: dict[str, Any] = {}
     try:
-        return _ship(obj, claim, s3, writer, bad_sink, ledger, config, limits, remaining_ms)
+        return _ship(obj, claim, s3, writer, bad_sink, ledger, config, limits, remaining_ms, durable)
     except BaseException:
-        # Let a retry resume at once from the last checkpoint instead of waiting for the lease.
+        # Let a retry resume at once, from the last flush that was durable (not from the last
+        # timeout checkpoint), instead of waiting for the lease to expire.
         try:
-            ledger.release(claim)
+            if durable.get("line", claim.next_line) > claim.next_line:
+                ledger.checkpoint(claim, durable["line"], durable["counts"], release=True)
+            else:
+                ledger.release(claim)
         except Exception:  # noqa: BLE001 - the original error matters more; the lease expires anyway
             pass
         raise
@@ -194,6 +202,7 @@ def _ship(
     config: PipelineConfig,
     limits: ReadLimits,
     remaining_ms: Callable[[], int],
+    durable: dict[str, Any],
 ) -> ExtractResult:
     start = claim.next_line
     result = ExtractResult(obj, "complete", start_line=start, next_line=start)
@@ -208,6 +217,7 @@ def _ship(
     packer = _Packer(obj, etl_tstamp, budget)
     stats = ReadStats()
     pending_bad: list[BadRow] = []
+    pending_bad_bytes = [0]
     group_start = start  # first line (exclusive) of the group being filled
     margin = config.stream.timeout_margin_ms
     group_records = max(min(config.stream.put_batch_records, MAX_RECORDS_PER_CALL) - 1, 1)
@@ -230,8 +240,13 @@ def _ship(
         result.lines_shipped += lines
         result.bad += len(pending_bad)
         pending_bad.clear()
+        pending_bad_bytes[0] = 0
         group_start = last_line
         result.next_line = last_line
+        # Every line up to last_line is now durable or skipped: a safe place to resume.
+        _account_skips(result, stats)
+        result.lines_read = last_line - start
+        durable["line"], durable["counts"] = last_line, counts_now()
 
     def counts_now() -> dict[str, int]:
         now = dict(totals)
@@ -248,19 +263,19 @@ def _ship(
             else:
                 bad: BadRow = item  # type: ignore[assignment]
                 pending_bad.append(bad)
+                pending_bad_bytes[0] += len(bad.raw)
                 result.bad_by_kind[bad.kind.value] += 1
                 last_line = bad.source.line or last_line
             if (
                 len(packer.records) >= group_records
                 or packer.records_bytes >= MAX_BYTES_PER_CALL - 2 * config.stream.record_max_bytes
                 or len(pending_bad) >= _MAX_PENDING_BAD
+                or pending_bad_bytes[0] >= _MAX_PENDING_BAD_BYTES
             ):
                 # Every line up to last_line is now yielded or skipped; after this flush all of
                 # them are durable, so last_line is a safe checkpoint.
                 flush(last_line)
                 if remaining_ms() < margin:
-                    _account_skips(result, stats)
-                    result.lines_read = last_line - start
                     ledger.checkpoint(claim, last_line, counts_now(), release=True)
                     result.outcome = "continued"
                     return result
@@ -315,6 +330,11 @@ def handle_notices(
         if is_own_output(notice, deps.config) or notice.key.endswith("/"):
             results.append(ExtractResult(obj, "ignored"))
             continue
+        if remaining_ms() < deps.config.stream.timeout_margin_ms:
+            # Too little time to start an object: hand it to a fresh invocation unclaimed.
+            deps.continue_later(notice)
+            results.append(ExtractResult(obj, "deferred"))
+            continue
         result = extract_object(
             notice,
             s3=deps.s3,
@@ -336,9 +356,10 @@ def check_limits(config: PipelineConfig) -> None:
     """Refuse a configuration whose longest line could not fit one Kinesis record."""
     from pipeline.errors import ConfigError
 
-    if config.extract.max_line_bytes + _RECORD_OVERHEAD > min(config.stream.record_max_bytes, 1024 * 1024):
+    # A record holds at least one line and its #Fields layout (itself at most one line long).
+    if 2 * config.extract.max_line_bytes + _RECORD_OVERHEAD > min(config.stream.record_max_bytes, 1024 * 1024):
         raise ConfigError(
-            f"extract.max_line_bytes ({config.extract.max_line_bytes}) plus record overhead must fit "
+            f"twice extract.max_line_bytes ({config.extract.max_line_bytes}) plus record overhead must fit "
             f"stream.record_max_bytes ({config.stream.record_max_bytes}, at most 1 MiB)"
         )
 
@@ -360,7 +381,7 @@ def find_unprocessed(
             if notice.key.endswith("/") or is_own_output(notice, config):
                 continue
             entry = ledger.get(ObjectId(notice.bucket, notice.key, notice.etag))
-            if entry is None or entry.status == "IN_PROGRESS":
+            if entry is None or (entry.status == "IN_PROGRESS" and entry.lease_until < ledger.now_ms()):
                 found.append(notice)
                 if limit is not None and len(found) >= limit:
                     return found

@@ -86,6 +86,10 @@ class Ledger:
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
 
+    def now_ms(self) -> int:
+        """The ledger's clock (epoch ms), against which leases expire."""
+        return self._now_ms()
+
     def _call(self, method: str, **kwargs: Any) -> Any:
         from botocore.exceptions import BotoCoreError, ClientError
 

@@ -282,6 +282,8 @@ def test_f05_crash_after_some_batches_then_retry_ships_everything_and_duplicates
     batches = chain.raw_batches()
     lines = Counter(n for b in batches for n in b.line_numbers)
     assert set(lines) == set(range(3, 43))  # nothing lost
+    # The failed invocation checkpointed its last durable flush: the retry resent nothing.
+    assert sum(lines.values()) == 40
     # Replayed batches are byte-identical records with the same batch id: the sinks dedupe them.
     by_id: dict[str, set[tuple[int, ...]]] = {}
     for b in batches:
@@ -340,3 +342,13 @@ def test_f07_a_busy_object_is_left_to_its_holder(aws: None) -> None:
     assert not isinstance(holder, ExtractResult)
     [result] = run(chain, s3_object_created_event(notice.bucket, notice.key, etag=notice.etag))
     assert result["outcome"] == "busy" and chain.raw_batches() == []
+
+
+def test_an_object_noticed_with_too_little_time_left_is_deferred_unclaimed(aws: None) -> None:
+    chain = Chain.create(chain_config())
+    notice = chain.upload("cf/late.gz", log_text(3))
+    event = s3_object_created_event(notice.bucket, notice.key, etag=notice.etag)
+    [result] = handle(event, FakeLambdaContext(remaining_ms=1_000), chain.extract_deps())["objects"]
+    assert result["outcome"] == "deferred"
+    assert [(n.bucket, n.key, n.etag) for n in chain.continuations] == [(notice.bucket, notice.key, notice.etag)]
+    assert chain.ledger().get(ObjectId(notice.bucket, notice.key, notice.etag)) is None

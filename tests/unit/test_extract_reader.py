@@ -212,3 +212,27 @@ def test_arbitrary_bytes_never_raise_and_lines_are_conserved(data: bytes, compre
 def test_truncated_gzip_of_arbitrary_data_never_raises(data: bytes, cut: int) -> None:
     payload = gzip.compress(data)
     read_all(payload[: max(1, len(payload) - cut)])
+
+
+def test_resuming_after_the_file_level_bad_row_does_not_report_it_again() -> None:
+    from extract.cloudfront import ReadStats, read_lines
+    from pipeline.badrows import BadRow, SourceRef
+
+    data = gzip.compress(b"#Fields: a b\n" + b"x\ty\n" * 50, mtime=0)[:-12]  # truncated
+    first = list(read_lines(io.BytesIO(data), SourceRef("f.gz")))
+    [bad] = [i for i in first if isinstance(i, BadRow)]
+    assert bad.source.line is not None
+    stats = ReadStats()
+    resumed = list(read_lines(io.BytesIO(data), SourceRef("f.gz"), stats=stats, start_line=bad.source.line))
+    assert resumed == [] and stats.lines_read == 0
+
+
+def test_resuming_past_an_invalid_utf8_fields_header_keeps_the_layout_a_fresh_read_uses() -> None:
+    from extract.cloudfront import LogLine, read_lines
+    from pipeline.badrows import SourceRef
+
+    data = b"#Fields: a b c\nl1\t1\t1\n#Fields: d e \xff\nl3\t3\t3\n"
+    fresh = [i for i in read_lines(io.BytesIO(data), SourceRef("f")) if isinstance(i, LogLine)]
+    resumed = [i for i in read_lines(io.BytesIO(data), SourceRef("f"), start_line=3) if isinstance(i, LogLine)]
+    assert fresh[-1].layout == resumed[-1].layout and resumed[-1].layout is not None
+    assert resumed[-1].layout.names == ("a", "b", "c")
