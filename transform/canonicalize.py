@@ -36,7 +36,7 @@ PAGE_VIEW: Final = EVENT_TYPES["pv"]
 _URL_PARTS: Final = ("urlscheme", "urlhost", "urlport", "urlpath", "urlquery", "urlfragment")
 _PAGE_COLUMNS: Final = tuple(f"page_{part}" for part in _URL_PARTS)
 _REFR_COLUMNS: Final = tuple(f"refr_{part}" for part in _URL_PARTS)
-_ENRICHMENT_CACHE_SIZE: Final = 20_000
+_ENRICHMENT_CACHE_SIZE: Final = 10_000
 
 
 class Skip(NamedTuple):

@@ -18,6 +18,10 @@ from urllib.parse import unquote_plus
 
 from pipeline.schema import FIELDS, INT32_MAX, INT32_MIN, CanonicalEvent
 
+# Bounded so that a worker's memory does not grow with the input (about 20 MB at most).
+_DECODED_CACHE_SIZE: Final = 40_000
+_CACHEABLE_VALUE: Final = 512
+
 SNOWPLOW_VENDOR: Final = "com.snowplowanalytics.snowplow"
 
 # e -> (event, event_vendor, event_name, event_format, event_version); ue is named by its schema.
@@ -105,9 +109,10 @@ def decode(value: str) -> str:
         decoded = unquote_plus(value, errors="strict")
     except UnicodeDecodeError as exc:
         raise ParamDecodeError(str(exc)) from exc
-    if len(_decoded) >= 100_000:
-        _decoded.clear()
-    _decoded[value] = decoded
+    if len(value) <= _CACHEABLE_VALUE:  # long values (contexts, ue_px) rarely repeat: don't hold them
+        if len(_decoded) >= _DECODED_CACHE_SIZE:
+            _decoded.clear()
+        _decoded[value] = decoded
     return decoded
 
 

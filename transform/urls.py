@@ -18,7 +18,7 @@ class UrlParts(NamedTuple):
 INVALID = UrlParts(None, None, None, None, None, None)
 _DEFAULT_PORTS = {"https": 443, "wss": 443, "http": 80, "ws": 80}
 _cache: dict[str, UrlParts | None] = {}
-_CACHE_LIMIT = 50_000
+_CACHE_LIMIT = 20_000  # bounded: memory must not grow with the input
 
 
 def split_url(url: str) -> UrlParts | None:
