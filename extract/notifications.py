@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote_plus
@@ -109,13 +109,3 @@ def parse_notifications(event: Any) -> Notices:
     out = Notices()
     _walk(event, out)
     return out
-
-
-def unique(objects: Sequence[ObjectNotice]) -> Iterator[ObjectNotice]:
-    """The notices without repeats of the same object version (first wins)."""
-    seen: set[tuple[str, str, str]] = set()
-    for notice in objects:
-        ident = (notice.bucket, notice.key, notice.etag)
-        if ident not in seen:
-            seen.add(ident)
-            yield notice

@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import cache
 from typing import Any, Final
@@ -171,17 +171,3 @@ def decode_events(data: bytes) -> list[CanonicalEvent]:
 def event_chunk_id(batch_id: str, index: int) -> str:
     """Partition key and dedup id of the ``index``-th stream-2 chunk made from a raw batch."""
     return f"{batch_id}-{index:04d}"
-
-
-def split_lines_by_size(lines: Sequence[str], budget: int) -> Iterator[slice]:
-    """Slices of ``lines`` whose UTF-8 size (plus one byte each) stays within ``budget``."""
-    start = 0
-    size = 0
-    for index, line in enumerate(lines):
-        length = len(line.encode("utf-8", "surrogateescape")) + 1
-        if index > start and size + length > budget:
-            yield slice(start, index)
-            start, size = index, 0
-        size += length
-    if start < len(lines):
-        yield slice(start, len(lines))
