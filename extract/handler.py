@@ -7,6 +7,7 @@ dependencies built once per container, and reports metrics.  Nothing is created 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from functools import cache
 from typing import Any
 from urllib.parse import quote_plus
@@ -18,7 +19,7 @@ from extract.notifications import ObjectNotice, parse_notifications
 from extract.stage import ExtractDeps, check_limits, handle_notices
 from pipeline.aws import make_client
 from pipeline.badsink import S3BadRowSink
-from pipeline.config import load_config
+from pipeline.config import PipelineConfig, load_config
 from pipeline.kinesis import KinesisWriter
 from pipeline.ledger import Ledger
 from pipeline.observability import LazyTracer
@@ -44,13 +45,28 @@ def continuation_event(notice: ObjectNotice) -> dict[str, Any]:
     }
 
 
-@cache
-def default_deps() -> ExtractDeps:
+def build_deps(
+    config: PipelineConfig, *, s3: Any, kinesis: Any, dynamodb: Any, continue_later: Callable[[ObjectNotice], None]
+) -> ExtractDeps:
+    """The stage's dependencies on the given clients: the deployed wiring, shared with run-local."""
     from pipeline.process import read_limits  # here: it pulls in the transform modules
 
-    config = load_config()
     check_limits(config)
-    kinesis = make_client("kinesis", config.aws)
+    resources = config.resources
+    return ExtractDeps(
+        config=config,
+        limits=read_limits(config.extract),
+        s3=s3,
+        writer=KinesisWriter(kinesis, resources.raw_stream, config.stream),
+        bad_sink=S3BadRowSink(s3, resources.output_bucket, resources.bad_prefix),
+        ledger=Ledger(dynamodb, resources.ledger_table),
+        continue_later=continue_later,
+    )
+
+
+@cache
+def default_deps() -> ExtractDeps:
+    config = load_config()
     lambda_client = make_client("lambda", config.aws)
     function = _function_name()
 
@@ -59,14 +75,11 @@ def default_deps() -> ExtractDeps:
             FunctionName=function, InvocationType="Event", Payload=json.dumps(continuation_event(notice))
         )
 
-    s3 = make_client("s3", config.aws)
-    return ExtractDeps(
-        config=config,
-        limits=read_limits(config.extract),
-        s3=s3,
-        writer=KinesisWriter(kinesis, config.resources.raw_stream, config.stream),
-        bad_sink=S3BadRowSink(s3, config.resources.output_bucket, config.resources.bad_prefix),
-        ledger=Ledger(make_client("dynamodb", config.aws), config.resources.ledger_table),
+    return build_deps(
+        config,
+        s3=make_client("s3", config.aws),
+        kinesis=make_client("kinesis", config.aws),
+        dynamodb=make_client("dynamodb", config.aws),
         continue_later=continue_later,
     )
 
@@ -77,8 +90,13 @@ def _function_name() -> str:
     return os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "clickstream-etl-extract")
 
 
+def _retried_entries(deps: ExtractDeps) -> int:
+    return int(getattr(getattr(deps.writer, "stats", None), "retried_entries", 0))
+
+
 def handle(event: dict[str, Any], context: Any, deps: ExtractDeps) -> dict[str, Any]:
     notices = parse_notifications(event)
+    retried_before = _retried_entries(deps)  # the writer's stats live as long as the container
     results = handle_notices(
         notices.objects, deps, request_id=context.aws_request_id, remaining_ms=context.get_remaining_time_in_millis
     )
@@ -94,8 +112,7 @@ def handle(event: dict[str, Any], context: Any, deps: ExtractDeps) -> dict[str, 
             "object extracted",
             extra={"object": result.object.uri, "outcome": result.outcome, **result.counts()},
         )
-    writer = deps.writer
-    retried = getattr(getattr(writer, "stats", None), "retried_entries", 0)
+    retried = _retried_entries(deps) - retried_before
     metrics.add_metric(name="PutRetries", unit=MetricUnit.Count, value=retried)
     return {"objects": [{"object": r.object.uri, "outcome": r.outcome, **r.counts()} for r in results]}
 

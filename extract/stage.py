@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Final, Literal, Protocol
 
 from extract.cloudfront import FieldLayout, LogLine, ReadLimits, ReadStats, read_lines
@@ -56,8 +56,6 @@ class ExtractResult:
     bad: int = 0
     skipped: int = 0
     records: int = 0
-    skipped_by_reason: Counter[str] = field(default_factory=Counter)
-    bad_by_kind: Counter[str] = field(default_factory=Counter)
 
     @property
     def conserved(self) -> bool:
@@ -217,14 +215,15 @@ def _ship(
     packer = _Packer(obj, etl_tstamp, budget)
     stats = ReadStats()
     pending_bad: list[BadRow] = []
-    pending_bad_bytes = [0]
+    pending_bad_bytes = 0
     group_start = start  # first line (exclusive) of the group being filled
     margin = config.stream.timeout_margin_ms
     group_records = max(min(config.stream.put_batch_records, MAX_RECORDS_PER_CALL) - 1, 1)
+    group_bytes = MAX_BYTES_PER_CALL - 2 * config.stream.record_max_bytes
     totals = Counter(claim.counts)
 
     def flush(last_line: int) -> None:
-        nonlocal group_start
+        nonlocal group_start, pending_bad_bytes
         packer.seal()
         records, lines = packer.take()
         if records:
@@ -240,7 +239,7 @@ def _ship(
         result.lines_shipped += lines
         result.bad += len(pending_bad)
         pending_bad.clear()
-        pending_bad_bytes[0] = 0
+        pending_bad_bytes = 0
         group_start = last_line
         result.next_line = last_line
         # Every line up to last_line is now durable or skipped: a safe place to resume.
@@ -263,14 +262,13 @@ def _ship(
             else:
                 bad: BadRow = item  # type: ignore[assignment]
                 pending_bad.append(bad)
-                pending_bad_bytes[0] += len(bad.raw)
-                result.bad_by_kind[bad.kind.value] += 1
+                pending_bad_bytes += len(bad.raw)
                 last_line = bad.source.line or last_line
             if (
                 len(packer.records) >= group_records
-                or packer.records_bytes >= MAX_BYTES_PER_CALL - 2 * config.stream.record_max_bytes
+                or packer.records_bytes >= group_bytes
                 or len(pending_bad) >= _MAX_PENDING_BAD
-                or pending_bad_bytes[0] >= _MAX_PENDING_BAD_BYTES
+                or pending_bad_bytes >= _MAX_PENDING_BAD_BYTES
             ):
                 # Every line up to last_line is now yielded or skipped; after this flush all of
                 # them are durable, so last_line is a safe checkpoint.
@@ -283,15 +281,12 @@ def _ship(
         close = getattr(body, "close", None)
         if close is not None:
             close()
-    flush(start + stats.lines_read)
-    _account_skips(result, stats)
-    result.lines_read = stats.lines_read
+    flush(start + stats.lines_read)  # also settles lines_read and the skips
     ledger.complete(claim, counts_now())
     return result
 
 
 def _account_skips(result: ExtractResult, stats: ReadStats) -> None:
-    result.skipped_by_reason = Counter(stats.skipped)
     result.skipped = sum(stats.skipped.values())
 
 

@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from pipeline.records import RecordDecodeError, decode_events
+from pipeline.records import RecordDecodeError, decode_events, event_problems
 from pipeline.schema import to_json_record
 
 MAX_RESPONSE_BYTES: Final = 6 * 1000 * 1000
@@ -39,8 +39,9 @@ class FirehoseCounts:
 def _redshift_lines(data: bytes) -> tuple[bytes, int]:
     events = decode_events(data)
     for event in events:
-        if not isinstance(event.get("event_id"), str) or type(event.get("collector_tstamp")) is not int:
-            raise RecordDecodeError("an event lacks event_id or an epoch-ms collector_tstamp")
+        problems = event_problems(event)
+        if problems:
+            raise RecordDecodeError("not a canonical event: " + "; ".join(problems))
     # Null columns are left out: COPY ... JSON 'auto' loads a missing key as NULL, and the
     # response stays about as small as the request (the 6 MB limit).
     lines = [

@@ -33,16 +33,21 @@ class SinkDeps:
     bad_sink: Any
 
 
-@cache
-def default_sink_deps() -> SinkDeps:
-    config = load_config()
-    s3 = make_client("s3", config.aws)
+def build_sink_deps(config: PipelineConfig, *, s3: Any, dynamodb: Any) -> SinkDeps:
+    """The sink's dependencies on the given clients: the deployed wiring, shared with run-local."""
+    resources = config.resources
     return SinkDeps(
         config,
         s3,
-        Ledger(make_client("dynamodb", config.aws), config.resources.ledger_table),
-        S3BadRowSink(s3, config.resources.output_bucket, config.resources.bad_prefix),
+        Ledger(dynamodb, resources.ledger_table),
+        S3BadRowSink(s3, resources.output_bucket, resources.bad_prefix),
     )
+
+
+@cache
+def default_sink_deps() -> SinkDeps:
+    config = load_config()
+    return build_sink_deps(config, s3=make_client("s3", config.aws), dynamodb=make_client("dynamodb", config.aws))
 
 
 def handle_firehose(event: dict[str, Any]) -> dict[str, Any]:

@@ -10,6 +10,7 @@ merges again, and the merge is idempotent.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
@@ -18,17 +19,26 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from load.redshift_exec import DataApiExecutor, run_loader
 from pipeline.aws import make_client
-from pipeline.config import load_config
+from pipeline.config import PipelineConfig, load_config
+from pipeline.observability import LazyTracer
 
 logger = Logger(service="clickstream-redshift-loader")
 metrics = Metrics(namespace="ClickstreamEtl", service="clickstream-redshift-loader")
+tracer = LazyTracer(service="clickstream-redshift-loader")
 
 
-@metrics.log_metrics
-@logger.inject_lambda_context
-def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+@cache
+def default_deps() -> tuple[PipelineConfig, DataApiExecutor]:
+    """Configuration and the Data API executor, made once per container."""
     config = load_config()
-    executor = DataApiExecutor.from_config(make_client("redshift-data", config.aws), config.redshift)
+    return config, DataApiExecutor.from_config(make_client("redshift-data", config.aws), config.redshift)
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    config, executor = default_deps()
     result = run_loader(config, executor, datetime.now(UTC))
     for name, value in result.metrics().items():
         metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)

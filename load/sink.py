@@ -33,10 +33,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipeline.badrows import BadRow, FailureKind, SourceRef
+from pipeline.badrows import BadRow, FailureKind, SourceRef, undecodable_record
 from pipeline.config import PipelineConfig
-from pipeline.records import RecordDecodeError, decode_events
-from pipeline.schema import CanonicalEvent, validate
+from pipeline.records import RecordDecodeError, decode_events, event_problems
+from pipeline.schema import CanonicalEvent
 
 
 @dataclass(frozen=True)
@@ -57,6 +57,8 @@ class SinkResult:
     bad: list[BadRow] = field(default_factory=list)
     objects: list[str] = field(default_factory=list)
     rows_by_object: Counter[str] = field(default_factory=Counter)
+    etl_tstamp: int = 0
+    """Of the batch's first event: dates its bad rows (epoch when there is none)."""
 
 
 def batch_key(shard_id: str, first_sequence: str, last_sequence: str) -> str:
@@ -74,16 +76,6 @@ def records_from_event(event: dict[str, Any]) -> tuple[str, list[SinkRecord]]:
             SinkRecord(kinesis["partitionKey"], kinesis["sequenceNumber"], base64.b64decode(kinesis["data"]))
         )
     return shard, records
-
-
-def _problems(event: CanonicalEvent) -> list[str]:
-    """Why an event from stream 2 cannot be written (it was not made by our transform)."""
-    problems = [f"missing {name}" for name in ("event_id", "collector_tstamp") if event.get(name) is None]
-    if problems:
-        return problems
-    if type(event["collector_tstamp"]) is not int:
-        return ["collector_tstamp is not epoch milliseconds"]
-    return validate(event)
 
 
 def plan_objects(
@@ -114,26 +106,20 @@ def plan_objects(
         try:
             events = decode_events(record.data)
         except RecordDecodeError as exc:
-            result.bad.append(
-                BadRow(
-                    FailureKind.RECORD_INVALID,
-                    (str(exc),),
-                    SourceRef(f"{origin}/{record.sequence_number}"),
-                    raw=record.data[:65536],
-                    size=len(record.data),
-                )
-            )
+            result.bad.append(undecodable_record(record.data, str(exc), f"{origin}/{record.sequence_number}"))
             continue
         for event in events:
             result.events += 1
-            problems = _problems(event)
+            if not result.etl_tstamp and type(event.get("etl_tstamp")) is int:
+                result.etl_tstamp = event["etl_tstamp"]
+            problems = event_problems(event)
             if problems:
                 result.bad.append(
                     BadRow(
                         FailureKind.SCHEMA_VIOLATION,
                         tuple(problems),
                         SourceRef(f"{origin}/{record.sequence_number}"),
-                        raw=json.dumps(event, ensure_ascii=False)[:65536],
+                        raw=json.dumps(event, ensure_ascii=False),
                     )
                 )
                 continue
@@ -212,7 +198,7 @@ def write_batch(
             result.rows_written += len(events)
         if result.bad:
             first = records[0].sequence_number
-            bad_sink.write(result.bad, stage="sink", batch_id=f"{shard}-{first}", etl_tstamp=_first_etl(records))
+            bad_sink.write(result.bad, stage="sink", batch_id=f"{shard}-{first}", etl_tstamp=result.etl_tstamp)
     except BaseException:
         # Undo this attempt so that its retry starts clean, even if Lambda groups the records
         # differently: remove the objects written and give the claims back.
@@ -236,15 +222,3 @@ def _undo(
         ledger.release_claims(chunks, events, owner)
     except Exception:  # noqa: BLE001 - the original error is the one to report; see the module docstring
         pass
-
-
-def _first_etl(records: Sequence[SinkRecord]) -> int:
-    # Bad rows of the sink are dated by the first decodable event's etl_tstamp, else epoch.
-    for record in records:
-        try:
-            events = decode_events(record.data)
-        except RecordDecodeError:
-            continue
-        if events:
-            return int(events[0].get("etl_tstamp") or 0)
-    return 0

@@ -117,3 +117,8 @@ class BadRow:
 
     def to_json_line(self, *, timestamp: datetime | None = None) -> str:
         return json.dumps(self.to_json(timestamp=timestamp), ensure_ascii=False, separators=(",", ":"))
+
+
+def undecodable_record(data: bytes, reason: str, origin: str) -> BadRow:
+    """The bad row of a stream record that cannot be decoded; ``origin`` names stream, shard and sequence."""
+    return BadRow(FailureKind.RECORD_INVALID, (reason,), SourceRef(origin), raw=data[:RAW_PAYLOAD_CAP], size=len(data))

@@ -83,12 +83,9 @@ class Ledger:
         self._table = table
         self._clock = clock
 
-    def _now_ms(self) -> int:
-        return int(self._clock() * 1000)
-
     def now_ms(self) -> int:
         """The ledger's clock (epoch ms), against which leases expire."""
-        return self._now_ms()
+        return int(self._clock() * 1000)
 
     def _call(self, method: str, **kwargs: Any) -> Any:
         from botocore.exceptions import BotoCoreError, ClientError
@@ -121,7 +118,7 @@ class Ledger:
 
     def claim(self, obj: ObjectId, owner: str, lease_ms: int) -> Claim | ClaimRefused:
         """Take the object for ``lease_ms``: new, or in progress with an expired or released lease."""
-        now = self._now_ms()
+        now = self.now_ms()
         try:
             response = self._call(
                 "update_item",
@@ -170,7 +167,7 @@ class Ledger:
                 ExpressionAttributeValues={
                     ":owner": {"S": claim.owner},
                     ":progress": {"S": "IN_PROGRESS"},
-                    ":now": {"N": str(self._now_ms())},
+                    ":now": {"N": str(self.now_ms())},
                     **values,
                 },
             )

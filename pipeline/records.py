@@ -171,3 +171,15 @@ def decode_events(data: bytes) -> list[CanonicalEvent]:
 def event_chunk_id(batch_id: str, index: int) -> str:
     """Partition key and dedup id of the ``index``-th stream-2 chunk made from a raw batch."""
     return f"{batch_id}-{index:04d}"
+
+
+def event_problems(event: CanonicalEvent) -> list[str]:
+    """Why a decoded stream-2 object is not a canonical event a sink can write (empty: it is)."""
+    problems = [f"missing {name}" for name in ("event_id", "collector_tstamp") if event.get(name) is None]
+    if problems:
+        return problems
+    if type(event["collector_tstamp"]) is not int:
+        return ["collector_tstamp is not epoch milliseconds"]
+    from pipeline.schema import validate
+
+    return validate(event)

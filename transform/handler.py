@@ -11,6 +11,7 @@ sinks deduplicate.  This module never imports boto3; clients come from pipeline.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
@@ -45,19 +46,23 @@ class TransformDeps:
     clock: Callable[[], float] = time.time
 
 
-@cache
-def default_deps() -> TransformDeps:
-    config = load_config()
+def build_deps(config: PipelineConfig, *, s3: Any, kinesis: Any) -> TransformDeps:
+    """The stage's dependencies on the given clients: the deployed wiring, shared with run-local."""
+    resources = config.resources
     return TransformDeps(
         config=config,
         canonicalizer=Canonicalizer(
             config.transform, pseudonymization_key=resolve_pseudonymization_key(config.transform)
         ),
-        writer=KinesisWriter(make_client("kinesis", config.aws), config.resources.events_stream, config.stream),
-        bad_sink=S3BadRowSink(
-            make_client("s3", config.aws), config.resources.output_bucket, config.resources.bad_prefix
-        ),
+        writer=KinesisWriter(kinesis, resources.events_stream, config.stream),
+        bad_sink=S3BadRowSink(s3, resources.output_bucket, resources.bad_prefix),
     )
+
+
+@cache
+def default_deps() -> TransformDeps:
+    config = load_config()
+    return build_deps(config, s3=make_client("s3", config.aws), kinesis=make_client("kinesis", config.aws))
 
 
 def process_record(record: KinesisStreamRecord, deps: TransformDeps) -> TransformOutput:
@@ -82,12 +87,14 @@ def handle(
     on_output: Callable[[TransformOutput], None] | None = None,
 ) -> dict[str, Any]:
     """Process a Kinesis batch; ``on_output`` sees each record's output once it is durable."""
-    outputs: list[TransformOutput] = []
+    counts: Counter[str] = Counter()
     processor = BatchProcessor(event_type=EventType.KinesisDataStreams)
 
     def record_handler(record: KinesisStreamRecord) -> None:
         output = process_record(record, deps)
-        outputs.append(output)
+        counts.update(
+            lines=output.lines, events=len(output.events), bad=len(output.bad), skipped=sum(output.skipped.values())
+        )
         if on_output is not None:
             on_output(output)
 
@@ -97,17 +104,15 @@ def handle(
         )
         return dict(response)
     finally:
-        _report(event, outputs, processor, deps)
+        _report(event, counts, processor, deps)
 
 
-def _report(
-    event: dict[str, Any], outputs: list[TransformOutput], processor: BatchProcessor, deps: TransformDeps
-) -> None:
-    lines = sum(o.lines for o in outputs)
+def _report(event: dict[str, Any], counts: Counter[str], processor: BatchProcessor, deps: TransformDeps) -> None:
+    lines = counts["lines"]
     metrics.add_metric(name="Lines", unit=MetricUnit.Count, value=lines)
-    metrics.add_metric(name="Events", unit=MetricUnit.Count, value=sum(len(o.events) for o in outputs))
-    metrics.add_metric(name="BadRows", unit=MetricUnit.Count, value=sum(len(o.bad) for o in outputs))
-    metrics.add_metric(name="Skipped", unit=MetricUnit.Count, value=sum(sum(o.skipped.values()) for o in outputs))
+    metrics.add_metric(name="Events", unit=MetricUnit.Count, value=counts["events"])
+    metrics.add_metric(name="BadRows", unit=MetricUnit.Count, value=counts["bad"])
+    metrics.add_metric(name="Skipped", unit=MetricUnit.Count, value=counts["skipped"])
     metrics.add_metric(name="FailedRecords", unit=MetricUnit.Count, value=len(processor.fail_messages))
     arrivals = [r.get("kinesis", {}).get("approximateArrivalTimestamp") for r in event.get("Records") or []]
     arrivals = [a for a in arrivals if isinstance(a, int | float)]

@@ -11,7 +11,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from extract.cloudfront import FieldLayout, LogLine
-from pipeline.badrows import BadRow, FailureKind, SourceRef
+from pipeline.badrows import BadRow, SourceRef, undecodable_record
 from pipeline.records import RawBatch, RecordDecodeError, decode_raw, encode_event, event_chunk_id, pack_events
 from pipeline.schema import CanonicalEvent
 from transform.canonicalize import Canonicalizer, Skip
@@ -62,9 +62,7 @@ def transform_raw_record(
         batch = decode_raw(data)
     except RecordDecodeError as exc:
         out = TransformOutput(batch_id=_digest(origin), etl_tstamp=arrival_ms, lines=1)
-        out.bad.append(
-            BadRow(FailureKind.RECORD_INVALID, (str(exc),), SourceRef(origin), raw=data[:65536], size=len(data))
-        )
+        out.bad.append(undecodable_record(data, str(exc), origin))
         return out
     return transform_batch(batch, canonicalizer, chunk_bytes)
 

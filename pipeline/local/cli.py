@@ -6,7 +6,6 @@ import argparse
 import json
 import logging
 import os
-import sys
 import time
 from pathlib import Path
 from typing import Final
@@ -30,16 +29,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="run moto as a local HTTP server on 127.0.0.1 (every call goes over HTTP) instead of in-process",
     )
-    parser.add_argument("--shards", type=int, default=2, help="shards per Kinesis stream (default: 2)")
+    from pipeline.cli import _positive_int
+
+    parser.add_argument("--shards", type=_positive_int, default=2, help="shards per Kinesis stream (default: 2)")
     parser.add_argument("--config", metavar="FILE", help="a TOML overlay on the default configuration")
     parser.add_argument("--json", action="store_true", help="print the reconciliation as JSON")
     parser.add_argument("--verbose", action="store_true", help="show the handlers' JSON logs")
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.shards < 1:
-        print("clickstream-etl: error: --shards must be at least 1", file=sys.stderr)
-        return 2
     # Before the handlers are imported: their Powertools loggers read these when created.
     if not args.verbose:
         # The handlers' JSON logs (INFO) would bury the reconciliation, which is the output here.
@@ -56,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     sources = plan_sources(args.source)
     started = time.perf_counter()
-    with emulated_aws(config, server=args.server) as endpoint:
+    with emulated_aws(server=args.server) as endpoint:
         if endpoint:
             config = load_config(args.config, overrides={"aws.endpoint_url": endpoint})
         chain = LocalChain(config, shards=args.shards)

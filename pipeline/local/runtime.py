@@ -28,24 +28,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+from extract.handler import build_deps as build_extract_deps
 from extract.handler import continuation_event
 from extract.handler import handle as extract_handle
 from extract.notifications import ObjectNotice
-from extract.stage import ExtractDeps, check_limits, find_unprocessed
-from load.handler import SinkDeps, handle_firehose, handle_sink
+from extract.stage import find_unprocessed
+from load.handler import build_sink_deps, handle_firehose, handle_sink
 from pipeline.aws import make_client
-from pipeline.badsink import S3BadRowSink
 from pipeline.config import PipelineConfig
 from pipeline.errors import PipelineError
-from pipeline.kinesis import KinesisWriter
 from pipeline.lambda_events import FakeLambdaContext
-from pipeline.ledger import Ledger, create_table
+from pipeline.ledger import create_table
 from pipeline.local.esm import EsmSettings, KinesisPoller
 from pipeline.local.firehose import FirehoseEmulator
-from pipeline.process import read_limits
 from pipeline.topology import StreamMapping, stream_mappings
-from transform.canonicalize import Canonicalizer, resolve_pseudonymization_key
-from transform.handler import TransformDeps
+from transform.handler import build_deps as build_transform_deps
 from transform.handler import handle as transform_handle
 from transform.stage import TransformOutput
 
@@ -53,6 +50,12 @@ LOG_PREFIX: Final = "cloudfront/"
 NOTIFICATION_QUEUE: Final = "clickstream-etl-notifications"
 MAX_MESSAGE_ATTEMPTS: Final = 3
 MAX_ROUNDS: Final = 1000
+
+
+def firehose_errors_prefix(config: PipelineConfig) -> str:
+    """Where the emulated Firehose keeps failed records (as ``ErrorOutputPrefix`` would)."""
+    return config.resources.firehose_prefix + "errors/"
+
 
 def esm_settings(mapping: StreamMapping) -> EsmSettings:
     """The simulator's settings for a deployed mapping (the same values, see pipeline.topology)."""
@@ -177,7 +180,7 @@ class Reconciliation:
 
 
 @contextmanager
-def emulated_aws(config: PipelineConfig, *, server: bool) -> Iterator[str]:
+def emulated_aws(*, server: bool) -> Iterator[str]:
     """moto in-process (``server=False``) or a moto server on 127.0.0.1; yields the endpoint ("" in-process).
 
     Fake credentials are set for the duration, so nothing can reach a real AWS account.
@@ -214,7 +217,6 @@ class LocalChain:
     """The deployed chain, emulated.  Clients must point at moto (see :func:`emulated_aws`)."""
 
     def __init__(self, config: PipelineConfig, *, shards: int = 2) -> None:
-        check_limits(config)
         # moto's backends are not thread-safe: the sink's conditional writes go one at a time here.
         config = dataclasses.replace(config, stream=dataclasses.replace(config.stream, dedupe_concurrency=1))
         self.config = config
@@ -233,32 +235,18 @@ class LocalChain:
         self._transform_outputs: dict[str, tuple[int, int, int, Counter[str], int]] = {}
         self._poller = KinesisPoller(self.kinesis)
         resources = config.resources
-        self._bad_sink = S3BadRowSink(self.s3, resources.output_bucket, resources.bad_prefix)
-        self.extract_deps = ExtractDeps(
-            config=config,
-            limits=read_limits(config.extract),
-            s3=self.s3,
-            writer=KinesisWriter(self.kinesis, resources.raw_stream, config.stream),
-            bad_sink=self._bad_sink,
-            ledger=Ledger(self.dynamodb, resources.ledger_table),
-            continue_later=self.continuations.append,
+        self.extract_deps = build_extract_deps(
+            config, s3=self.s3, kinesis=self.kinesis, dynamodb=self.dynamodb, continue_later=self.continuations.append
         )
-        self.transform_deps = TransformDeps(
-            config=config,
-            canonicalizer=Canonicalizer(
-                config.transform, pseudonymization_key=resolve_pseudonymization_key(config.transform)
-            ),
-            writer=KinesisWriter(self.kinesis, resources.events_stream, config.stream),
-            bad_sink=self._bad_sink,
-        )
-        self.sink_deps = SinkDeps(config, self.s3, Ledger(self.dynamodb, resources.ledger_table), self._bad_sink)
+        self.transform_deps = build_transform_deps(config, s3=self.s3, kinesis=self.kinesis)
+        self.sink_deps = build_sink_deps(config, s3=self.s3, dynamodb=self.dynamodb)
         self.firehose = FirehoseEmulator(
             self.kinesis,
             self.s3,
             resources.events_stream,
             resources.output_bucket,
             prefix=resources.firehose_prefix,
-            error_prefix=resources.firehose_prefix + "errors/",
+            error_prefix=firehose_errors_prefix(config),
             transform=lambda event, _context: handle_firehose(event),
             delivery_stream_name=resources.redshift_firehose,
             region=aws.region,
@@ -447,7 +435,7 @@ class LocalChain:
             self.report.bad_by_kind[kind] += count
         redshift_ids: set[tuple[str, str]] = set()
         for key, body in self._objects(r.firehose_prefix):
-            if key.startswith(r.firehose_prefix + "errors/"):
+            if key.startswith(firehose_errors_prefix(self.config)):
                 continue
             for line in body.splitlines():
                 if line.strip():
