@@ -65,34 +65,30 @@ def transform_records(
     used = 0
     for record in records:
         record_id = str(record.get("recordId", ""))
+        events = 0
         try:
             data = base64.b64decode(str(record.get("data", "")), validate=True)
             payload, events = _redshift_lines(data)
         except (binascii.Error, RecordDecodeError, ValueError, TypeError, OverflowError):
             # Not our events (or corrupted): Firehose keeps the record under processing-failed/.
             item = {"recordId": record_id, "result": "ProcessingFailed", "data": record.get("data", "")}
-            counts.failed += 1
         else:
             if not events:
                 item = {"recordId": record_id, "result": "Dropped", "data": ""}
-                counts.dropped += 1
             else:
                 item = {"recordId": record_id, "result": "Ok", "data": base64.b64encode(payload).decode("ascii")}
-                counts.ok += 1
-                counts.events += events
         size = len(record_id) + len(str(item["data"])) + 64
         if used + size > budget:
             # Over the response limit: hand the record back as failed (kept by Firehose) instead.
-            if item["result"] == "Ok":
-                counts.ok -= 1
-                counts.events -= events
-            elif item["result"] == "Dropped":
-                counts.dropped -= 1
-            else:
-                counts.failed -= 1
             item = {"recordId": record_id, "result": "ProcessingFailed", "data": ""}
-            counts.failed += 1
             size = len(record_id) + 64
         used += size
         out.append(item)
+        if item["result"] == "Ok":
+            counts.ok += 1
+            counts.events += events
+        elif item["result"] == "Dropped":
+            counts.dropped += 1
+        else:
+            counts.failed += 1
     return out, counts

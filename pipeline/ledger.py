@@ -70,6 +70,14 @@ class LedgerEntry:
     detail: str
 
 
+def _chunk_pk(chunk_id: str) -> str:
+    return f"chunk#{chunk_id}"
+
+
+def _event_pk(event_id: str, fingerprint: str) -> str:
+    return f"event#{event_id}#{fingerprint}"
+
+
 def _is_conditional_failure(exc: Exception) -> bool:
     response = getattr(exc, "response", None)
     return isinstance(response, dict) and response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
@@ -211,24 +219,29 @@ class Ledger:
         )
 
     # ------------------------------------------------------------------ chunks
-    def claim_chunk(self, chunk_id: str, object_key: str) -> bool:
-        """Assign a stream-2 chunk to the sink object ``object_key``.
-
-        True when the chunk is new or already assigned to the same object (a retried batch);
-        False when another object holds it (a replay of the chunk: skip it).
-        """
+    def _claim_item(self, pk: str, owner_field: str, owner: str, extra: dict[str, Any] | None = None) -> bool:
+        """Conditional put of a claim: True when ``pk`` is new or already held by ``owner``."""
         try:
             self._call(
                 "put_item",
-                Item={"pk": {"S": f"chunk#{chunk_id}"}, "object_key": {"S": object_key}},
-                ConditionExpression="attribute_not_exists(pk) OR object_key = :key",
-                ExpressionAttributeValues={":key": {"S": object_key}},
+                Item={"pk": {"S": pk}, owner_field: {"S": owner}, **(extra or {})},
+                ConditionExpression="attribute_not_exists(pk) OR #f = :owner",
+                ExpressionAttributeNames={"#f": owner_field},
+                ExpressionAttributeValues={":owner": {"S": owner}},
             )
         except Exception as exc:
             if _is_conditional_failure(exc):
                 return False
             raise
         return True
+
+    def claim_chunk(self, chunk_id: str, object_key: str) -> bool:
+        """Assign a stream-2 chunk to the sink object ``object_key``.
+
+        True when the chunk is new or already assigned to the same object (a retried batch);
+        False when another object holds it (a replay of the chunk: skip it).
+        """
+        return self._claim_item(_chunk_pk(chunk_id), "object_key", object_key)
 
     # ------------------------------------------------------------------ events
     def claim_event(self, event_id: str, fingerprint: str, owner: str, *, expires_at_s: int) -> bool:
@@ -238,23 +251,9 @@ class Ledger:
         natural duplicate (False).  A retried batch (same owner) is granted its keys again.
         The item carries ``expires_at`` for DynamoDB's TTL.
         """
-        try:
-            self._call(
-                "put_item",
-                Item={
-                    "pk": {"S": f"event#{event_id}#{fingerprint}"},
-                    "owner": {"S": owner},
-                    "expires_at": {"N": str(expires_at_s)},
-                },
-                ConditionExpression="attribute_not_exists(pk) OR #o = :owner",
-                ExpressionAttributeNames={"#o": "owner"},
-                ExpressionAttributeValues={":owner": {"S": owner}},
-            )
-        except Exception as exc:
-            if _is_conditional_failure(exc):
-                return False
-            raise
-        return True
+        return self._claim_item(
+            _event_pk(event_id, fingerprint), "owner", owner, {"expires_at": {"N": str(expires_at_s)}}
+        )
 
     def claim_events(
         self, keys: Sequence[tuple[str, str]], owner: str, *, expires_at_s: int, concurrency: int = 1
@@ -298,9 +297,9 @@ class Ledger:
         A retry, even one whose records Lambda grouped differently, can then claim them again.
         """
         for chunk_id in chunk_ids:
-            self._release_item(f"chunk#{chunk_id}", owner, "object_key")
+            self._release_item(_chunk_pk(chunk_id), owner, "object_key")
         for event_id, fingerprint in events:
-            self._release_item(f"event#{event_id}#{fingerprint}", owner, "owner")
+            self._release_item(_event_pk(event_id, fingerprint), owner, "owner")
 
 
 def create_table(client: Any, table: str) -> None:
