@@ -33,7 +33,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from extract.cloudfront import LEGACY_FIELDS  # noqa: E402
+from pipeline.formats.cloudfront import LEGACY_FIELDS  # noqa: E402
 
 # Tracker parameters extracted by the DuckDB baseline: the same decoding work our transform does
 # for these columns (undo CloudFront's %25, then percent-decode each value).
@@ -165,7 +165,7 @@ _PROBE = (
 _CLI_PROBE = (
     "import contextlib, json, os, resource, sys, time\n"
     "t = time.perf_counter()\n"
-    "from pipeline.cli import main\n"
+    "from pipeline.app.cli import main\n"
     "with open(os.devnull, 'w') as sink, contextlib.redirect_stdout(sink):\n"
     "    rc = main(sys.argv[1:])\n"
     "wall = time.perf_counter() - t\n"
@@ -230,7 +230,7 @@ def main() -> int:
 
     work = args.workdir or Path(tempfile.mkdtemp(prefix="clickstream-bench-"))
     logs = work / "logs"
-    cli = [sys.executable, "-m", "pipeline.cli"]
+    cli = [sys.executable, "-m", "pipeline.app.cli"]
     files, inputs = generate(cli, logs, args.size_mb, 24)
     lines, raw_bytes = inputs["lines"], inputs["raw_bytes"]
     sources = {"": (logs, inputs)}

@@ -23,13 +23,13 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from pipeline.app.process import process_stream, read_limits  # noqa: E402
 from pipeline.badrows import SourceRef  # noqa: E402
 from pipeline.config import load_config  # noqa: E402
-from pipeline.generate import GenerateOptions, generate_logs  # noqa: E402
-from pipeline.process import process_stream, read_limits  # noqa: E402
 from pipeline.records import decode_events, encode_event  # noqa: E402
 from pipeline.schema import avro_schema  # noqa: E402
 from pipeline.summary import FileSummary  # noqa: E402
+from pipeline.testing.generate import GenerateOptions, generate_logs  # noqa: E402
 from transform.canonicalize import Canonicalizer  # noqa: E402
 
 

@@ -1,13 +1,13 @@
 """Errors of the extract stage."""
 
-from pipeline.errors import PipelineError, TerminalError, TransientError
+from pipeline.errors import InputError, PipelineError, TransientError
 
 
 class ExtractError(PipelineError):
     """Base of extract errors."""
 
 
-class SourceUnreadableError(ExtractError, TerminalError):
+class SourceUnreadableError(ExtractError, InputError):
     """A source (file, folder, glob, object) cannot be opened or listed."""
 
 

@@ -17,15 +17,16 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from extract.notifications import ObjectNotice, parse_notifications
 from extract.stage import ExtractDeps, check_limits, handle_notices
-from pipeline.aws import make_client
-from pipeline.badsink import S3BadRowSink
+from pipeline.aws.badsink import S3BadRowSink
+from pipeline.aws.clients import make_client
+from pipeline.aws.kinesis import KinesisWriter
+from pipeline.aws.ledger import Ledger
 from pipeline.config import PipelineConfig, load_config
-from pipeline.kinesis import KinesisWriter
-from pipeline.ledger import Ledger
+from pipeline.constants import LAMBDA_FUNCTION_NAME_ENV, METRICS_NAMESPACE
 from pipeline.observability import LazyTracer
 
 logger = Logger(service="clickstream-etl-extract")
-metrics = Metrics(namespace="ClickstreamEtl", service="extract")
+metrics = Metrics(namespace=METRICS_NAMESPACE, service="extract")
 tracer = LazyTracer(service="clickstream-etl-extract")
 
 
@@ -49,7 +50,7 @@ def build_deps(
     config: PipelineConfig, *, s3: Any, kinesis: Any, dynamodb: Any, continue_later: Callable[[ObjectNotice], None]
 ) -> ExtractDeps:
     """The stage's dependencies on the given clients: the deployed wiring, shared with run-local."""
-    from pipeline.process import read_limits  # here: it pulls in the transform modules
+    from pipeline.app.process import read_limits  # here: it pulls in the transform modules
 
     check_limits(config)
     resources = config.resources
@@ -87,7 +88,7 @@ def default_deps() -> ExtractDeps:
 def _function_name() -> str:
     import os
 
-    return os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "clickstream-etl-extract")
+    return os.environ.get(LAMBDA_FUNCTION_NAME_ENV, "clickstream-etl-extract")
 
 
 def _retried_entries(deps: ExtractDeps) -> int:

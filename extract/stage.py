@@ -2,7 +2,7 @@
 
 :func:`extract_object` claims the object version in the ledger, streams it through the
 reader core, packs lines into :class:`~pipeline.records.RawBatch` records and puts them
-with :class:`~pipeline.kinesis.KinesisWriter`; bad rows go to the bad-rows sink.  Work is
+with :class:`~pipeline.aws.kinesis.KinesisWriter`; bad rows go to the bad-rows sink.  Work is
 flushed in groups (at most one PutRecords request of records); after each group every
 line up to its last one is durable, which is where a checkpoint may be taken.  Group
 boundaries depend only on the input from the start line, so a resumed or replayed object
@@ -20,13 +20,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final, Literal, Protocol
 
-from extract.cloudfront import FieldLayout, LogLine, ReadLimits, ReadStats, read_lines
 from extract.errors import ExtractTransientError
 from extract.notifications import ObjectNotice
+from pipeline.aws.errors import aws_exceptions, classify, error_code
+from pipeline.aws.kinesis import MAX_BYTES_PER_CALL, MAX_RECORDS_PER_CALL, OutRecord
+from pipeline.aws.ledger import Claim, ClaimRefused, Ledger, ObjectId
 from pipeline.badrows import BadRow, SourceRef
 from pipeline.config import PipelineConfig
-from pipeline.kinesis import MAX_BYTES_PER_CALL, MAX_RECORDS_PER_CALL, OutRecord
-from pipeline.ledger import Claim, ClaimRefused, Ledger, ObjectId
+from pipeline.formats.cloudfront import FieldLayout, LogLine, ReadLimits, ReadStats, read_lines
 from pipeline.records import RawBatch, encode_raw
 
 # Room for the record's fixed fields (bucket, key, etag, layout) besides its lines.
@@ -169,22 +170,20 @@ def extract_object(
 
 def _open(s3: Any, obj: ObjectId) -> tuple[Any, int] | str:
     """The object's body stream and LastModified (epoch ms), or why it cannot be read."""
-    from botocore.exceptions import BotoCoreError, ClientError
-
     kwargs: dict[str, Any] = {"Bucket": obj.bucket, "Key": obj.key}
     if obj.etag:
         kwargs["IfMatch"] = f'"{obj.etag}"'
     try:
         response = s3.get_object(**kwargs)
-    except ClientError as exc:
-        code = exc.response.get("Error", {}).get("Code", "")
+    except aws_exceptions() as exc:
+        code = error_code(exc)
         if code in ("NoSuchKey", "404"):
             return "object no longer exists"
         if code in ("PreconditionFailed", "412"):
             return "object was overwritten (its new version has its own notification)"
-        raise ExtractTransientError(f"cannot read {obj.uri}: {code}") from exc
-    except BotoCoreError as exc:
-        raise ExtractTransientError(f"cannot read {obj.uri}: {type(exc).__name__}") from exc
+        # Anything else (throttling, a 5xx, even access denied while a policy propagates) is
+        # raised so that Lambda retries the notification and, in the end, sends it to the DLQ.
+        raise ExtractTransientError(f"cannot read {obj.uri}: {classify(exc).code}") from exc
     modified = response.get("LastModified")
     etl_tstamp = int(modified.timestamp() * 1000) if modified is not None else 0
     return response["Body"], etl_tstamp

@@ -51,6 +51,7 @@ from pyarrow import ipc
 from load.errors import DestinationError, SinkWriteError
 from load.parquet import PartitionKey, arrow_schema, parquet_writer
 from pipeline.config import LoadConfig
+from pipeline.constants import ARROW_MEMORY_POOL_ENV
 from pipeline.schema import CanonicalEvent
 
 STAGING_DIR: Final = "_staging"
@@ -80,7 +81,7 @@ def use_compact_memory_pool() -> str:
     (peak RSS of a 150 MB backfill with ``--workers 1``: 314 MB against 253 MB).  Call it
     once per process, before the first Arrow allocation; returns the pool's backend name.
     """
-    if not os.environ.get("ARROW_DEFAULT_MEMORY_POOL"):
+    if not os.environ.get(ARROW_MEMORY_POOL_ENV):
         try:
             pa.set_memory_pool(pa.jemalloc_memory_pool())
         except NotImplementedError:  # a pyarrow build without jemalloc (Windows): keep its default

@@ -1,6 +1,6 @@
 """Errors of the load stage."""
 
-from pipeline.errors import ConfigError, PipelineError, TerminalError, TransientError
+from pipeline.errors import ConfigError, InputError, PipelineError, TerminalError, TransientError
 
 
 class LoadError(PipelineError):
@@ -11,7 +11,7 @@ class SinkWriteError(LoadError, TransientError):
     """Writing to a sink failed in a way that may succeed on retry (disk full, throttling)."""
 
 
-class DestinationError(LoadError, TerminalError):
+class DestinationError(LoadError, InputError):
     """The destination is unusable (not a folder, not writable)."""
 
 

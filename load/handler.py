@@ -14,14 +14,15 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
 from load.firehose import transform_records
-from pipeline.aws import make_client
-from pipeline.badsink import S3BadRowSink
+from pipeline.aws.badsink import S3BadRowSink
+from pipeline.aws.clients import make_client
+from pipeline.aws.ledger import Ledger
 from pipeline.config import PipelineConfig, load_config
-from pipeline.ledger import Ledger
+from pipeline.constants import METRICS_NAMESPACE
 from pipeline.observability import LazyTracer
 
 logger = Logger(service="clickstream-etl-load")
-metrics = Metrics(namespace="ClickstreamEtl", service="load")
+metrics = Metrics(namespace=METRICS_NAMESPACE, service="load")
 tracer = LazyTracer(service="clickstream-etl-load")
 
 

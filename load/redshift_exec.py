@@ -52,6 +52,7 @@ from load.redshift import (
     staged_count,
     stream_merge_plan,
 )
+from pipeline.aws.errors import aws_exceptions, classify
 from pipeline.config import PipelineConfig, RedshiftConfig
 from pipeline.errors import ConfigError
 
@@ -110,16 +111,6 @@ class DataApiTarget:
         return args
 
 
-_TRANSIENT_CODES: Final = frozenset(
-    {
-        "ThrottlingException",
-        "InternalServerException",
-        "ActiveStatementsExceededException",
-        "ActiveSessionsExceededException",
-        "ServiceUnavailableException",
-        "RequestTimeout",
-    }
-)
 _CONFLICT_MARKERS: Final = (
     "serializable isolation violation",
     "error: 1023",
@@ -228,18 +219,14 @@ class DataApiExecutor:
 
     # ----------------------------------------------------------------- internals
     def _call(self, operation: str, method: Callable[..., Any], **kwargs: Any) -> Any:
-        from botocore.exceptions import BotoCoreError, ClientError
-
         try:
             return method(**kwargs)
-        except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "")
-            message = f"Redshift Data API {operation} failed: {code}: {exc.response.get('Error', {}).get('Message')}"
-            if code in _TRANSIENT_CODES:
+        except aws_exceptions() as exc:
+            failure = classify(exc)
+            message = f"Redshift Data API {operation} failed: {failure}"
+            if failure.retryable:
                 raise DataApiError(message + " (retry)") from exc
             raise DataApiRequestError(message) from exc
-        except BotoCoreError as exc:
-            raise DataApiError(f"Redshift Data API {operation} could not be reached: {exc} (retry)") from exc
 
     def _wait(self, statement_id: str, label: str, statements: Sequence[Statement]) -> dict[str, Any]:
         started = self._clock()
@@ -261,11 +248,9 @@ class DataApiExecutor:
         )
 
     def _cancel(self, statement_id: str) -> None:
-        from botocore.exceptions import BotoCoreError, ClientError
-
         try:
             self._client.cancel_statement(Id=statement_id)
-        except (ClientError, BotoCoreError):
+        except aws_exceptions():
             # It may have finished or failed between the last poll and now; the timeout
             # error raised by the caller says what to do either way.
             return
@@ -370,18 +355,14 @@ def run_loader(config: PipelineConfig, executor: Executor, now: datetime) -> Str
 
 # --------------------------------------------------------------------------- backfill
 def _s3_call(operation: str, method: Callable[..., Any], **kwargs: Any) -> Any:
-    from botocore.exceptions import BotoCoreError, ClientError
-
     try:
         return method(**kwargs)
-    except ClientError as exc:
-        code = exc.response.get("Error", {}).get("Code", "")
-        message = f"S3 {operation} failed: {code}: {exc.response.get('Error', {}).get('Message')}"
-        if code in ("NoSuchBucket", "AccessDenied", "AllAccessDisabled", "InvalidBucketName", "NoSuchKey"):
-            raise DestinationError(message) from exc
-        raise SinkWriteError(message + " (retry)") from exc
-    except BotoCoreError as exc:
-        raise SinkWriteError(f"S3 {operation} could not be reached: {exc} (retry)") from exc
+    except aws_exceptions() as exc:
+        failure = classify(exc)
+        message = f"S3 {operation} failed: {failure}"
+        if failure.retryable:
+            raise SinkWriteError(message + " (retry)") from exc
+        raise DestinationError(message) from exc
 
 
 def list_objects(s3: Any, root: S3Location) -> Iterator[S3Object]:

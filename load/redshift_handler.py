@@ -18,12 +18,13 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from load.redshift_exec import DataApiExecutor, run_loader
-from pipeline.aws import make_client
+from pipeline.aws.clients import make_client
 from pipeline.config import PipelineConfig, load_config
+from pipeline.constants import METRICS_NAMESPACE
 from pipeline.observability import LazyTracer
 
 logger = Logger(service="clickstream-redshift-loader")
-metrics = Metrics(namespace="ClickstreamEtl", service="clickstream-redshift-loader")
+metrics = Metrics(namespace=METRICS_NAMESPACE, service="clickstream-redshift-loader")
 tracer = LazyTracer(service="clickstream-redshift-loader")
 
 

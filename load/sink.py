@@ -33,6 +33,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from pipeline.aws.errors import aws_exceptions
 from pipeline.badrows import BadRow, FailureKind, SourceRef, undecodable_record
 from pipeline.config import PipelineConfig
 from pipeline.records import RecordDecodeError, decode_events, event_problems
@@ -190,7 +191,7 @@ def write_batch(
             body = encode_parquet(events, config.load)
             try:
                 s3.put_object(Bucket=resources.output_bucket, Key=object_key, Body=body)
-            except Exception as exc:
+            except aws_exceptions() as exc:
                 raise SinkWriteError(f"cannot write s3://{resources.output_bucket}/{object_key}: {exc}") from exc
             written.append(object_key)
             result.objects.append(object_key)

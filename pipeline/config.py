@@ -16,10 +16,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Final, Literal, TypeVar, get_type_hints
 
+from pipeline.constants import CONFIG_ENV_PREFIX, CONFIG_FILE_ENV
 from pipeline.errors import ConfigError
-
-ENV_PREFIX: Final = "CLICKSTREAM_ETL__"
-ENV_CONFIG_FILE: Final = "CLICKSTREAM_ETL_CONFIG"
 
 
 @dataclass(frozen=True)
@@ -192,7 +190,7 @@ def load_config(
     """
     environ = os.environ if environ is None else environ
     document = default_document()
-    overlay = overlay or environ.get(ENV_CONFIG_FILE) or None
+    overlay = overlay or environ.get(CONFIG_FILE_ENV) or None
     if overlay:
         path = Path(overlay)
         try:
@@ -203,9 +201,9 @@ def load_config(
             raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
         _merge(document, layer, str(path))
     for name, raw in environ.items():
-        if not name.startswith(ENV_PREFIX):
+        if not name.startswith(CONFIG_ENV_PREFIX):
             continue
-        dotted = name[len(ENV_PREFIX) :].lower().replace("__", ".")
+        dotted = name[len(CONFIG_ENV_PREFIX) :].lower().replace("__", ".")
         try:
             value = tomllib.loads(f"v = {raw}")["v"]
         except tomllib.TOMLDecodeError:

@@ -26,5 +26,12 @@ class TerminalError(PipelineError):
     retryable = False
 
 
-class ConfigError(TerminalError):
+class InputError(TerminalError):
+    """What the user gave cannot be used as it is (arguments, configuration, source, destination).
+
+    The CLI exits 2 for these: fixing the input, not retrying, is what helps.
+    """
+
+
+class ConfigError(InputError):
     """The configuration is invalid; the message names the key and the problem."""

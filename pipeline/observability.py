@@ -12,6 +12,8 @@ import os
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from pipeline.constants import POWERTOOLS_TRACE_DISABLED_ENV
+
 Handler = TypeVar("Handler", bound=Callable[..., Any])
 
 _DISABLED = frozenset({"1", "true", "yes"})
@@ -30,7 +32,7 @@ class LazyTracer:
             target = self._decorated.get(id(handler))
             if target is None:
                 target = handler
-                if os.environ.get("POWERTOOLS_TRACE_DISABLED", "").strip().lower() not in _DISABLED:
+                if os.environ.get(POWERTOOLS_TRACE_DISABLED_ENV, "").strip().lower() not in _DISABLED:
                     from aws_lambda_powertools import Tracer
 
                     target = Tracer(service=self.service).capture_lambda_handler(handler)

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
+from pipeline.app.process import process_stream, read_limits
 from pipeline.badrows import BadRow, SourceRef
 from pipeline.config import PipelineConfig, load_config
-from pipeline.process import process_stream, read_limits
 from pipeline.summary import FileSummary
 from transform.canonicalize import Canonicalizer
 

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from typing import Any, Final, NamedTuple
 from urllib.parse import unquote
 
-from extract.cloudfront import FieldLayout, LogLine
 from pipeline import ARTIFACT, __version__
 from pipeline.badrows import BadRow, FailureKind, SourceRef
 from pipeline.config import TransformConfig
+from pipeline.formats.cloudfront import FieldLayout, LogLine
 from pipeline.schema import CanonicalEvent, validate
 from transform.campaign import CampaignRules
 from transform.errors import TransformConfigError

@@ -3,12 +3,12 @@
 Data problems are not raised across the record boundary: they become bad rows.
 """
 
-from pipeline.errors import PipelineError, TerminalError
+from pipeline.errors import ConfigError, PipelineError
 
 
 class TransformError(PipelineError):
     """Base of transform errors."""
 
 
-class TransformConfigError(TransformError, TerminalError):
+class TransformConfigError(TransformError, ConfigError):
     """The transform configuration is unusable (missing pseudonymization key, bad dataset)."""

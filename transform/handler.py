@@ -22,16 +22,17 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.kinesis_stream_event import KinesisStreamRecord
 
-from pipeline.aws import make_client
-from pipeline.badsink import S3BadRowSink
+from pipeline.aws.badsink import S3BadRowSink
+from pipeline.aws.clients import make_client
+from pipeline.aws.kinesis import KinesisWriter, OutRecord
 from pipeline.config import PipelineConfig, load_config
-from pipeline.kinesis import KinesisWriter, OutRecord
+from pipeline.constants import METRICS_NAMESPACE
 from pipeline.observability import LazyTracer
 from transform.canonicalize import Canonicalizer, resolve_pseudonymization_key
 from transform.stage import TransformOutput, transform_raw_record
 
 logger = Logger(service="clickstream-etl-transform")
-metrics = Metrics(namespace="ClickstreamEtl", service="transform")
+metrics = Metrics(namespace=METRICS_NAMESPACE, service="transform")
 tracer = LazyTracer(service="clickstream-etl-transform")
 
 

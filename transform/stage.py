@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from extract.cloudfront import FieldLayout, LogLine
 from pipeline.badrows import BadRow, SourceRef, undecodable_record
+from pipeline.formats.cloudfront import FieldLayout, LogLine
 from pipeline.records import RawBatch, RecordDecodeError, decode_raw, encode_event, event_chunk_id, pack_events
 from pipeline.schema import CanonicalEvent
 from transform.canonicalize import Canonicalizer, Skip

@@ -15,10 +15,10 @@ from typing import Any
 import pyarrow.dataset as ds
 import pytest
 
-from pipeline.backfill import plan_sources, run_backfill
-from pipeline.cli import main
+from pipeline.app.backfill import plan_sources, run_backfill
+from pipeline.app.cli import main
 from pipeline.config import load_config
-from pipeline.generate import GenerateOptions, generate_logs
+from pipeline.testing.generate import GenerateOptions, generate_logs
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

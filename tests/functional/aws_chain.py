@@ -9,14 +9,14 @@ from typing import Any
 
 from extract.notifications import ObjectNotice
 from extract.stage import ExtractDeps
-from pipeline.aws import make_client
-from pipeline.badsink import S3BadRowSink
+from pipeline.app.process import read_limits
+from pipeline.aws.badsink import S3BadRowSink
+from pipeline.aws.clients import make_client
+from pipeline.aws.kinesis import KinesisWriter
+from pipeline.aws.ledger import Ledger, create_table
 from pipeline.config import PipelineConfig, load_config
-from pipeline.kinesis import KinesisWriter
-from pipeline.lambda_events import KinesisRecord
-from pipeline.ledger import Ledger, create_table
-from pipeline.process import read_limits
 from pipeline.records import RawBatch, decode_raw
+from pipeline.testing.lambda_events import KinesisRecord
 from transform.canonicalize import Canonicalizer
 from transform.handler import TransformDeps
 

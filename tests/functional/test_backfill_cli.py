@@ -13,8 +13,8 @@ import duckdb
 import pyarrow.dataset as ds
 import pytest
 
-from pipeline.cli import main
-from pipeline.generate import GenerateOptions, generate_logs
+from pipeline.app.cli import main
+from pipeline.testing.generate import GenerateOptions, generate_logs
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -188,7 +188,7 @@ def test_unreadable_file_among_good_ones_exits_1_and_processes_the_rest(logs: Pa
 def test_console_script_runs_with_progress_off_the_terminal(logs: Path, tmp_path: Path) -> None:
     dest = tmp_path / "dest"
     result = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", "backfill", str(logs / "b"), "--output", str(dest), "--json"],
+        [sys.executable, "-m", "pipeline.app.cli", "backfill", str(logs / "b"), "--output", str(dest), "--json"],
         capture_output=True,
         text=True,
         cwd=ROOT,

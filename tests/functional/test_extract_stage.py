@@ -14,10 +14,16 @@ from moto import mock_aws
 
 from extract.handler import continuation_event, handle
 from extract.stage import ExtractResult
-from pipeline.kinesis import KinesisAccessError, KinesisPutError
-from pipeline.lambda_events import FakeClock, FakeLambdaContext, s3_object_created_event, s3_test_event, sqs_wrapped
-from pipeline.ledger import ObjectId
+from pipeline.aws.kinesis import KinesisAccessError, KinesisPutError
+from pipeline.aws.ledger import ObjectId
 from pipeline.testing import LogBuilder, tracker_query
+from pipeline.testing.lambda_events import (
+    FakeClock,
+    FakeLambdaContext,
+    s3_object_created_event,
+    s3_test_event,
+    sqs_wrapped,
+)
 from tests.functional.aws_chain import Chain, chain_config
 
 SMALL_GROUPS = {"stream.record_target_bytes": 2048, "stream.put_batch_records": 2}

@@ -11,11 +11,11 @@ from botocore.exceptions import ClientError
 from moto import mock_aws
 
 from extract.handler import handle
-from pipeline.kinesis import KinesisPutError
-from pipeline.lambda_events import FakeClock, FakeLambdaContext, s3_object_created_event
-from pipeline.ledger import LedgerError, ObjectId
-from pipeline.local.runtime import LOG_PREFIX, LocalChain
+from pipeline.app.local.runtime import LOG_PREFIX, LocalChain
+from pipeline.aws.kinesis import KinesisPutError
+from pipeline.aws.ledger import LedgerError, ObjectId
 from pipeline.testing import LogBuilder, tracker_query
+from pipeline.testing.lambda_events import FakeClock, FakeLambdaContext, s3_object_created_event
 from pipeline.topology import stream_mappings
 from tests.functional.aws_chain import Chain, chain_config
 

@@ -13,9 +13,9 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from pipeline.lambda_events import FirehoseInputRecord, KinesisRecord
-from pipeline.local.esm import EsmSettings, KinesisPoller, StreamNotFoundError
-from pipeline.local.firehose import FirehoseConfigError, FirehoseEmulator
+from pipeline.app.local.esm import EsmSettings, KinesisPoller, StreamNotFoundError
+from pipeline.app.local.firehose import FirehoseConfigError, FirehoseEmulator
+from pipeline.testing.lambda_events import FirehoseInputRecord, KinesisRecord
 
 REGION = "us-east-1"
 STREAM = "clickstream-etl-test-stream-2"

@@ -10,9 +10,9 @@ import pytest
 from moto import mock_aws
 
 from load.handler import SinkDeps, handle_sink
-from pipeline.lambda_events import KinesisRecord, kinesis_event
 from pipeline.records import encode_event, event_chunk_id, pack_events
 from pipeline.testing import LogBuilder, tracker_query
+from pipeline.testing.lambda_events import KinesisRecord, kinesis_event
 from tests.conftest import run_core
 from tests.functional.aws_chain import Chain, chain_config
 

@@ -23,8 +23,8 @@ from moto import mock_aws
 from load.parquet import encode_parquet
 from load.redshift import RedshiftTables, ddl_statements, firehose_copy_command, synthetic_event_id
 from load.redshift_exec import run_loader
-from pipeline import redshift_cli
-from pipeline.cli import build_parser, main
+from pipeline.app.cli import build_parser, main
+from pipeline.app.commands import redshift as redshift_cli
 from pipeline.config import PipelineConfig
 from pipeline.schema import FIELDS, to_json_record
 from tests.conftest import make_config, run_core

@@ -20,7 +20,7 @@ from moto.redshiftdata.models import redshiftdata_backends
 from load.errors import StatementTimeoutError
 from load.redshift import RedshiftTables, Statement, firehose_copy_command, firehose_redshift_destination
 from load.redshift_exec import DataApiExecutor, DataApiTarget
-from pipeline.cli import main
+from pipeline.app.cli import main
 from tests.conftest import make_config
 
 REGION = "us-east-1"

@@ -13,10 +13,10 @@ from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingErro
 from moto import mock_aws
 
 from extract.handler import handle as extract
-from pipeline.kinesis import KinesisPutError
-from pipeline.lambda_events import FakeLambdaContext, KinesisRecord, kinesis_event, s3_object_created_event
+from pipeline.aws.kinesis import KinesisPutError
 from pipeline.records import decode_events
 from pipeline.testing import DEFAULT_VALUES, LogBuilder, tracker_query
+from pipeline.testing.lambda_events import FakeLambdaContext, KinesisRecord, kinesis_event, s3_object_created_event
 from tests.functional.aws_chain import Chain, chain_config
 from transform.handler import handle
 

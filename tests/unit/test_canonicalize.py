@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from extract.cloudfront import GENERATIONS, LEGACY_FIELDS
 from pipeline import ARTIFACT, __version__
 from pipeline.badrows import BadRow, FailureKind, SourceRef
+from pipeline.formats.cloudfront import GENERATIONS, LEGACY_FIELDS
 from pipeline.testing import LogBuilder, tracker_query
 from tests.conftest import ETL_TSTAMP, CoreRun, make_config, run_core
 from transform.canonicalize import Canonicalizer, resolve_pseudonymization_key

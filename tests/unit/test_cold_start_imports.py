@@ -8,7 +8,7 @@ import sys
 import pytest
 
 
-@pytest.mark.parametrize("module", ["extract.cloudfront", "transform.canonicalize", "pipeline.process"])
+@pytest.mark.parametrize("module", ["pipeline.formats.cloudfront", "transform.canonicalize", "pipeline.app.process"])
 def test_module_imports_without_pyarrow_or_boto3(module: str) -> None:
     code = (
         f"import sys, {module}\n"

@@ -11,14 +11,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.lambda_events import FakeClock, FakeLambdaContext, KinesisRecord
-from pipeline.local.esm import (
+from pipeline.app.local.esm import (
     MAX_PAYLOAD_BYTES,
     EsmConfigError,
     EsmSettings,
     EsmSimulationError,
     simulate,
 )
+from pipeline.testing.lambda_events import FakeClock, FakeLambdaContext, KinesisRecord
 
 SHARD = "shardId-000000000000"
 

@@ -11,7 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from extract.cloudfront import (
+from pipeline.badrows import BadRow, FailureKind, SourceRef
+from pipeline.formats.cloudfront import (
     GENERATIONS,
     LEGACY_FIELDS,
     FieldLayout,
@@ -20,7 +21,6 @@ from extract.cloudfront import (
     ReadStats,
     read_lines,
 )
-from pipeline.badrows import BadRow, FailureKind, SourceRef
 from pipeline.testing import LogBuilder
 
 SOURCE = SourceRef("s3://bucket/E2EXAMPLE.2024-11-15-19.abcd1234.gz")
@@ -215,8 +215,8 @@ def test_truncated_gzip_of_arbitrary_data_never_raises(data: bytes, cut: int) ->
 
 
 def test_resuming_after_the_file_level_bad_row_does_not_report_it_again() -> None:
-    from extract.cloudfront import ReadStats, read_lines
     from pipeline.badrows import BadRow, SourceRef
+    from pipeline.formats.cloudfront import ReadStats, read_lines
 
     data = gzip.compress(b"#Fields: a b\n" + b"x\ty\n" * 50, mtime=0)[:-12]  # truncated
     first = list(read_lines(io.BytesIO(data), SourceRef("f.gz")))
@@ -228,8 +228,8 @@ def test_resuming_after_the_file_level_bad_row_does_not_report_it_again() -> Non
 
 
 def test_resuming_past_an_invalid_utf8_fields_header_keeps_the_layout_a_fresh_read_uses() -> None:
-    from extract.cloudfront import LogLine, read_lines
     from pipeline.badrows import SourceRef
+    from pipeline.formats.cloudfront import LogLine, read_lines
 
     data = b"#Fields: a b c\nl1\t1\t1\n#Fields: d e \xff\nl3\t3\t3\n"
     fresh = [i for i in read_lines(io.BytesIO(data), SourceRef("f")) if isinstance(i, LogLine)]

@@ -10,10 +10,10 @@ from hypothesis import strategies as st
 
 from load.firehose import MAX_RESPONSE_BYTES, transform_records
 from load.handler import handle_firehose
-from pipeline.lambda_events import firehose_event
 from pipeline.records import encode_event, pack_events
 from pipeline.schema import ATOMIC_FIELDS
 from pipeline.testing import LogBuilder, tracker_query
+from pipeline.testing.lambda_events import firehose_event
 from tests.conftest import run_core
 
 

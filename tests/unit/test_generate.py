@@ -1,4 +1,4 @@
-"""pipeline.generate: deterministic, realistic CloudFront access logs."""
+"""pipeline.testing.generate: deterministic, realistic CloudFront access logs."""
 
 from __future__ import annotations
 
@@ -18,15 +18,14 @@ from urllib.parse import parse_qsl
 
 import pytest
 
-from extract.cloudfront import GENERATIONS, LEGACY_FIELDS, FieldLayout
-from pipeline.generate import (
+from pipeline.app.commands.generate import add_arguments, run
+from pipeline.formats.cloudfront import GENERATIONS, LEGACY_FIELDS, FieldLayout
+from pipeline.testing.generate import (
     MALFORMED_KINDS,
     GenerateOptions,
-    add_arguments,
     encode_bytes,
     generate_logs,
     iter_log_lines,
-    run,
 )
 
 REPO = Path(__file__).resolve().parents[2]
@@ -329,7 +328,7 @@ def test_size_mb_roughly_respected(tmp_path: Path, capsys: pytest.CaptureFixture
 
 def test_no_heavy_imports() -> None:
     code = (
-        "import sys, pipeline.generate\n"
+        "import sys, pipeline.testing.generate\n"
         "bad = [m for m in ('pyarrow', 'boto3', 'numpy', 'faker') if m in sys.modules]\n"
         "assert not bad, bad\n"
     )

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.kinesis import MAX_BYTES_PER_CALL, MAX_RECORD_BYTES, MAX_RECORDS_PER_CALL, OutRecord, plan_requests
+from pipeline.aws.kinesis import MAX_BYTES_PER_CALL, MAX_RECORD_BYTES, MAX_RECORDS_PER_CALL, OutRecord, plan_requests
 from pipeline.records import RawBatch, decode_raw, encode_raw
 
 keys = st.text(min_size=1, max_size=256)  # non-ASCII keys count in UTF-8 bytes

@@ -18,7 +18,7 @@ from aws_lambda_powertools.utilities.data_classes.s3_event import S3EventBridgeN
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipeline.lambda_events import (
+from pipeline.testing.lambda_events import (
     FakeClock,
     FakeLambdaContext,
     FirehoseInputRecord,

@@ -6,7 +6,12 @@ import json
 
 from extract.handler import continuation_event
 from extract.notifications import ObjectNotice, parse_notifications
-from pipeline.lambda_events import eventbridge_object_created, s3_object_created_event, s3_test_event, sqs_wrapped
+from pipeline.testing.lambda_events import (
+    eventbridge_object_created,
+    s3_object_created_event,
+    s3_test_event,
+    sqs_wrapped,
+)
 
 
 def test_direct_sqs_and_eventbridge_notices_decode_keys_exactly_once() -> None:

@@ -20,4 +20,4 @@ def test_every_package_under_the_top_level_ones_is_shipped() -> None:
     }
     missing = sorted(name for name in found if not any(fnmatch(name, pattern) for pattern in patterns))
     assert not missing, f"not shipped by `pip install .`: {missing}"
-    assert "pipeline.local" in found
+    assert "pipeline.app.local" in found

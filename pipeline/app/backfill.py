@@ -26,9 +26,9 @@ from pathlib import Path
 from typing import IO, Any, Final
 
 from extract.errors import SourceUnreadableError
+from pipeline.app.process import process_stream, read_limits
 from pipeline.badrows import BadRow, SourceRef
 from pipeline.config import PipelineConfig
-from pipeline.process import process_stream, read_limits
 from pipeline.summary import FileSummary, RunSummary
 from transform.canonicalize import Canonicalizer, resolve_pseudonymization_key
 

@@ -3,14 +3,14 @@
 moto's Firehose never reads a Kinesis source and never runs a transformation Lambda (reference
 ``reliability.md`` section 5), so :class:`FirehoseEmulator` does both, against injected boto3
 Kinesis and S3 clients (moto's in tests).  :meth:`FirehoseEmulator.drain` reads the records that
-arrived since the last drain (with :class:`~pipeline.local.esm.KinesisPoller`) and processes them.
+arrived since the last drain (with :class:`~pipeline.app.local.esm.KinesisPoller`) and processes them.
 
 Emulated (section 2.4 and the Firehose data-transformation docs):
 
 * buffering for the transformation: consecutive records of a shard are grouped into invocations of
   at most ``buffer_bytes`` of record data (the processor's ``BufferSizeInMBs``: default 1 MB, at most
   3 MB; smaller values are accepted so tests can force several invocations);
-* the event: :func:`~pipeline.lambda_events.firehose_event` with ``sourceKinesisStreamArn`` and
+* the event: :func:`~pipeline.testing.lambda_events.firehose_event` with ``sourceKinesisStreamArn`` and
   ``kinesisRecordMetadata``; record ids are stable (shard id + sequence number);
 * the response contract: a JSON object with a ``records`` list holding every input ``recordId``
   exactly once, ``result`` in ``Ok``/``Dropped``/``ProcessingFailed``, ``data`` valid base64 (required
@@ -50,15 +50,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
 
+from pipeline.app.local.esm import KinesisPoller, StartingPosition
+from pipeline.aws.errors import aws_exceptions
 from pipeline.errors import ConfigError, TerminalError, TransientError
-from pipeline.lambda_events import (
+from pipeline.testing.lambda_events import (
     DEFAULT_ACCOUNT,
     FakeLambdaContext,
     FirehoseInputRecord,
     KinesisRecord,
     firehose_event,
 )
-from pipeline.local.esm import KinesisPoller, StartingPosition
 
 Transform = Callable[[dict[str, Any], Any], Any]
 
@@ -374,11 +375,9 @@ class FirehoseEmulator:
             error_objects.append(key)
 
     def _put(self, key: str, body: bytes) -> None:
-        from botocore.exceptions import BotoCoreError, ClientError
-
         try:
             self._s3.put_object(Bucket=self.bucket, Key=key, Body=body)
-        except (ClientError, BotoCoreError) as exc:
+        except aws_exceptions() as exc:
             raise FirehoseDeliveryError(f"writing s3://{self.bucket}/{key}: {exc}") from exc
 
 

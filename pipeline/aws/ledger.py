@@ -15,10 +15,15 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
-from pipeline.errors import TransientError
+from pipeline.aws.errors import aws_exceptions, classify, error_code
+from pipeline.errors import TerminalError, TransientError
 
 Status = Literal["IN_PROGRESS", "COMPLETE", "FAILED"]
 COUNT_NAMES: Final = ("lines_read", "lines_shipped", "bad", "skipped", "records")
+
+
+class LedgerAccessError(TerminalError):
+    """The ledger refused the call for a reason retries will not fix (permissions, missing table)."""
 
 
 class LedgerError(TransientError):
@@ -79,8 +84,7 @@ def _event_pk(event_id: str, fingerprint: str) -> str:
 
 
 def _is_conditional_failure(exc: Exception) -> bool:
-    response = getattr(exc, "response", None)
-    return isinstance(response, dict) and response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
+    return error_code(exc) == "ConditionalCheckFailedException"
 
 
 class Ledger:
@@ -96,17 +100,14 @@ class Ledger:
         return int(self._clock() * 1000)
 
     def _call(self, method: str, **kwargs: Any) -> Any:
-        from botocore.exceptions import BotoCoreError, ClientError
-
         try:
             return getattr(self._client, method)(TableName=self._table, **kwargs)
-        except ClientError as exc:
+        except aws_exceptions() as exc:
             if _is_conditional_failure(exc):
                 raise
-            code = exc.response.get("Error", {}).get("Code", "")
-            raise LedgerError(f"ledger {method} on {self._table} failed: {code}") from exc
-        except BotoCoreError as exc:
-            raise LedgerError(f"ledger {method} on {self._table} failed: {type(exc).__name__}") from exc
+            failure = classify(exc)
+            error = LedgerError if failure.retryable else LedgerAccessError
+            raise error(f"ledger {method} on {self._table} failed: {failure.code}") from exc
 
     # ----------------------------------------------------------------- objects
     def get(self, obj: ObjectId) -> LedgerEntry | None:

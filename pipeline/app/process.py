@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import IO
 
-from extract.cloudfront import FieldLayout, LogLine, ReadLimits, ReadStats, read_lines
 from pipeline.badrows import BadRow, SourceRef
 from pipeline.config import ExtractConfig
 from pipeline.errors import ConfigError
+from pipeline.formats.cloudfront import FieldLayout, LogLine, ReadLimits, ReadStats, read_lines
 from pipeline.schema import CanonicalEvent
 from pipeline.summary import FileSummary
 from transform.canonicalize import Canonicalizer, Skip

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
+from pipeline.aws.errors import AwsFault, aws_exceptions, classify
 from pipeline.config import StreamConfig
 from pipeline.errors import TerminalError, TransientError
 
@@ -23,23 +24,6 @@ MAX_RECORDS_PER_CALL: Final = 500
 MAX_BYTES_PER_CALL: Final = 5 * 1024 * 1024
 MAX_RECORD_BYTES: Final = 1024 * 1024
 """A record's data plus its partition key's UTF-8 bytes."""
-
-# Whole-call errors worth retrying; anything else (access denied, missing stream, disabled
-# key, invalid argument) will not heal by itself.
-_TRANSIENT_CODES: Final = frozenset(
-    {
-        "ProvisionedThroughputExceededException",
-        "ThrottlingException",
-        "LimitExceededException",
-        "KMSThrottlingException",
-        "InternalFailure",
-        "InternalFailureException",
-        "ServiceUnavailable",
-        "ServiceUnavailableException",
-        "RequestTimeout",
-        "RequestTimeoutException",
-    }
-)
 
 
 class KinesisPutError(TransientError):
@@ -122,8 +106,6 @@ class KinesisWriter:
         self._sleep(self._jitter() * cap / 1000)
 
     def _put_group(self, pending: list[OutRecord]) -> None:
-        from botocore.exceptions import BotoCoreError, ClientError
-
         attempts = max(self._config.put_max_attempts, 1)
         last_problem = ""
         for attempt in range(attempts):
@@ -135,15 +117,14 @@ class KinesisWriter:
                     StreamName=self._stream,
                     Records=[{"Data": r.data, "PartitionKey": r.partition_key} for r in pending],
                 )
-            except ClientError as exc:
-                code = exc.response.get("Error", {}).get("Code", "")
-                if code not in _TRANSIENT_CODES:
-                    raise KinesisAccessError(f"PutRecords to {self._stream} failed: {code}") from exc
-                self.stats.throttled_calls += 1
-                last_problem = code
-                continue
-            except BotoCoreError as exc:  # connection errors, read timeouts
-                last_problem = type(exc).__name__
+            except aws_exceptions() as exc:
+                # Access denied, a missing stream or a disabled key will not heal by retrying.
+                failure = classify(exc)
+                if not failure.retryable:
+                    raise KinesisAccessError(f"PutRecords to {self._stream} failed: {failure.code}") from exc
+                if failure.fault is AwsFault.THROTTLED:
+                    self.stats.throttled_calls += 1
+                last_problem = failure.code
                 continue
             results = response.get("Records", [])
             if len(results) != len(pending):

@@ -1,8 +1,8 @@
 """``clickstream-etl redshift``: print the DDL and the Firehose COPY command; load the dataset.
 
-Exit codes: 0 success; 1 the load did not complete (COPY load errors, or Redshift/S3
-trouble -- the message says whether running again can help); 2 bad arguments or
-configuration (including unsafe identifiers).
+Exit codes are the CLI's (:mod:`pipeline.app.cli`): 1 when the load did not complete (COPY
+load errors, or Redshift/S3 trouble -- the message says whether running again can help); 2
+for bad arguments or configuration (including unsafe identifiers).
 """
 
 from __future__ import annotations
@@ -13,11 +13,9 @@ import sys
 from datetime import date
 from typing import Any, TextIO
 
+from pipeline.app.arguments import config_argument
+from pipeline.app.cli import EXIT_FAILED, EXIT_OK, error_message, exit_code
 from pipeline.errors import ConfigError, PipelineError
-
-EXIT_OK = 0
-EXIT_LOAD_ERRORS = 1
-EXIT_USAGE = 2
 
 
 def _date(text: str) -> date:
@@ -36,13 +34,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="print the DDL of the events, staging, rejects and ledger tables",
         description="Print CREATE statements (idempotent) for the Redshift load path, from the canonical schema.",
     )
-    ddl.add_argument("--config", metavar="FILE", help="a TOML overlay on the default configuration")
+    config_argument(ddl)
     copy = commands.add_parser(
         "firehose-copy",
         help="print the CopyCommand of Firehose's Redshift destination (JSON)",
         description="Print the CopyCommand (staging table, column list, COPY options) for Firehose.",
     )
-    copy.add_argument("--config", metavar="FILE", help="a TOML overlay on the default configuration")
+    config_argument(copy)
     load = commands.add_parser(
         "load",
         help="COPY the Parquet dataset from S3 into Redshift, deduplicated, recorded in the load ledger",
@@ -58,7 +56,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     load.add_argument("--until", type=_date, metavar="DATE", help="last event_date to load (inclusive)")
     load.add_argument("--dry-run", action="store_true", help="print the plan (reads S3 and the ledger, writes nothing)")
     load.add_argument("--json", action="store_true", help="print the plan or the summary as JSON")
-    load.add_argument("--config", metavar="FILE", help="a TOML overlay on the default configuration")
+    config_argument(load)
 
 
 def run(args: argparse.Namespace, *, s3: Any = None, executor: Any = None, out: TextIO | None = None) -> int:
@@ -77,13 +75,9 @@ def run(args: argparse.Namespace, *, s3: Any = None, executor: Any = None, out: 
             out.write(json.dumps(firehose_copy_command(tables), indent=1) + "\n")
             return EXIT_OK
         return _load(args, config, tables, s3, executor, out)
-    except ConfigError as exc:
-        print(f"clickstream-etl: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
     except PipelineError as exc:
-        advice = "running it again may succeed" if exc.retryable else "fix the cause, then run it again"
-        print(f"clickstream-etl: error: {exc} ({advice})", file=sys.stderr)
-        return EXIT_LOAD_ERRORS
+        print(error_message(exc), file=sys.stderr)
+        return exit_code(exc)
 
 
 def _one_line(text: str) -> str:
@@ -93,7 +87,7 @@ def _one_line(text: str) -> str:
 def _load(args: argparse.Namespace, config: Any, tables: Any, s3: Any, executor: Any, out: TextIO) -> int:
     from load.redshift import S3Location, backfill_plan_for, validate_manifest_prefix
     from load.redshift_exec import DataApiExecutor, plan_backfill_load, run_backfill_load
-    from pipeline.aws import make_client
+    from pipeline.aws.clients import make_client
 
     root = S3Location.parse(args.source)
     if args.since and args.until and args.since > args.until:
@@ -152,5 +146,5 @@ def _load(args: argparse.Namespace, config: Any, tables: Any, s3: Any, executor:
             "next run retries them",
             file=sys.stderr,
         )
-        return EXIT_LOAD_ERRORS
+        return EXIT_FAILED
     return EXIT_OK

@@ -6,9 +6,9 @@ It creates the configured resources, uploads the logs and drives the chain as AW
   Extract handler in SQS-shaped events and deleted only when it succeeds.  Continuations
   of checkpointed objects are invoked the same way.
 * Stream 1 feeds the Transform handler and stream 2 the Parquet sink, through the event
-  source mapping simulator (:mod:`pipeline.local.esm`): batch size, checkpoints at the
+  source mapping simulator (:mod:`pipeline.app.local.esm`): batch size, checkpoints at the
   lowest reported failure, retries, bisection, on-failure records.
-* Stream 2 also feeds an emulated Firehose (:mod:`pipeline.local.firehose`) that runs the
+* Stream 2 also feeds an emulated Firehose (:mod:`pipeline.app.local.firehose`) that runs the
   transformation Lambda and delivers to S3, since moto's Firehose never reads Kinesis.
 
 Then it reconciles every stage and can copy the outputs out, in the backfill's layout.
@@ -34,13 +34,14 @@ from extract.handler import handle as extract_handle
 from extract.notifications import ObjectNotice
 from extract.stage import find_unprocessed
 from load.handler import build_sink_deps, handle_firehose, handle_sink
-from pipeline.aws import make_client
+from pipeline.app.local.esm import EsmSettings, KinesisPoller
+from pipeline.app.local.firehose import FirehoseEmulator
+from pipeline.aws.clients import make_client
+from pipeline.aws.ledger import create_table
 from pipeline.config import PipelineConfig
+from pipeline.constants import AWS_CREDENTIAL_ENVS
 from pipeline.errors import PipelineError
-from pipeline.lambda_events import FakeLambdaContext
-from pipeline.ledger import create_table
-from pipeline.local.esm import EsmSettings, KinesisPoller
-from pipeline.local.firehose import FirehoseEmulator
+from pipeline.testing.lambda_events import FakeLambdaContext
 from pipeline.topology import StreamMapping, stream_mappings
 from transform.handler import build_deps as build_transform_deps
 from transform.handler import handle as transform_handle
@@ -185,10 +186,8 @@ def emulated_aws(*, server: bool) -> Iterator[str]:
 
     Fake credentials are set for the duration, so nothing can reach a real AWS account.
     """
-    saved = {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")}
-    os.environ.update(
-        {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing"}
-    )
+    saved = {k: os.environ.get(k) for k in AWS_CREDENTIAL_ENVS}
+    os.environ.update(dict.fromkeys(AWS_CREDENTIAL_ENVS, "testing"))
     try:
         if server:
             from moto.server import ThreadedMotoServer

@@ -1,11 +1,4 @@
-"""Public testing toolkit: build CloudFront log lines and files the way CloudFront writes them.
-
-Use it to unit-test transforms without real logs::
-
-    from pipeline.testing import LogBuilder, tracker_query
-    log = LogBuilder(fields=33)
-    log.add(uri_stem="/i", query=tracker_query({"e": "pv", "url": "https://example.com/"}))
-    data = log.to_gzip()          # bytes of a gzipped log file
+"""Build CloudFront log lines and files the way CloudFront writes them (see :mod:`pipeline.testing`).
 
 Values are encoded as CloudFront encodes them: the tracker's own percent-encoding is kept
 and CloudFront encodes ``%`` once more (``%3A`` is logged as ``%253A``); spaces in headers
@@ -20,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Final
 from urllib.parse import quote
 
-from extract.cloudfront import FieldLayout
+from pipeline.formats.cloudfront import FieldLayout
 
 DEFAULT_VALUES: Final[dict[str, str]] = {
     "date": "2024-11-15",

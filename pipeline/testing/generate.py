@@ -23,36 +23,30 @@ UTF-8 in the user agent, an impossible date, a tracker hit with ``e=zz`` and one
 
 from __future__ import annotations
 
-import argparse
 import base64
 import gzip
 import hashlib
 import io
 import json
-import math
 import random
 import re
-import sys
 import uuid
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Final
 from urllib.parse import quote
 
-from extract.cloudfront import GENERATIONS, FieldLayout
+from pipeline.formats.cloudfront import GENERATIONS, FieldLayout
 
 __all__ = [
     "MALFORMED_KINDS",
     "GenerateOptions",
-    "add_arguments",
     "encode_bytes",
     "file_name",
     "generate_logs",
     "iter_log_lines",
-    "main",
-    "run",
     "write_log_file",
 ]
 
@@ -918,158 +912,3 @@ def generate_logs(out_dir: Path, options: GenerateOptions = GenerateOptions()) -
     """Write ``options.files`` log files into ``out_dir``; returns their paths in index order."""
     options.validate()
     return [write_log_file(Path(out_dir), options, index) for index in range(options.files)]
-
-
-# --------------------------------------------------------------------------------------------
-# CLI
-
-
-def _parse_start(text: str) -> datetime:
-    match = re.fullmatch(r"(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}))?", text.strip())
-    if not match:
-        raise argparse.ArgumentTypeError(f"expected YYYY-MM-DD or YYYY-MM-DDTHH, got {text!r}")
-    year, month, day, hour = match.groups()
-    try:
-        return datetime(int(year), int(month), int(day), int(hour or 0), tzinfo=UTC)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from exc
-
-
-def _ratio(text: str) -> float:
-    value = float(text)
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError("must be within [0, 1]")
-    return value
-
-
-def _non_negative(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError("must be >= 0")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not (value > 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError("must be a finite number > 0")
-    return value
-
-
-def _distribution_id(text: str) -> str:
-    if not re.fullmatch(r"[A-Z0-9]+", text):
-        raise argparse.ArgumentTypeError("must be upper-case letters and digits, e.g. E2EXAMPLE1ABCD")
-    return text
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be >= 1")
-    return value
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments of the ``generate-logs`` subcommand."""
-    defaults = GenerateOptions()
-    parser.add_argument("out_dir", metavar="OUT_DIR", type=Path, help="directory to write the log files into")
-    parser.add_argument(
-        "--files", type=_non_negative, default=defaults.files, help="number of files (default %(default)s)"
-    )
-    parser.add_argument(
-        "--lines-per-file",
-        type=_non_negative,
-        default=defaults.lines_per_file,
-        help="lines per file (default %(default)s)",
-    )
-    parser.add_argument("--seed", type=int, default=defaults.seed, help="random seed (default %(default)s)")
-    parser.add_argument(
-        "--start",
-        type=_parse_start,
-        default=defaults.start,
-        help="first hour covered, YYYY-MM-DD or YYYY-MM-DDTHH, UTC (default 2024-11-15)",
-    )
-    parser.add_argument(
-        "--hours",
-        type=_positive,
-        default=defaults.hours,
-        help="hours the files are spread over (default %(default)s)",
-    )
-    parser.add_argument(
-        "--fields",
-        type=int,
-        choices=GENERATIONS,
-        default=defaults.fields,
-        help="legacy field-count generation (default %(default)s)",
-    )
-    parser.add_argument(
-        "--malformed-ratio",
-        type=_ratio,
-        default=defaults.malformed_ratio,
-        help="share of deliberately malformed lines (default %(default)s)",
-    )
-    parser.add_argument(
-        "--distribution-id",
-        type=_distribution_id,
-        default=defaults.distribution_id,
-        help="distribution id in file names",
-    )
-    parser.add_argument("--plain", action="store_true", help="write plain text instead of gzip")
-    parser.add_argument(
-        "--size-mb",
-        type=_positive_float,
-        default=None,
-        help="approximate total size target in MiB (compressed unless --plain); overrides --files",
-    )
-
-
-def _options_from_args(args: argparse.Namespace) -> GenerateOptions:
-    return GenerateOptions(
-        files=args.files,
-        lines_per_file=args.lines_per_file,
-        seed=args.seed,
-        start=args.start,
-        hours=args.hours,
-        fields=args.fields,
-        malformed_ratio=args.malformed_ratio,
-        distribution_id=args.distribution_id,
-        gzip=not args.plain,
-    )
-
-
-def run(args: argparse.Namespace) -> int:
-    """Write the files described by ``args``, print a one-line summary, return 0."""
-    options = _options_from_args(args)
-    options.validate()
-    out_dir = Path(args.out_dir)
-    paths: list[Path] = []
-    size_mb: float | None = getattr(args, "size_mb", None)
-    if size_mb is not None and options.lines_per_file == 0:
-        print("generate-logs: error: --size-mb needs --lines-per-file > 0", file=sys.stderr)
-        return 2
-    if size_mb is not None:
-        first = write_log_file(out_dir, options, 0)
-        per_file = max(first.stat().st_size, 1)
-        files = max(1, round(size_mb * 1024 * 1024 / per_file))
-        options = replace(options, files=files)
-        paths = [first] + [write_log_file(out_dir, options, index) for index in range(1, files)]
-    else:
-        paths = generate_logs(out_dir, options)
-    total_bytes = sum(path.stat().st_size for path in paths)
-    total_lines = len(paths) * options.lines_per_file
-    noun = "file" if len(paths) == 1 else "files"
-    print(f"generated {len(paths)} {noun}, {total_lines} lines, {total_bytes} bytes in {out_dir}")
-    return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m pipeline.generate OUT_DIR ...`` (same as ``clickstream-etl generate-logs``)."""
-    parser = argparse.ArgumentParser(
-        prog="python -m pipeline.generate", description="Generate realistic CloudFront access logs."
-    )
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

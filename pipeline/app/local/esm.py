@@ -48,8 +48,9 @@ from datetime import UTC, datetime
 from itertools import pairwise
 from typing import Any, Final, Literal
 
+from pipeline.aws.errors import aws_exceptions, error_code
 from pipeline.errors import ConfigError, TerminalError, TransientError
-from pipeline.lambda_events import (
+from pipeline.testing.lambda_events import (
     DEFAULT_ACCOUNT,
     DEFAULT_KINESIS_STREAM_ARN,
     FakeLambdaContext,
@@ -297,7 +298,7 @@ def simulate(
 ) -> EsmOutcome:
     """Deliver the ordered ``records`` of one shard to ``handler`` under the ESM rules of ``settings``.
 
-    ``handler(event, context)`` is called in-process with :func:`~pipeline.lambda_events.kinesis_event`
+    ``handler(event, context)`` is called in-process with :func:`~pipeline.testing.lambda_events.kinesis_event`
     batches and ``context_factory()`` (default: a fresh :class:`FakeLambdaContext`).  ``clock``
     (epoch seconds) decides record age; without it time stands still at the newest arrival.
     With infinite retries, ``blocked_after_attempts`` is required unless records can age out
@@ -472,8 +473,7 @@ class DrainResult:
 
 
 def _wrap_client_error(exc: Exception, what: str) -> Exception:
-    code = getattr(exc, "response", {}).get("Error", {}).get("Code", "")
-    if code == "ResourceNotFoundException":
+    if error_code(exc) == "ResourceNotFoundException":
         return StreamNotFoundError(f"{what}: {exc}")
     return StreamReadError(f"{what}: {exc}")
 
@@ -506,19 +506,15 @@ class KinesisPoller:
     def stream_arn(self, stream_name: str) -> str:
         """The stream's ARN (looked up once)."""
         if stream_name not in self._arns:
-            from botocore.exceptions import BotoCoreError, ClientError
-
             try:
                 summary = self._client.describe_stream_summary(StreamName=stream_name)
-            except (ClientError, BotoCoreError) as exc:
+            except aws_exceptions() as exc:
                 raise _wrap_client_error(exc, f"describing stream {stream_name!r}") from exc
             self._arns[stream_name] = summary["StreamDescriptionSummary"]["StreamARN"]
         return self._arns[stream_name]
 
     def shard_ids(self, stream_name: str) -> list[str]:
         """All shard ids of the stream (paginated ``ListShards``), sorted."""
-        from botocore.exceptions import BotoCoreError, ClientError
-
         shards: list[str] = []
         kwargs: dict[str, Any] = {"StreamName": stream_name}
         try:
@@ -529,7 +525,7 @@ class KinesisPoller:
                 if not token:
                     break
                 kwargs = {"NextToken": token}
-        except (ClientError, BotoCoreError) as exc:
+        except aws_exceptions() as exc:
             raise _wrap_client_error(exc, f"listing shards of {stream_name!r}") from exc
         return sorted(shards)
 
@@ -548,8 +544,6 @@ class KinesisPoller:
         self, stream_name: str, shard_id: str, starting_position: StartingPosition = "TRIM_HORIZON"
     ) -> list[KinesisRecord]:
         """Records of one shard after its checkpoint, read until caught up (nothing is committed)."""
-        from botocore.exceptions import BotoCoreError, ClientError
-
         key = (stream_name, shard_id)
         checkpoint = self._checkpoints.get(key)
         records: list[KinesisRecord] = []
@@ -589,7 +583,7 @@ class KinesisPoller:
                 # Caught up: nothing returned and not behind the tip; or the shard is closed.
                 if not iterator or (not page and response.get("MillisBehindLatest", 0) == 0):
                     break
-        except (ClientError, BotoCoreError) as exc:
+        except aws_exceptions() as exc:
             raise _wrap_client_error(exc, f"reading {stream_name!r}/{shard_id}") from exc
         if checkpoint is None and starting_position == "LATEST" and not records and iterator:
             self._latest_iterators[key] = iterator

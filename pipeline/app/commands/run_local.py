@@ -1,4 +1,4 @@
-"""``clickstream-etl run-local``: arguments and the run (see :mod:`pipeline.local.runtime`)."""
+"""``clickstream-etl run-local``: arguments and the run (see :mod:`pipeline.app.local.runtime`)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,16 @@ import os
 import time
 from pathlib import Path
 from typing import Final
+
+from pipeline.app.arguments import config_argument, positive_int
+from pipeline.app.cli import EXIT_FAILED, EXIT_OK
+from pipeline.constants import (
+    METRICS_NAMESPACE,
+    POWERTOOLS_LOG_LEVEL_ENV,
+    POWERTOOLS_METRICS_DISABLED_ENV,
+    POWERTOOLS_METRICS_NAMESPACE_ENV,
+    POWERTOOLS_TRACE_DISABLED_ENV,
+)
 
 DEFAULT_SOURCE: Final = "samples/cloudfront"
 
@@ -29,10 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="run moto as a local HTTP server on 127.0.0.1 (every call goes over HTTP) instead of in-process",
     )
-    from pipeline.cli import _positive_int
-
-    parser.add_argument("--shards", type=_positive_int, default=2, help="shards per Kinesis stream (default: 2)")
-    parser.add_argument("--config", metavar="FILE", help="a TOML overlay on the default configuration")
+    parser.add_argument("--shards", type=positive_int, default=2, help="shards per Kinesis stream (default: 2)")
+    config_argument(parser)
     parser.add_argument("--json", action="store_true", help="print the reconciliation as JSON")
     parser.add_argument("--verbose", action="store_true", help="show the handlers' JSON logs")
 
@@ -41,16 +49,16 @@ def run(args: argparse.Namespace) -> int:
     # Before the handlers are imported: their Powertools loggers read these when created.
     if not args.verbose:
         # The handlers' JSON logs (INFO) would bury the reconciliation, which is the output here.
-        os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
+        os.environ.setdefault(POWERTOOLS_LOG_LEVEL_ENV, "WARNING")
         logging.getLogger().setLevel(logging.WARNING)
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # the moto server's access log
-    os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
-    os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "ClickstreamEtl")
-    os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
+    os.environ.setdefault(POWERTOOLS_TRACE_DISABLED_ENV, "true")
+    os.environ.setdefault(POWERTOOLS_METRICS_NAMESPACE_ENV, METRICS_NAMESPACE)
+    os.environ.setdefault(POWERTOOLS_METRICS_DISABLED_ENV, "true")
 
-    from pipeline.backfill import plan_sources
+    from pipeline.app.backfill import plan_sources
+    from pipeline.app.local.runtime import LocalChain, emulated_aws
     from pipeline.config import load_config
-    from pipeline.local.runtime import LocalChain, emulated_aws
     config = load_config(args.config)
     sources = plan_sources(args.source)
     started = time.perf_counter()
@@ -74,4 +82,4 @@ def run(args: argparse.Namespace) -> int:
         print(f"{seconds:.2f}s, {rate:,.0f} events/s through the local chain")
         if args.output:
             print(f"output: {Path(args.output) / 'events'} (Parquet), {Path(args.output) / 'bad'} (bad rows)")
-    return 0 if report.complete else 1
+    return EXIT_OK if report.complete else EXIT_FAILED

@@ -12,12 +12,17 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from pipeline.aws.errors import aws_exceptions, classify
 from pipeline.badrows import BadRow
-from pipeline.errors import TransientError
+from pipeline.errors import TerminalError, TransientError
 
 
 class BadRowSinkError(TransientError):
     """Bad rows could not be written; the input must not be acknowledged."""
+
+
+class BadRowSinkAccessError(TerminalError):
+    """The bad-rows bucket refused the write for a reason retries will not fix; the input must not be acknowledged."""
 
 
 def plan_bad_objects(
@@ -46,14 +51,14 @@ class S3BadRowSink:
     def write(self, rows: Sequence[BadRow], *, stage: str, batch_id: str, etl_tstamp: int) -> list[str]:
         if not rows:
             return []
-        from botocore.exceptions import BotoCoreError, ClientError
-
         objects = plan_bad_objects(rows, prefix=self._prefix, stage=stage, batch_id=batch_id, etl_tstamp=etl_tstamp)
         for key, body in objects.items():
             try:
                 self._client.put_object(Bucket=self._bucket, Key=key, Body=body, ContentType="application/x-ndjson")
-            except (ClientError, BotoCoreError) as exc:
-                raise BadRowSinkError(f"cannot write bad rows to s3://{self._bucket}/{key}: {exc}") from exc
+            except aws_exceptions() as exc:
+                failure = classify(exc)
+                error = BadRowSinkError if failure.retryable else BadRowSinkAccessError
+                raise error(f"cannot write bad rows to s3://{self._bucket}/{key}: {failure}") from exc
         self.objects_written += len(objects)
         self.rows_written += len(rows)
         return list(objects)

@@ -1,0 +1,132 @@
+"""The ``clickstream-etl`` command line: one table of subcommands, one map of exit codes.
+
+Exit codes (every subcommand):
+
+* ``0`` success (bad rows are data, not failures);
+* ``1`` the command ran but did not complete its work: some sources could not be read, a
+  load failed, the local chain did not reconcile, or AWS failed us (the message says whether
+  running it again can help);
+* ``2`` the input cannot be used as given: bad arguments, configuration, SOURCE or DEST;
+* ``130`` interrupted.
+
+A subcommand returns ``0`` or ``1`` itself; errors it raises are mapped by :func:`exit_code`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Final, Protocol
+
+from pipeline import __version__
+from pipeline.errors import InputError, PipelineError
+
+EXIT_OK: Final = 0
+EXIT_FAILED: Final = 1
+EXIT_USAGE: Final = 2
+EXIT_INTERRUPTED: Final = 130
+
+
+class CommandModule(Protocol):
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None: ...
+
+    def run(self, args: argparse.Namespace) -> int: ...
+
+
+@dataclass(frozen=True)
+class Command:
+    """One subcommand: its name, its help and the module that parses and runs it."""
+
+    name: str
+    help: str
+    description: str
+    module: str
+    """Imported only when the command runs or its help is built, so start-up stays light."""
+
+    def load(self) -> CommandModule:
+        module: CommandModule = importlib.import_module(self.module)
+        return module
+
+
+COMMANDS: Final[tuple[Command, ...]] = (
+    Command(
+        "backfill",
+        "process historical log files into a Parquet dataset and bad rows",
+        "Process CloudFront log files (gzipped or plain) into DEST/events/ (Hive-partitioned Parquet) and "
+        "DEST/bad/ (bad rows as JSON lines). Rerunning into the same DEST gives the same dataset.",
+        "pipeline.app.commands.backfill",
+    ),
+    Command(
+        "generate-logs",
+        "write realistic, deterministic CloudFront sample logs",
+        "Write realistic CloudFront access logs (deterministic for a given seed).",
+        "pipeline.app.commands.generate",
+    ),
+    Command(
+        "redshift",
+        "Redshift load path: print the DDL or Firehose's COPY command, load the Parquet dataset",
+        "Print the Redshift DDL or Firehose's CopyCommand, or load the Parquet dataset from S3.",
+        "pipeline.app.commands.redshift",
+    ),
+    Command(
+        "run-local",
+        "run the whole serverless chain on this machine, on emulated AWS (moto)",
+        "Create the configured buckets, streams and ledger on moto, upload SOURCE and drive Extract, Transform, "
+        "the Parquet sink and an emulated Firehose as AWS would; then print a reconciliation of every stage. "
+        "Exit code 1 when the stages do not reconcile.",
+        "pipeline.app.commands.run_local",
+    ),
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="clickstream-etl",
+        description="CloudFront clickstream logs to Snowplow-compatible canonical events.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    subparsers.required = True
+    for command in COMMANDS:
+        sub = subparsers.add_parser(command.name, help=command.help, description=command.description)
+        command.load().add_arguments(sub)
+        sub.set_defaults(command_module=command.module)
+    return parser
+
+
+def exit_code(exc: PipelineError) -> int:
+    """The exit code of an error a subcommand raised (see the module docstring)."""
+    return EXIT_USAGE if isinstance(exc, InputError) else EXIT_FAILED
+
+
+def error_message(exc: PipelineError) -> str:
+    """The one-line message for ``exc``: input errors say what to fix, others whether a rerun can help."""
+    if isinstance(exc, InputError):
+        return f"clickstream-etl: error: {exc}"
+    advice = "running it again may succeed" if exc.retryable else "fix the cause, then run it again"
+    return f"clickstream-etl: error: {exc} ({advice})"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    module: CommandModule = importlib.import_module(args.command_module)
+    try:
+        return module.run(args)
+    except PipelineError as exc:
+        print(error_message(exc), file=sys.stderr)
+        return exit_code(exc)
+    except KeyboardInterrupt:
+        print("clickstream-etl: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:  # e.g. piped into `head`: the reader left, the work is done
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -1,0 +1,31 @@
+"""Every environment variable the package reads or sets, by name, in one place.
+
+Values are read at the edge (config resolution, handler start-up, the CLI), never at import.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# ---- ours
+CONFIG_ENV_PREFIX: Final = "CLICKSTREAM_ETL__"
+"""``CLICKSTREAM_ETL__<SECTION>__<KEY>`` sets one configuration key (a TOML value)."""
+CONFIG_FILE_ENV: Final = "CLICKSTREAM_ETL_CONFIG"
+"""Path of a TOML overlay, when ``--config`` is not given."""
+
+# ---- AWS Lambda's runtime
+LAMBDA_FUNCTION_NAME_ENV: Final = "AWS_LAMBDA_FUNCTION_NAME"
+
+# ---- AWS credentials (run-local sets fake ones so nothing can reach a real account)
+AWS_CREDENTIAL_ENVS: Final = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
+
+# ---- Powertools' own switches
+POWERTOOLS_LOG_LEVEL_ENV: Final = "POWERTOOLS_LOG_LEVEL"
+POWERTOOLS_TRACE_DISABLED_ENV: Final = "POWERTOOLS_TRACE_DISABLED"
+POWERTOOLS_METRICS_NAMESPACE_ENV: Final = "POWERTOOLS_METRICS_NAMESPACE"
+POWERTOOLS_METRICS_DISABLED_ENV: Final = "POWERTOOLS_METRICS_DISABLED"
+METRICS_NAMESPACE: Final = "ClickstreamEtl"
+"""The CloudWatch namespace of every stage's metrics."""
+
+# ---- pyarrow
+ARROW_MEMORY_POOL_ENV: Final = "ARROW_DEFAULT_MEMORY_POOL"

@@ -1,0 +1,1 @@
+"""Input log formats (see :mod:`pipeline.formats.cloudfront`)."""
