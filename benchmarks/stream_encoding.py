@@ -23,9 +23,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pipeline.app.process import process_stream, read_limits  # noqa: E402
+from pipeline.app.process import process_stream  # noqa: E402
 from pipeline.badrows import SourceRef  # noqa: E402
 from pipeline.config import load_config  # noqa: E402
+from pipeline.formats import get_format, read_limits  # noqa: E402
 from pipeline.records import decode_events, encode_event  # noqa: E402
 from pipeline.schema import avro_schema  # noqa: E402
 from pipeline.summary import FileSummary  # noqa: E402
@@ -57,7 +58,13 @@ def main() -> None:
     def transform() -> list[Any]:
         canonicalizer = Canonicalizer(config.transform)
         out = process_stream(
-            io.BytesIO(data), SourceRef(path.name), canonicalizer, read_limits(config.extract), FileSummary("b"), 0
+            io.BytesIO(data),
+            SourceRef(path.name),
+            get_format(),
+            canonicalizer,
+            read_limits(config.extract),
+            FileSummary("b"),
+            0,
         )
         return [e for e in out if isinstance(e, dict)]
 

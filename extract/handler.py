@@ -23,6 +23,7 @@ from pipeline.aws.kinesis import KinesisWriter
 from pipeline.aws.ledger import Ledger
 from pipeline.config import PipelineConfig, load_config
 from pipeline.constants import LAMBDA_FUNCTION_NAME_ENV, METRICS_NAMESPACE
+from pipeline.formats import get_format, read_limits
 from pipeline.observability import LazyTracer
 
 logger = Logger(service="clickstream-etl-extract")
@@ -50,13 +51,12 @@ def build_deps(
     config: PipelineConfig, *, s3: Any, kinesis: Any, dynamodb: Any, continue_later: Callable[[ObjectNotice], None]
 ) -> ExtractDeps:
     """The stage's dependencies on the given clients: the deployed wiring, shared with run-local."""
-    from pipeline.app.process import read_limits  # here: it pulls in the transform modules
-
     check_limits(config)
     resources = config.resources
     return ExtractDeps(
         config=config,
         limits=read_limits(config.extract),
+        log_format=get_format(config.extract.format),
         s3=s3,
         writer=KinesisWriter(kinesis, resources.raw_stream, config.stream),
         bad_sink=S3BadRowSink(s3, resources.output_bucket, resources.bad_prefix),

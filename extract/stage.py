@@ -17,17 +17,19 @@ from __future__ import annotations
 import hashlib
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Final, Literal, Protocol
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal
 
 from extract.errors import ExtractTransientError
 from extract.notifications import ObjectNotice
+from pipeline.aws.badsink import BadRowWriter
 from pipeline.aws.errors import aws_exceptions, classify, error_code
-from pipeline.aws.kinesis import MAX_BYTES_PER_CALL, MAX_RECORDS_PER_CALL, OutRecord
+from pipeline.aws.kinesis import MAX_BYTES_PER_CALL, MAX_RECORDS_PER_CALL, OutRecord, RecordWriter
 from pipeline.aws.ledger import Claim, ClaimRefused, Ledger, ObjectId
 from pipeline.badrows import BadRow, SourceRef
 from pipeline.config import PipelineConfig
-from pipeline.formats.cloudfront import FieldLayout, LogLine, ReadLimits, ReadStats, read_lines
+from pipeline.formats import get_format
+from pipeline.formats.base import FieldLayout, LogFormat, LogLine, ReadLimits, ReadStats
 from pipeline.records import RawBatch, encode_raw
 
 # Room for the record's fixed fields (bucket, key, etag, layout) besides its lines.
@@ -36,14 +38,6 @@ _MAX_PENDING_BAD: Final = 5000
 _MAX_PENDING_BAD_BYTES: Final = 16 * 1024 * 1024  # raw payloads held before a flush (bounded memory)
 
 Outcome = Literal["complete", "continued", "deferred", "duplicate", "busy", "failed", "ignored"]
-
-
-class RecordWriter(Protocol):
-    def put(self, records: list[OutRecord]) -> None: ...
-
-
-class BadRowWriter(Protocol):
-    def write(self, rows: list[BadRow], *, stage: str, batch_id: str, etl_tstamp: int) -> list[str]: ...
 
 
 @dataclass
@@ -80,8 +74,9 @@ def partition_key(batch: RawBatch) -> str:
 class _Packer:
     """Accumulates lines of one layout into RawBatch records of at most ``budget`` bytes."""
 
-    def __init__(self, obj: ObjectId, etl_tstamp: int, budget: int) -> None:
+    def __init__(self, obj: ObjectId, etl_tstamp: int, budget: int, format_name: str) -> None:
         self._obj = obj
+        self._format = format_name
         self._etl = etl_tstamp
         self._budget = budget
         self._layout: FieldLayout | None = None
@@ -114,6 +109,7 @@ class _Packer:
             " ".join(self._layout.names) if self._layout else "",
             tuple(self._numbers),
             tuple(self._lines),
+            self._format,
         )
         record = OutRecord(encode_raw(batch), partition_key(batch))
         self.records.append(record)
@@ -142,8 +138,12 @@ def extract_object(
     limits: ReadLimits,
     request_id: str,
     remaining_ms: Callable[[], int],
+    log_format: LogFormat | None = None,
 ) -> ExtractResult:
-    """Ship one object version to stream 1.  Raises TransientError when it must be retried."""
+    """Ship one object version to stream 1 (read as ``log_format``, by default CloudFront W3C).
+
+    Raises TransientError when it must be retried.
+    """
     obj = ObjectId(notice.bucket, notice.key, notice.etag)
     claimed = ledger.claim(obj, _owner_token(request_id, obj), lease_ms=remaining_ms())
     if isinstance(claimed, ClaimRefused):
@@ -154,7 +154,8 @@ def extract_object(
     claim = claimed
     durable: dict[str, Any] = {}
     try:
-        return _ship(obj, claim, s3, writer, bad_sink, ledger, config, limits, remaining_ms, durable)
+        reader = log_format or get_format()
+        return _ship(obj, claim, s3, writer, bad_sink, ledger, config, limits, reader, remaining_ms, durable)
     except BaseException:
         # Let a retry resume at once, from the last flush that was durable (not from the last
         # timeout checkpoint), instead of waiting for the lease to expire.
@@ -198,6 +199,7 @@ def _ship(
     ledger: Ledger,
     config: PipelineConfig,
     limits: ReadLimits,
+    reader: LogFormat,
     remaining_ms: Callable[[], int],
     durable: dict[str, Any],
 ) -> ExtractResult:
@@ -211,7 +213,7 @@ def _ship(
     body, etl_tstamp = opened
     source = SourceRef(obj.uri, etag=obj.etag)
     budget = min(config.stream.record_target_bytes, config.stream.record_max_bytes - _RECORD_OVERHEAD)
-    packer = _Packer(obj, etl_tstamp, budget)
+    packer = _Packer(obj, etl_tstamp, budget, reader.name)
     stats = ReadStats()
     pending_bad: list[BadRow] = []
     pending_bad_bytes = 0
@@ -254,7 +256,7 @@ def _ship(
 
     last_line = start
     try:
-        for item in read_lines(body, source, limits, stats, expect_gzip=obj.key.endswith(".gz"), start_line=start):
+        for item in reader.read(body, source, limits, stats, expect_gzip=obj.key.endswith(".gz"), start_line=start):
             if type(item) is LogLine:
                 packer.add(item)
                 last_line = item.line_no
@@ -306,6 +308,8 @@ class ExtractDeps:
     ledger: Ledger
     continue_later: Callable[[ObjectNotice], None]
     """Schedules a fresh invocation for an object that was checkpointed near the timeout."""
+    log_format: LogFormat = field(default_factory=get_format)
+    """How the objects are read (``extract.format``)."""
 
 
 def is_own_output(notice: ObjectNotice, config: PipelineConfig) -> bool:
@@ -339,6 +343,7 @@ def handle_notices(
             limits=deps.limits,
             request_id=request_id,
             remaining_ms=remaining_ms,
+            log_format=deps.log_format,
         )
         if result.outcome == "continued":
             deps.continue_later(notice)

@@ -1,1 +1,1 @@
-"""Load: encode canonical events for the sinks (Parquet here; pyarrow is imported only in this package)."""
+"""Load: encode canonical events and deliver them (S3 Parquet, a local dataset, Redshift); pyarrow only here."""

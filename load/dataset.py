@@ -1,4 +1,4 @@
-"""The local events dataset: stage events per partition, then finalize deduplicated Parquet.
+"""The events dataset in a local folder (a destination): stage events per partition, then finalize Parquet.
 
 Workers stage events as Arrow IPC fragments (fast, uncompressed, random access) under
 ``DEST/_staging/<partition>/<fragment>.arrow``; :func:`finalize_partition` merges a
@@ -49,7 +49,8 @@ import pyarrow.parquet as pq
 from pyarrow import ipc
 
 from load.errors import DestinationError, SinkWriteError
-from load.parquet import PartitionKey, arrow_schema, parquet_writer
+from load.parquet import arrow_schema, parquet_writer
+from load.partitions import PartitionKey
 from pipeline.config import LoadConfig
 from pipeline.constants import ARROW_MEMORY_POOL_ENV
 from pipeline.schema import CanonicalEvent

@@ -1,9 +1,6 @@
-"""The Parquet sink over stream 2: a Kinesis batch -> partitioned Parquet objects on S3.
+"""The Parquet sink over stream 2, the executor: claims, then Parquet objects on S3, or undo.
 
-Object keys are ``<events_prefix>event_date=D/event_hour=H/<shard>-<first seq>-<last seq>.parquet``:
-a retried batch (same records, same boundaries) overwrites its own objects.  This requires
-stable batch boundaries: the sink's event source mapping must not bisect
-(``BisectBatchOnFunctionError: false``).
+:mod:`load.sink_plan` decides what a batch writes; this module does the I/O around it.
 
 Chunks replayed upstream arrive again with new sequence numbers but the same chunk id (their
 partition key); the ledger assigns each chunk to one batch key, so a replayed chunk is
@@ -25,26 +22,17 @@ claimed, so a malformed one becomes a bad row instead of failing the batch.
 
 from __future__ import annotations
 
-import base64
-import json
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from load.errors import SinkWriteError
+from load.sink_plan import SinkRecord, batch_key, event_origin, plan_objects, records_from_event, screen_batch
 from pipeline.aws.errors import aws_exceptions
-from pipeline.badrows import BadRow, FailureKind, SourceRef, undecodable_record
+from pipeline.badrows import BadRow
 from pipeline.config import PipelineConfig
-from pipeline.records import RecordDecodeError, decode_events, event_problems
-from pipeline.schema import CanonicalEvent
-
-
-@dataclass(frozen=True)
-class SinkRecord:
-    chunk_id: str
-    sequence_number: str
-    data: bytes
 
 
 @dataclass
@@ -62,84 +50,32 @@ class SinkResult:
     """Of the batch's first event: dates its bad rows (epoch when there is none)."""
 
 
-def batch_key(shard_id: str, first_sequence: str, last_sequence: str) -> str:
-    return f"{shard_id}-{first_sequence}-{last_sequence}"
+class _Claims:
+    """The ledger claims one attempt took, in order, so that they can be given back."""
 
+    def __init__(self, ledger: Any, owner: str) -> None:
+        self._ledger = ledger
+        self._owner = owner
+        self.chunks: list[str] = []
+        self.events: list[tuple[str, str]] = []
+        self._held: set[str] = set()
 
-def records_from_event(event: dict[str, Any]) -> tuple[str, list[SinkRecord]]:
-    """The shard and records of a Lambda Kinesis event (one shard per batch)."""
-    records: list[SinkRecord] = []
-    shard = ""
-    for raw in event.get("Records") or []:
-        kinesis = raw["kinesis"]
-        shard = shard or str(raw.get("eventID", "")).split(":", 1)[0]
-        records.append(
-            SinkRecord(kinesis["partitionKey"], kinesis["sequenceNumber"], base64.b64decode(kinesis["data"]))
-        )
-    return shard, records
+    def take_chunks(self, records: Sequence[SinkRecord]) -> set[int]:
+        """Claim each record's chunk until this batch holds it; the indices of the records that won."""
+        won: set[int] = set()
+        for index, record in enumerate(records):
+            if record.chunk_id in self._held:
+                continue  # a second copy of a chunk this batch holds: a replay
+            if self._ledger.claim_chunk(record.chunk_id, self._owner):
+                self._held.add(record.chunk_id)
+                self.chunks.append(record.chunk_id)
+                won.add(index)
+        return won
 
-
-def plan_objects(
-    records: Sequence[SinkRecord],
-    key: str,
-    prefix: str,
-    is_new_chunk: Callable[[str], bool],
-    *,
-    origin: str,
-    claim_events: Callable[[list[tuple[str, str]]], set[int]] | None = None,
-) -> tuple[dict[str, list[CanonicalEvent]], SinkResult]:
-    """Events per object key for one batch, without replayed chunks or natural duplicates.
-
-    ``claim_events`` (the cross-batch event manifest) gets the batch's distinct
-    (event_id, fingerprint) keys and returns the indices this batch may write.
-    """
-    from load.parquet import PartitionKey
-
-    result = SinkResult(key, records=len(records))
-    seen_chunks: set[str] = set()
-    seen_events: set[tuple[str, str]] = set()
-    unique: list[CanonicalEvent] = []
-    for record in records:
-        if record.chunk_id in seen_chunks or not is_new_chunk(record.chunk_id):
-            result.replayed_chunks += 1
-            continue
-        seen_chunks.add(record.chunk_id)
-        try:
-            events = decode_events(record.data)
-        except RecordDecodeError as exc:
-            result.bad.append(undecodable_record(record.data, str(exc), f"{origin}/{record.sequence_number}"))
-            continue
-        for event in events:
-            result.events += 1
-            if not result.etl_tstamp and type(event.get("etl_tstamp")) is int:
-                result.etl_tstamp = event["etl_tstamp"]
-            problems = event_problems(event)
-            if problems:
-                result.bad.append(
-                    BadRow(
-                        FailureKind.SCHEMA_VIOLATION,
-                        tuple(problems),
-                        SourceRef(f"{origin}/{record.sequence_number}"),
-                        raw=json.dumps(event, ensure_ascii=False),
-                    )
-                )
-                continue
-            ident = (str(event.get("event_id")), str(event.get("event_fingerprint")))
-            if ident in seen_events:
-                result.duplicates_dropped += 1
-                continue
-            seen_events.add(ident)
-            unique.append(event)
-    if claim_events is not None and unique:
-        keys = [(str(e.get("event_id")), str(e.get("event_fingerprint"))) for e in unique]
-        granted = claim_events(keys)
-        result.duplicates_dropped += len(unique) - len(granted)
-        unique = [event for index, event in enumerate(unique) if index in granted]
-    objects: defaultdict[str, list[CanonicalEvent]] = defaultdict(list)
-    for event in unique:
-        partition = PartitionKey.of(int(event["collector_tstamp"]))
-        objects[f"{prefix}{partition.format()}/{key}.parquet"].append(event)
-    return dict(objects), result
+    def take_events(self, keys: list[tuple[str, str]], *, expires_at_s: int, concurrency: int) -> set[int]:
+        granted = set(self._ledger.claim_events(keys, self._owner, expires_at_s=expires_at_s, concurrency=concurrency))
+        self.events.extend(keys[i] for i in sorted(granted))
+        return granted
 
 
 def write_batch(
@@ -152,8 +88,7 @@ def write_batch(
     clock: Callable[[], float] = time.time,
 ) -> SinkResult:
     """Write one stream-2 batch; raises (transient) when any object could not be written."""
-    from load.errors import SinkWriteError
-    from load.parquet import encode_parquet
+    from load.parquet import encode_parquet  # pyarrow loads with the first batch, not at import (cold start)
 
     shard, records = records_from_event(event)
     if not records:
@@ -161,33 +96,26 @@ def write_batch(
     key = batch_key(shard, records[0].sequence_number, records[-1].sequence_number)
     resources = config.resources
     expires_at = int(clock()) + config.stream.dedupe_window_days * 86400
-    claimed_chunks: list[str] = []
-    claimed_events: list[tuple[str, str]] = []
-
-    def claim_chunk(chunk: str) -> bool:
-        granted = bool(ledger.claim_chunk(chunk, key))
-        if granted:
-            claimed_chunks.append(chunk)
-        return granted
-
-    def claim_events(keys: list[tuple[str, str]]) -> set[int]:
-        granted = set(
-            ledger.claim_events(keys, key, expires_at_s=expires_at, concurrency=config.stream.dedupe_concurrency)
-        )
-        claimed_events.extend(keys[i] for i in sorted(granted))
-        return granted
-
+    claims = _Claims(ledger, key)
     written: list[str] = []
     try:
-        objects, result = plan_objects(
-            records,
+        screened = screen_batch(records, claims.take_chunks(records), origin=event_origin(event))
+        granted = None
+        if config.stream.cross_batch_dedupe and screened.unique:
+            granted = claims.take_events(
+                screened.event_keys, expires_at_s=expires_at, concurrency=config.stream.dedupe_concurrency
+            )
+        plan = plan_objects(screened, key, resources.events_prefix, granted)
+        result = SinkResult(
             key,
-            resources.events_prefix,
-            claim_chunk,
-            origin=str((event.get("Records") or [{}])[0].get("eventSourceARN", "kinesis")),
-            claim_events=claim_events if config.stream.cross_batch_dedupe else None,
+            records=plan.records,
+            events=plan.events,
+            replayed_chunks=plan.replayed_chunks,
+            duplicates_dropped=plan.duplicates_dropped,
+            bad=list(plan.bad),
+            etl_tstamp=plan.etl_tstamp,
         )
-        for object_key, events in sorted(objects.items()):
+        for object_key, events in sorted(plan.objects.items()):
             body = encode_parquet(events, config.load)
             try:
                 s3.put_object(Bucket=resources.output_bucket, Key=object_key, Body=body)
@@ -203,7 +131,7 @@ def write_batch(
     except BaseException:
         # Undo this attempt so that its retry starts clean, even if Lambda groups the records
         # differently: remove the objects written and give the claims back.
-        _undo(s3, resources.output_bucket, written, ledger, claimed_chunks, claimed_events, key)
+        _undo(s3, resources.output_bucket, written, ledger, claims.chunks, claims.events, key)
         raise
     return result
 

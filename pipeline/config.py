@@ -22,6 +22,7 @@ from pipeline.errors import ConfigError
 
 @dataclass(frozen=True)
 class ExtractConfig:
+    format: str
     max_line_bytes: int
     max_decompressed_bytes: int
     default_fields: str
@@ -77,6 +78,7 @@ class TransformConfig:
     internal_domains: tuple[str, ...]
     collector_name: str
     fingerprint_algorithm: Literal["md5", "sha1", "sha256"]
+    enrichments: tuple[str, ...]
     ip: IpConfig
     useragent: UserAgentConfig
     referer: RefererConfig

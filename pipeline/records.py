@@ -1,8 +1,10 @@
 """The records that cross Kinesis: one typed definition and one codec each.
 
 Stream 1 (raw) carries :class:`RawBatch`: many log lines of one object with their source
-coordinates, Avro-encoded (fastavro, schemaless) behind a one-byte format version.  One
-small record per batch keeps Avro's per-record cost negligible.
+coordinates and the name of their input format, Avro-encoded (fastavro, schemaless) behind a
+one-byte record version.  One small record per batch keeps Avro's per-record cost
+negligible.  Version 1 records (written before formats had names) still decode, as
+CloudFront W3C lines.
 
 Stream 2 (events) carries canonical events as JSON lines: UTF-8, one event object per
 line, timestamps as epoch milliseconds.  Firehose's Redshift COPY and its transformation
@@ -23,9 +25,14 @@ from functools import cache
 from typing import Any, Final
 
 from pipeline.errors import TerminalError
+from pipeline.formats import DEFAULT_FORMAT
 from pipeline.schema import CanonicalEvent
 
 RAW_FORMAT_V1: Final = b"\x01"
+"""Record version 1: no format name (CloudFront W3C)."""
+RAW_FORMAT_V2: Final = b"\x02"
+"""Record version 2: the batch names its input format."""
+V1_FORMAT: Final = DEFAULT_FORMAT
 
 
 class RecordDecodeError(TerminalError):
@@ -45,6 +52,8 @@ class RawBatch:
     """The ``#Fields`` layout of these lines, space-separated ("" when none preceded them)."""
     line_numbers: tuple[int, ...]
     lines: tuple[str, ...]
+    format: str = V1_FORMAT
+    """The name of the input format these lines are in (a key of ``pipeline.formats.FORMATS``)."""
 
     @property
     def object_uri(self) -> str:
@@ -58,25 +67,26 @@ class RawBatch:
         return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()[:32]
 
 
+_V1_FIELDS: Final[tuple[dict[str, Any], ...]] = (
+    {"name": "bucket", "type": "string"},
+    {"name": "key", "type": "string"},
+    {"name": "etag", "type": "string"},
+    {"name": "etl_tstamp", "type": "long"},
+    {"name": "fields", "type": "string"},
+    {"name": "line_numbers", "type": {"type": "array", "items": "long"}},
+    {"name": "lines", "type": {"type": "array", "items": "string"}},
+)
+
+
 @cache
-def _raw_schema() -> Any:
+def _raw_schema(version: bytes = RAW_FORMAT_V2) -> Any:
     import fastavro
 
+    fields = list(_V1_FIELDS)
+    if version == RAW_FORMAT_V2:
+        fields.append({"name": "format", "type": "string"})
     return fastavro.parse_schema(
-        {
-            "type": "record",
-            "name": "RawBatch",
-            "namespace": "com.clickstream_etl",
-            "fields": [
-                {"name": "bucket", "type": "string"},
-                {"name": "key", "type": "string"},
-                {"name": "etag", "type": "string"},
-                {"name": "etl_tstamp", "type": "long"},
-                {"name": "fields", "type": "string"},
-                {"name": "line_numbers", "type": {"type": "array", "items": "long"}},
-                {"name": "lines", "type": {"type": "array", "items": "string"}},
-            ],
-        }
+        {"type": "record", "name": "RawBatch", "namespace": "com.clickstream_etl", "fields": fields}
     )
 
 
@@ -84,7 +94,7 @@ def encode_raw(batch: RawBatch) -> bytes:
     import fastavro
 
     out = io.BytesIO()
-    out.write(RAW_FORMAT_V1)
+    out.write(RAW_FORMAT_V2)
     fastavro.schemaless_writer(
         out,
         _raw_schema(),
@@ -96,6 +106,7 @@ def encode_raw(batch: RawBatch) -> bytes:
             "fields": batch.fields,
             "line_numbers": list(batch.line_numbers),
             "lines": list(batch.lines),
+            "format": batch.format,
         },
     )
     return out.getvalue()
@@ -105,12 +116,13 @@ def decode_raw(data: bytes) -> RawBatch:
     """Decode a stream-1 record.  Raises RecordDecodeError on anything malformed."""
     import fastavro
 
-    if not data.startswith(RAW_FORMAT_V1):
-        raise RecordDecodeError(f"unknown raw record format {data[:1]!r} (expected {RAW_FORMAT_V1!r})")
+    version = data[:1]
+    if version not in (RAW_FORMAT_V1, RAW_FORMAT_V2):
+        raise RecordDecodeError(f"unknown raw record version {version!r} (expected {RAW_FORMAT_V2!r})")
     stream = io.BytesIO(data)
     stream.seek(1)
     try:
-        record = fastavro.schemaless_reader(stream, _raw_schema(), None)
+        record = fastavro.schemaless_reader(stream, _raw_schema(version), None)
     except Exception as exc:  # fastavro raises EOFError, IndexError, UnicodeDecodeError... on garbage
         raise RecordDecodeError(f"raw record is not a valid RawBatch: {type(exc).__name__}: {exc}") from exc
     if stream.tell() != len(data):
@@ -126,6 +138,7 @@ def decode_raw(data: bytes) -> RawBatch:
         record["fields"],
         tuple(record["line_numbers"]),
         tuple(record["lines"]),
+        record.get("format", V1_FORMAT),
     )
 
 

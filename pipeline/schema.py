@@ -104,11 +104,6 @@ def format_tstamp(epoch_ms: int) -> str:
     return f"{moment:%Y-%m-%d %H:%M:%S}.{millis:03d}"
 
 
-def tstamp_to_datetime(epoch_ms: int) -> datetime:
-    """Epoch milliseconds to an aware UTC datetime."""
-    return datetime.fromtimestamp(epoch_ms / 1000, UTC)
-
-
 # --------------------------------------------------------------------------- JSON shape
 def to_json_record(event: CanonicalEvent, *, atomic_only: bool = False) -> dict[str, Any]:
     """The JSON shape of an event: every field in canonical order, nulls explicit.

@@ -9,9 +9,10 @@ from typing import Any
 
 import pytest
 
-from pipeline.app.process import process_stream, read_limits
+from pipeline.app.process import process_stream
 from pipeline.badrows import BadRow, SourceRef
 from pipeline.config import PipelineConfig, load_config
+from pipeline.formats import get_format, read_limits
 from pipeline.summary import FileSummary
 from transform.canonicalize import Canonicalizer
 
@@ -50,6 +51,7 @@ def run_core(
     for item in process_stream(
         io.BytesIO(data),
         SourceRef(source),
+        get_format(config.extract.format),
         canonicalizer,
         limits or read_limits(config.extract),
         run.summary,

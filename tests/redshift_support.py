@@ -1,4 +1,4 @@
-"""Run the Redshift load plans on a real SQL engine (DuckDB) in tests.
+"""Run the Redshift load plans on a real SQL engine (DuckDB) in tests, and the oracles they are checked against.
 
 The statements are the exact text :mod:`load.redshift` builds for Redshift, transpiled by
 sqlglot from the Redshift dialect to DuckDB's, with these engine adaptations (each a
@@ -17,6 +17,10 @@ storage or privilege detail, not a semantic one):
 
 DuckDB does not enforce VARCHAR widths, which is why the merge checks byte widths itself
 (``OCTET_LENGTH``) instead of relying on the column types.
+
+The oracles say in Python what the SQL must compute: :func:`synthetic_event_id`
+(the id the merge gives a synthetic duplicate) and :data:`PARQUET_COLUMNS` (the columns of
+the dataset's Parquet files, which the backfill staging table must list in order).
 """
 
 from __future__ import annotations
@@ -26,21 +30,43 @@ import json
 import logging
 import re
 import tempfile
+import uuid
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import duckdb
 import sqlglot
 from sqlglot import exp
 
 from load.errors import StatementFailedError
-from load.redshift import FIELDS, RedshiftTables, Statement, Transaction, staging_type
-from load.redshift_exec import StatementResult
+from load.redshift.columns import staging_type
+from load.redshift.executor import StatementResult
+from load.redshift.identifiers import RedshiftTables, identifier
+from load.redshift.merge import SYNTHETIC_ID_PREFIX
+from load.redshift.statements import Statement, Transaction
+from pipeline.schema import FIELDS
 
 logging.getLogger("sqlglot").setLevel(logging.ERROR)
 
+# --------------------------------------------------------------------------- oracles
+SYNTHETIC_ID_NAMESPACE: Final = uuid.UUID(bytes=SYNTHETIC_ID_PREFIX.encode("ascii"))
+"""UUID namespace whose 16 bytes are the ASCII text ``clickstream-etl:``, so SQL can hash it as text."""
+PARQUET_COLUMNS: Final[tuple[str, ...]] = tuple(identifier(f.name, "canonical field") for f in FIELDS)
+"""The columns of the dataset's Parquet files, in file order."""
+
+
+def synthetic_event_id(event_id: str, fingerprint: str | None) -> str:
+    """The id a synthetic duplicate is stored under: ``uuid5(NS, f"{event_id}/{fingerprint}")``.
+
+    ``NS`` is :data:`SYNTHETIC_ID_NAMESPACE`; a missing fingerprint counts as ``""``.  The
+    merge computes the same value in SQL (SHA1 of the namespace text and the name).
+    """
+    return str(uuid.uuid5(SYNTHETIC_ID_NAMESPACE, f"{event_id}/{fingerprint or ''}"))
+
+
+# --------------------------------------------------------------------------- DuckDB
 _COPY = re.compile(
     r"COPY (?P<table>\"[a-z0-9_]+\"\.\"[a-z0-9_]+\")\nFROM 's3://(?P<bucket>[^/']+)/(?P<key>[^']+)'\n"
     r"IAM_ROLE \S+\nFORMAT AS PARQUET\nMANIFEST"
@@ -81,7 +107,7 @@ def _plain(value: Any) -> Any:
 
 
 class DuckDBExecutor:
-    """An :class:`load.redshift_exec.Executor` on an in-memory DuckDB database."""
+    """An :class:`load.redshift.executor.Executor` on an in-memory DuckDB database."""
 
     def __init__(self, s3: Any = None) -> None:
         self.connection = duckdb.connect()

@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
@@ -22,14 +22,14 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.kinesis_stream_event import KinesisStreamRecord
 
-from pipeline.aws.badsink import S3BadRowSink
+from pipeline.aws.badsink import BadRowWriter, S3BadRowSink
 from pipeline.aws.clients import make_client
-from pipeline.aws.kinesis import KinesisWriter, OutRecord
+from pipeline.aws.kinesis import KinesisWriter, OutRecord, RecordWriter
 from pipeline.config import PipelineConfig, load_config
 from pipeline.constants import METRICS_NAMESPACE
 from pipeline.observability import LazyTracer
 from transform.canonicalize import Canonicalizer, resolve_pseudonymization_key
-from transform.stage import TransformOutput, transform_raw_record
+from transform.stage import LineFormats, TransformOutput, transform_raw_record
 
 logger = Logger(service="clickstream-etl-transform")
 metrics = Metrics(namespace=METRICS_NAMESPACE, service="transform")
@@ -40,11 +40,13 @@ tracer = LazyTracer(service="clickstream-etl-transform")
 class TransformDeps:
     config: PipelineConfig
     canonicalizer: Canonicalizer
-    writer: Any
-    """Puts stream-2 records (``put(list[OutRecord])``), durable on return."""
-    bad_sink: Any
-    """Writes bad rows (``write(rows, stage=, batch_id=, etl_tstamp=)``), durable on return."""
+    writer: RecordWriter
+    """Puts stream-2 records, durable on return."""
+    bad_sink: BadRowWriter
+    """Writes bad rows, durable on return."""
     clock: Callable[[], float] = time.time
+    formats: LineFormats = field(default_factory=LineFormats)
+    """The input formats' parsers, made once per container."""
 
 
 def build_deps(config: PipelineConfig, *, s3: Any, kinesis: Any) -> TransformDeps:
@@ -75,6 +77,7 @@ def process_record(record: KinesisStreamRecord, deps: TransformDeps) -> Transfor
         deps.config.stream.record_target_bytes,
         origin=f"{record.event_source_arn}/{record.event_id}",
         arrival_ms=arrival_ms,
+        formats=deps.formats,
     )
     deps.bad_sink.write(out.bad, stage="transform", batch_id=out.batch_id, etl_tstamp=out.etl_tstamp)
     deps.writer.put([OutRecord(data, chunk_id) for chunk_id, data in out.chunks])

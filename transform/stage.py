@@ -11,7 +11,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from pipeline.badrows import BadRow, SourceRef, undecodable_record
-from pipeline.formats.cloudfront import FieldLayout, LogLine
+from pipeline.formats import UnknownFormatError, get_format
+from pipeline.formats.base import FieldLayout, LogFormat, LogLine
 from pipeline.records import RawBatch, RecordDecodeError, decode_raw, encode_event, event_chunk_id, pack_events
 from pipeline.schema import CanonicalEvent
 from transform.canonicalize import Canonicalizer, Skip
@@ -33,13 +34,31 @@ class TransformOutput:
         return self.lines == len(self.events) + len(self.bad) + sum(self.skipped.values())
 
 
-def transform_batch(batch: RawBatch, canonicalizer: Canonicalizer, chunk_bytes: int) -> TransformOutput:
+class LineFormats:
+    """One instance per input format, made on first use (formats hold bounded memos)."""
+
+    def __init__(self) -> None:
+        self._formats: dict[str, LogFormat] = {}
+
+    def __getitem__(self, name: str) -> LogFormat:
+        found = self._formats.get(name)
+        if found is None:
+            found = self._formats[name] = get_format(name)
+        return found
+
+
+def transform_batch(
+    batch: RawBatch, canonicalizer: Canonicalizer, chunk_bytes: int, formats: LineFormats
+) -> TransformOutput:
+    """Parse and transform the lines of one stream-1 batch; pack the events into stream-2 chunks."""
     out = TransformOutput(batch.batch_id, batch.etl_tstamp, lines=len(batch.lines))
     layout = FieldLayout.parse(batch.fields) if batch.fields else None
     source = SourceRef(batch.object_uri, etag=batch.etag or None)
     process = canonicalizer.process
+    parse = formats[batch.format].parse
     for number, text in zip(batch.line_numbers, batch.lines, strict=True):
-        result = process(LogLine(number, text, layout), source, batch.etl_tstamp)
+        request = parse(LogLine(number, text, layout), source)
+        result = request if type(request) is BadRow else process(request, source, batch.etl_tstamp)  # type: ignore[arg-type]
         if type(result) is dict:
             out.events.append(result)
         elif type(result) is Skip:
@@ -52,19 +71,27 @@ def transform_batch(batch: RawBatch, canonicalizer: Canonicalizer, chunk_bytes: 
 
 
 def transform_raw_record(
-    data: bytes, canonicalizer: Canonicalizer, chunk_bytes: int, *, origin: str, arrival_ms: int
+    data: bytes,
+    canonicalizer: Canonicalizer,
+    chunk_bytes: int,
+    *,
+    origin: str,
+    arrival_ms: int,
+    formats: LineFormats | None = None,
 ) -> TransformOutput:
     """Decode and transform one stream-1 record; an undecodable record becomes one bad row.
 
     ``origin`` names the record (stream, shard and sequence number) in that bad row.
     """
+    formats = formats or LineFormats()
     try:
         batch = decode_raw(data)
-    except RecordDecodeError as exc:
+        formats[batch.format]  # noqa: B018 - a format this version does not know makes the record undecodable
+    except (RecordDecodeError, UnknownFormatError) as exc:
         out = TransformOutput(batch_id=_digest(origin), etl_tstamp=arrival_ms, lines=1)
         out.bad.append(undecodable_record(data, str(exc), origin))
         return out
-    return transform_batch(batch, canonicalizer, chunk_bytes)
+    return transform_batch(batch, canonicalizer, chunk_bytes, formats)
 
 
 def _digest(text: str) -> str:

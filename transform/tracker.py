@@ -1,8 +1,9 @@
 """Snowplow tracker protocol (tp1, GET ``/i``): query parameters to canonical fields.
 
-Reference: shared/reference/tracker-protocol.md.  Parameter-to-field bindings are derived
-from the canonical schema's ``params`` column; only parameters with special parse rules
-(event type, ids, sizes, self-describing JSON, URLs) are listed here.
+Parameter-to-field bindings are derived from the canonical schema's ``params`` column (the
+tracker protocol's parameter names: ``aid`` is ``app_id``, ``duid`` is ``domain_userid``...);
+only parameters with special parse rules (event type, ids, sizes, self-describing JSON,
+URLs) are listed here.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from collections.abc import Callable
 from typing import Any, Final
 from urllib.parse import unquote_plus
 
+from pipeline.cache import BoundedCache
 from pipeline.schema import FIELDS, INT32_MAX, INT32_MIN, CanonicalEvent
 
 # Bounded so that a worker's memory does not grow with the input (about 20 MB at most).
@@ -92,28 +94,14 @@ class ParamDecodeError(ValueError):
     """A parameter value could not be percent-decoded as UTF-8."""
 
 
-_decoded: dict[str, str] = {}
-
-
 def decode(value: str) -> str:
-    """Percent- and plus-decode a parameter value; raise ParamDecodeError on invalid UTF-8.
-
-    Decoded values are cached: page URLs, titles and referrers repeat across a log.
-    """
+    """Percent- and plus-decode a parameter value; raise ParamDecodeError on invalid UTF-8."""
     if "%" not in value and "+" not in value:
         return value
-    cached = _decoded.get(value)
-    if cached is not None:
-        return cached
     try:
-        decoded = unquote_plus(value, errors="strict")
+        return unquote_plus(value, errors="strict")
     except UnicodeDecodeError as exc:
         raise ParamDecodeError(str(exc)) from exc
-    if len(value) <= _CACHEABLE_VALUE:  # long values (contexts, ue_px) rarely repeat: don't hold them
-        if len(_decoded) >= _DECODED_CACHE_SIZE:
-            _decoded.clear()
-        _decoded[value] = decoded
-    return decoded
 
 
 def parse_int(text: str) -> int | None:
@@ -218,69 +206,89 @@ def apply_contexts(event: CanonicalEvent, text: str, param: str, errors: list[st
     event["contexts"] = text
 
 
-def apply_query(
-    event: CanonicalEvent,
-    pairs: list[str],
-    errors: list[str],
-    flags: list[str],
-    specials: dict[str, str],
-    fingerprinted: list[str],
-) -> None:
-    """Decode the ``name=value`` pairs of a tracker query string into ``event``.
+class QueryDecoder:
+    """Decodes tracker query strings into events, memoising decoded values (bounded).
 
-    Values are still percent-encoded by the tracker (CloudFront's extra encoding already
-    undone).  When a parameter repeats, the last value wins, as in Snowplow's Enrich.
-    Protocol violations are appended to ``errors`` (all of them, not the first); values kept
-    raw because they cannot be percent-decoded are noted in ``flags``.  The decoded url,
-    refr, ua and ip go to ``specials``: the caller combines them with the log's own fields.
-    The pairs that make the event fingerprint (all but eid, stm, nuid, cv) go to ``fingerprinted``.
+    Page URLs, titles and referrers repeat across a log; long values (contexts, ``ue_px``)
+    rarely do, so they are not held.
     """
-    specs = _PARAM_SPECS
-    event_type = None
-    excluded = FINGERPRINT_EXCLUDED
-    for pair in pairs:
-        name, _, raw = pair.partition("=")
-        if name not in excluded:
-            fingerprinted.append(pair)
-        spec = specs.get(name)
-        if spec is None or not raw:
-            continue  # unsupported parameters are dropped, as Snowplow does
-        if "%" in raw or "+" in raw:
-            try:
-                value = decode(raw)
-            except ParamDecodeError:
-                flags.append(f"invalid_percent_encoding:{name}")
+
+    def __init__(self) -> None:
+        self._decoded: BoundedCache[str, str] = BoundedCache(_DECODED_CACHE_SIZE, max_key_length=_CACHEABLE_VALUE)
+
+    def decode(self, value: str) -> str:
+        """:func:`decode`, memoised."""
+        if "%" not in value and "+" not in value:
+            return value
+        cached = self._decoded.get(value)
+        if cached is None:
+            cached = self._decoded.put(value, decode(value))
+        return cached
+
+    def apply_query(
+        self,
+        event: CanonicalEvent,
+        pairs: list[str],
+        errors: list[str],
+        flags: list[str],
+        specials: dict[str, str],
+        fingerprinted: list[str],
+    ) -> None:
+        """Decode the ``name=value`` pairs of a tracker query string into ``event``.
+
+        Values are still percent-encoded by the tracker (CloudFront's extra encoding already
+        undone).  When a parameter repeats, the last value wins, as in Snowplow's Enrich.
+        Protocol violations are appended to ``errors`` (all of them, not the first); values kept
+        raw because they cannot be percent-decoded are noted in ``flags``.  The decoded url,
+        refr, ua and ip go to ``specials``: the caller combines them with the log's own fields.
+        The pairs that make the event fingerprint (all but eid, stm, nuid, cv) go to ``fingerprinted``.
+        """
+        specs = _PARAM_SPECS
+        event_type = None
+        excluded = FINGERPRINT_EXCLUDED
+        for pair in pairs:
+            name, _, raw = pair.partition("=")
+            if name not in excluded:
+                fingerprinted.append(pair)
+            spec = specs.get(name)
+            if spec is None or not raw:
+                continue  # unsupported parameters are dropped, as Snowplow does
+            if "%" in raw or "+" in raw:
+                try:
+                    value = self.decode(raw)
+                except ParamDecodeError:
+                    flags.append(f"invalid_percent_encoding:{name}")
+                    value = raw
+            else:
                 value = raw
-        else:
-            value = raw
-        kind, field = spec
-        if kind == _K_STRING:
-            event[field] = value
-        elif kind == _K_SPECIAL:
-            if name == "e":
-                event_type = value
+            kind, field = spec
+            if kind == _K_STRING:
+                event[field] = value
+            elif kind == _K_SPECIAL:
+                if name == "e":
+                    event_type = value
+                else:
+                    _apply_special(event, name, value, errors, specials)
+            elif (kind == _K_INT or kind == _K_TSTAMP) and value.isdigit() and len(value) <= 9 and value.isascii():  # noqa: PLR1714
+                event[field] = int(value)  # the common case; parse_* handle signs and ranges
             else:
-                _apply_special(event, name, value, errors, specials)
-        elif (kind == _K_INT or kind == _K_TSTAMP) and value.isdigit() and len(value) <= 9 and value.isascii():  # noqa: PLR1714
-            event[field] = int(value)  # the common case; parse_* handle signs and ranges
+                parsed = _KIND_PARSERS[kind](value)
+                if parsed is None:
+                    errors.append(f"{name}: {value[:100]!r} is not a valid {_KIND_NAMES[kind]} for {field}")
+                else:
+                    event[field] = parsed
+        if event_type is None:
+            errors.append("e: the event type parameter is missing")
+            return
+        naming = EVENT_NAMING.get(event_type)
+        if naming is None:
+            errors.append(f"e: {event_type[:50]!r} is not a valid event type")
+        elif event_type == "ue":
+            event["event"] = "unstruct"  # vendor, name, format and version come from the inner schema
         else:
-            parsed = _KIND_PARSERS[kind](value)
-            if parsed is None:
-                errors.append(f"{name}: {value[:100]!r} is not a valid {_KIND_NAMES[kind]} for {field}")
-            else:
-                event[field] = parsed
-    if event_type is None:
-        errors.append("e: the event type parameter is missing")
-        return
-    naming = EVENT_NAMING.get(event_type)
-    if naming is None:
-        errors.append(f"e: {event_type[:50]!r} is not a valid event type")
-    elif event_type == "ue":
-        event["event"] = "unstruct"  # vendor, name, format and version come from the inner schema
-    else:
-        event.update(naming)
-    if event_type == "ue" and "event_name" not in event and not errors:
-        errors.append("ue: a self-describing event needs ue_pr or ue_px")
+            event.update(naming)
+        if event_type == "ue" and "event_name" not in event and not errors:
+            errors.append("ue: a self-describing event needs ue_pr or ue_px")
 
 
 def _apply_special(event: CanonicalEvent, name: str, value: str, errors: list[str], specials: dict[str, str]) -> None:

@@ -15,28 +15,9 @@ class UrlParts(NamedTuple):
     fragment: str | None
 
 
-INVALID = UrlParts(None, None, None, None, None, None)
 _DEFAULT_PORTS = {"https": 443, "wss": 443, "http": 80, "ws": 80}
-_cache: dict[str, UrlParts | None] = {}
-_CACHE_LIMIT = 20_000  # bounded: memory must not grow with the input
-
-
 def split_url(url: str) -> UrlParts | None:
-    """Split an absolute URL; None when it has no scheme and host or cannot be parsed.
-
-    Results are cached: page URLs repeat heavily within a log.
-    """
-    parts = _cache.get(url, INVALID)
-    if parts is not INVALID:
-        return parts
-    parts = _split(url)
-    if len(_cache) >= _CACHE_LIMIT:
-        _cache.clear()
-    _cache[url] = parts
-    return parts
-
-
-def _split(url: str) -> UrlParts | None:
+    """Split an absolute URL; None when it has no scheme and host or cannot be parsed."""
     try:
         result = urlsplit(url.strip())
         host = result.hostname

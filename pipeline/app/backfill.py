@@ -26,9 +26,12 @@ from pathlib import Path
 from typing import IO, Any, Final
 
 from extract.errors import SourceUnreadableError
-from pipeline.app.process import process_stream, read_limits
+from pipeline.app.process import process_stream
 from pipeline.badrows import BadRow, SourceRef
 from pipeline.config import PipelineConfig
+from pipeline.errors import PipelineError
+from pipeline.formats import get_format, read_limits
+from pipeline.formats.base import LogFormat, ReadLimits
 from pipeline.summary import FileSummary, RunSummary
 from transform.canonicalize import Canonicalizer, resolve_pseudonymization_key
 
@@ -97,14 +100,55 @@ class FileOutcome:
 _worker_state: dict[str, Any] = {}
 
 
-def _init_worker(config: PipelineConfig, key: bytes | None, dest: str) -> None:
+@dataclass(frozen=True)
+class WorkerSetup:
+    """What every worker is built from, resolved and checked in the parent before any work.
+
+    :meth:`check` builds every config-derived object once, so that a bad configuration is
+    a :class:`~pipeline.errors.ConfigError` naming its key before a file is read, never a
+    worker that fails to start (a process pool restarts such a worker without end).
+    """
+
+    config: PipelineConfig
+    key: bytes | None
+    limits: ReadLimits
+    dest: str
+
+    @classmethod
+    def check(cls, config: PipelineConfig, dest: Path, environ: dict[str, str] | None) -> tuple[WorkerSetup, Parts]:
+        key = resolve_pseudonymization_key(config.transform, environ)
+        limits = read_limits(config.extract)
+        setup = cls(config, key, limits, str(dest))
+        return setup, setup.parts()
+
+    def parts(self) -> Parts:
+        """The format reader and the canonicalizer (raises ConfigError when they cannot be built)."""
+        canonicalizer = Canonicalizer(self.config.transform, pseudonymization_key=self.key)
+        return get_format(self.config.extract.format), canonicalizer
+
+
+Parts = tuple[LogFormat, Canonicalizer]
+
+
+def _init_worker(setup: WorkerSetup, parts: Parts | None = None) -> None:
     from load.dataset import use_compact_memory_pool
 
     use_compact_memory_pool()
-    _worker_state["config"] = config
-    _worker_state["dest"] = Path(dest)
-    _worker_state["canonicalizer"] = Canonicalizer(config.transform, pseudonymization_key=key)
-    _worker_state["limits"] = read_limits(config.extract)
+    _worker_state.clear()
+    _worker_state["config"] = setup.config
+    _worker_state["dest"] = Path(setup.dest)
+    _worker_state["limits"] = setup.limits
+    try:
+        _worker_state["format"], _worker_state["canonicalizer"] = parts or setup.parts()
+    except PipelineError as exc:  # checked in the parent already; never let a pool restart a failing worker
+        _worker_state["setup_error"] = exc
+
+
+def _worker_parts() -> Parts:
+    error = _worker_state.get("setup_error")
+    if error is not None:
+        raise error
+    return _worker_state["format"], _worker_state["canonicalizer"]
 
 
 def _process_one(source: SourceFile) -> FileOutcome:
@@ -115,12 +159,14 @@ def _process_one(source: SourceFile) -> FileOutcome:
     stager = PartitionStager(dest / STAGING_DIR, source.fragment)
     bad_writer = _BadRowWriter(dest / BAD_DIR, source.fragment)
     ref = SourceRef(source.path)
+    log_format, canonicalizer = _worker_parts()
     try:
         with open(source.path, "rb") as stream:
             for item in process_stream(
                 stream,
                 ref,
-                _worker_state["canonicalizer"],
+                log_format,
+                canonicalizer,
                 _worker_state["limits"],
                 summary,
                 source.mtime_ms,
@@ -141,7 +187,7 @@ def _process_one(source: SourceFile) -> FileOutcome:
 
 def _finalize_one(partition: str) -> tuple[str, int, int]:
     from load.dataset import FRAGMENT_SUFFIX, STAGING_DIR, finalize_partition
-    from load.parquet import PartitionKey
+    from load.partitions import PartitionKey
 
     if _worker_state.pop("canonicalizer", None) is not None:
         # Processing is over in this worker: release the transform's caches (user agents,
@@ -202,7 +248,7 @@ def run_backfill(
     from load.dataset import STAGING_DIR
 
     started = time.perf_counter()
-    key = resolve_pseudonymization_key(config.transform, environ)
+    setup, parts = WorkerSetup.check(config, dest, environ)
     dest.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(dest / STAGING_DIR, ignore_errors=True)
     summary = RunSummary()
@@ -210,7 +256,7 @@ def run_backfill(
     per_file: list[dict[str, Any]] = []
     workers = max(1, min(workers, len(sources)))
     by_size = sorted(sources, key=lambda s: (-s.size, s.path))  # big files first balances workers
-    with _executor(workers, (config, key, str(dest))) as run:
+    with _executor(workers, setup, parts) as run:
         for outcome in run(_process_one, by_size):
             summary.add(outcome.summary)
             per_file.append(outcome.summary.to_json())
@@ -232,14 +278,14 @@ def run_backfill(
 
 
 @contextmanager
-def _executor(workers: int, init_args: tuple[PipelineConfig, bytes | None, str]) -> Iterator[_Mapper]:
-    """A map over work items: in this process for one worker, else one spawned pool for the run."""
+def _executor(workers: int, setup: WorkerSetup, parts: Parts) -> Iterator[_Mapper]:
+    """A map over work items: in this process for one worker (with the parent's parts), else one spawned pool."""
     if workers == 1:
-        _init_worker(*init_args)
+        _init_worker(setup, parts)
         yield map
         return
     context = multiprocessing.get_context("spawn")
-    with context.Pool(workers, _init_worker, init_args) as pool:
+    with context.Pool(workers, _init_worker, (setup,)) as pool:
         yield lambda function, items: pool.imap_unordered(function, items, chunksize=1)
 
 

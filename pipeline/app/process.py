@@ -1,8 +1,8 @@
-"""The canonical core of one file: read lines (extract), canonicalize them (transform).
+"""The canonical core of one file: read lines, parse requests, canonicalize them.
 
-:func:`process_stream` is pure over its inputs: a binary stream, the source name, the
-limits and a :class:`~transform.canonicalize.Canonicalizer`.  It yields canonical events and
-bad rows and fills a :class:`FileSummary` whose counts always conserve lines.
+:func:`process_stream` is pure over its inputs: a binary stream, the source name, the input
+format, the limits and a :class:`~transform.canonicalize.Canonicalizer`.  It yields canonical
+events and bad rows and fills a :class:`FileSummary` whose counts always conserve lines.
 """
 
 from __future__ import annotations
@@ -11,31 +11,16 @@ from collections.abc import Iterator
 from typing import IO
 
 from pipeline.badrows import BadRow, SourceRef
-from pipeline.config import ExtractConfig
-from pipeline.errors import ConfigError
-from pipeline.formats.cloudfront import FieldLayout, LogLine, ReadLimits, ReadStats, read_lines
+from pipeline.formats.base import LogFormat, LogLine, ReadLimits, ReadStats
 from pipeline.schema import CanonicalEvent
 from pipeline.summary import FileSummary
 from transform.canonicalize import Canonicalizer, Skip
 
 
-def read_limits(config: ExtractConfig) -> ReadLimits:
-    """Extract limits from configuration (``default_fields`` parsed into a layout)."""
-    spec = config.default_fields.strip()
-    layout: FieldLayout | None = None
-    if spec.startswith("legacy-"):
-        try:
-            layout = FieldLayout.legacy(int(spec.removeprefix("legacy-")))
-        except ValueError as exc:
-            raise ConfigError(f"extract.default_fields: {exc}") from exc
-    elif spec:
-        layout = FieldLayout.parse(spec)
-    return ReadLimits(config.max_line_bytes, config.max_decompressed_bytes, layout)
-
-
 def process_stream(
     stream: IO[bytes],
     source: SourceRef,
+    log_format: LogFormat,
     canonicalizer: Canonicalizer,
     limits: ReadLimits,
     summary: FileSummary,
@@ -45,14 +30,16 @@ def process_stream(
 ) -> Iterator[CanonicalEvent | BadRow]:
     """Yield the good events and bad rows of one log stream, counting into ``summary``."""
     stats = ReadStats()
+    parse = log_format.parse
     process = canonicalizer.process
     good = bad = 0
     bad_kinds = summary.bad_by_kind
     skipped = summary.skipped_by_reason
     try:
-        for item in read_lines(stream, source, limits, stats, expect_gzip=expect_gzip):
+        for item in log_format.read(stream, source, limits, stats, expect_gzip=expect_gzip):
             if type(item) is LogLine:
-                result = process(item, source, etl_tstamp)
+                request = parse(item, source)
+                result = request if type(request) is BadRow else process(request, source, etl_tstamp)  # type: ignore[arg-type]
                 if type(result) is dict:
                     good += 1
                     yield result

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from pipeline.aws.errors import aws_exceptions, classify
 from pipeline.badrows import BadRow
@@ -38,6 +38,12 @@ def plan_bad_objects(
         f"{prefix}{kind}/date={date}/{stage}-{batch_id}.jsonl": ("\n".join(lines) + "\n").encode("utf-8")
         for kind, lines in sorted(by_kind.items())
     }
+
+
+class BadRowWriter(Protocol):
+    """Writes bad rows under deterministic keys; returns the keys once durable (else raises)."""
+
+    def write(self, rows: Sequence[BadRow], *, stage: str, batch_id: str, etl_tstamp: int) -> list[str]: ...
 
 
 class S3BadRowSink:

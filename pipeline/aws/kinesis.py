@@ -14,7 +14,7 @@ import random
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from pipeline.aws.errors import AwsFault, aws_exceptions, classify
 from pipeline.config import StreamConfig
@@ -42,6 +42,12 @@ class OutRecord:
     @property
     def size(self) -> int:
         return len(self.data) + len(self.partition_key.encode("utf-8"))
+
+
+class RecordWriter(Protocol):
+    """Puts records on a stream; returns only once every record is durable (else raises)."""
+
+    def put(self, records: Sequence[OutRecord]) -> None: ...
 
 
 @dataclass

@@ -1,9 +1,13 @@
-"""CloudFront access logs (W3C): read lines from a gzipped or plain file object.
+"""CloudFront access logs (W3C, standard logging legacy and v2): read lines, parse requests.
 
 The reader streams any binary file object with bounded memory, binds columns by name from
 the ``#Fields:`` header (every legacy generation from 12 to 33 fields, and the arbitrary
 field subsets standard logging v2 writes), splits on ``\\n`` only and turns every problem
-into a bad row.  Reference: shared/reference/cloudfront-logs.md.
+into a bad row.  Lines are tab-separated; CloudFront URL-encodes the header values it logs
+(``cs(User-Agent)``, ``cs(Referer)``, ``x-forwarded-for``) and encodes ``%`` in
+``cs-uri-query`` once more (a tracker's ``%3A`` is logged as ``%253A``), which
+:class:`CloudFrontW3C` undoes exactly once when it parses a line into a
+:class:`~pipeline.formats.base.Request`.
 
 Every physical line ends as exactly one of: a :class:`LogLine` (yielded), a
 :class:`~pipeline.badrows.BadRow` (yielded) or a counted skip (``ReadStats.skipped``).
@@ -16,11 +20,13 @@ from __future__ import annotations
 import zlib
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from functools import cached_property
-from typing import IO, Final, NamedTuple
+from dataclasses import dataclass
+from typing import IO, Final
+from urllib.parse import unquote
 
 from pipeline.badrows import BadRow, FailureKind, SourceRef
+from pipeline.cache import BoundedCache
+from pipeline.formats.base import FieldLayout, LogLine, ReadLimits, ReadStats, Request
 
 # The 33 fields of standard logging (legacy), in order.
 LEGACY_FIELDS: Final[tuple[str, ...]] = (
@@ -67,71 +73,11 @@ _READ_SIZE: Final = 256 * 1024
 _RAW_CAP: Final = 64 * 1024  # bytes of an oversized payload kept in its bad row
 
 
-@dataclass(frozen=True)
-class FieldLayout:
-    """The column names of a ``#Fields:`` header, in order."""
-
-    names: tuple[str, ...]
-
-    @classmethod
-    def parse(cls, header_line: str) -> FieldLayout:
-        """Parse ``#Fields: a b c`` (the prefix is optional)."""
-        text = header_line.strip()
-        if text.startswith("#Fields:"):
-            text = text[len("#Fields:") :]
-        return cls(tuple(text.split()))
-
-    @classmethod
-    def legacy(cls, count: int = 33) -> FieldLayout:
-        """The legacy layout of a given generation (12, 15, 18, 19, 23, 24, 26 or 33 fields)."""
-        if count not in GENERATIONS:
-            raise ValueError(f"no CloudFront legacy generation has {count} fields; known: {GENERATIONS}")
-        return cls(LEGACY_FIELDS[:count])
-
-    def format(self) -> str:
-        return "#Fields: " + " ".join(self.names)
-
-    @cached_property
-    def index(self) -> dict[str, int]:
-        """Column position by field name (first occurrence wins)."""
-        positions: dict[str, int] = {}
-        for position, name in enumerate(self.names):
-            positions.setdefault(name, position)
-        return positions
-
-    @property
-    def width(self) -> int:
-        return len(self.names)
-
-
-class LogLine(NamedTuple):
-    """One complete, UTF-8 decoded log line (without its terminator)."""
-
-    line_no: int
-    text: str
-    layout: FieldLayout | None
-    """The layout in force, or None when no ``#Fields`` header (and no default) precedes it."""
-
-
-@dataclass(frozen=True)
-class ReadLimits:
-    """Caps that keep memory and time bounded whatever the input."""
-
-    max_line_bytes: int = 128 * 1024
-    """Longer lines become size_violation bad rows (CloudFront caps URLs at 8 KiB, headers at 20 KiB)."""
-    max_decompressed_bytes: int = 2 * 1024**3
-    """Reading stops at this many decompressed bytes (gzip bombs): one size_violation bad row."""
-    default_layout: FieldLayout | None = None
-    """Layout for lines that precede any ``#Fields`` header; None makes them schema_mismatch bad rows."""
-
-
-@dataclass
-class ReadStats:
-    """Counters of one read; ``lines_read`` covers every line, whatever became of it."""
-
-    lines_read: int = 0
-    bytes_read: int = 0
-    skipped: Counter[str] = field(default_factory=Counter)
+def legacy_layout(count: int = 33) -> FieldLayout:
+    """The layout of a legacy generation (12, 15, 18, 19, 23, 24, 26 or 33 fields)."""
+    if count not in GENERATIONS:
+        raise ValueError(f"no CloudFront legacy generation has {count} fields; known: {GENERATIONS}")
+    return FieldLayout(LEGACY_FIELDS[:count])
 
 
 class _CompressionError(Exception):
@@ -403,3 +349,255 @@ def _classify(
         encoded = text.encode("utf-8")
         return _oversized(source, line_no, encoded[:_RAW_CAP], len(encoded), max_line)
     return LogLine(line_no, text, layout)
+
+
+# ---------------------------------------------------------------------------- parsing lines
+@dataclass(frozen=True, slots=True)
+class _Binding:
+    """Column positions of one ``#Fields`` layout (-1 where the layout lacks the field)."""
+
+    width: int
+    date: int
+    time: int
+    timestamp_ms: int
+    timestamp_s: int
+    c_ip: int
+    method: int
+    host: int
+    stem: int
+    status: int
+    referer: int
+    useragent: int
+    query: int
+    request_id: int
+    host_header: int
+    protocol: int
+    forwarded_for: int
+    sc_bytes: int
+    identity: tuple[int, ...]
+    """The fields that identify a request (those the layout has), in a fixed order."""
+    missing: tuple[str, ...]
+
+
+def _bind(layout: FieldLayout) -> _Binding:
+    index = layout.index
+
+    def at(name: str) -> int:
+        return index.get(name, -1)
+
+    missing = []
+    has_time = ("date" in index and "time" in index) or "timestamp(ms)" in index or "timestamp" in index
+    if not has_time:
+        missing.append("date+time (or timestamp)")
+    if "cs-uri-stem" not in index:
+        missing.append("cs-uri-stem")
+    identity = ("date", "time", "c-ip", "cs-uri-stem", "cs-uri-query", "cs(User-Agent)", "cs(Referer)")
+    return _Binding(
+        width=layout.width,
+        date=at("date"),
+        time=at("time"),
+        timestamp_ms=at("timestamp(ms)"),
+        timestamp_s=at("timestamp"),
+        c_ip=at("c-ip"),
+        method=at("cs-method"),
+        host=at("cs(Host)"),
+        stem=at("cs-uri-stem"),
+        status=at("sc-status"),
+        referer=at("cs(Referer)"),
+        useragent=at("cs(User-Agent)"),
+        query=at("cs-uri-query"),
+        request_id=at("x-edge-request-id"),
+        host_header=at("x-host-header"),
+        protocol=at("cs-protocol"),
+        forwarded_for=at("x-forwarded-for"),
+        sc_bytes=at("sc-bytes"),
+        identity=tuple(index[name] for name in identity if name in index),
+        missing=tuple(missing),
+    )
+
+
+_DAYS_BEFORE_MONTH: Final = (0, 0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334)
+_MAX_EPOCH_S: Final = 253_402_300_800  # 10000-01-01T00:00:00Z
+
+
+def date_ms(text: str) -> int | None:
+    """``YYYY-MM-DD`` (1970 to 9999) to epoch milliseconds at midnight UTC, or None."""
+    if len(text) == 10 and text[4] == "-" and text[7] == "-" and text.isascii():
+        y, m, d = text[:4], text[5:7], text[8:]
+        if y.isdigit() and m.isdigit() and d.isdigit():
+            year, month, day = int(y), int(m), int(d)
+            leap = year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
+            month_days = (31, 29 if leap else 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+            if 1970 <= year <= 9999 and 1 <= month <= 12 and 1 <= day <= month_days[month - 1]:
+                y1 = year - 1
+                days = 365 * (year - 1970) + (y1 // 4 - y1 // 100 + y1 // 400) - 477
+                days += _DAYS_BEFORE_MONTH[month] + (1 if leap and month > 2 else 0) + day - 1
+                return days * 86_400_000
+    return None
+
+
+def time_ms(text: str) -> int | None:
+    """``HH:MM:SS`` (optionally ``.fff``) to milliseconds after midnight, or None."""
+    if len(text) >= 8 and text[2] == ":" and text[5] == ":" and text.isascii():
+        h, m, s, frac = text[:2], text[3:5], text[6:8], text[8:]
+        if h.isdigit() and m.isdigit() and s.isdigit() and int(h) < 24 and int(m) < 60 and int(s) < 61:
+            millis = 0
+            if frac:
+                if frac[0] == "." and frac[1:].isdigit() and len(frac) <= 7:
+                    millis = int((frac[1:] + "000")[:3])
+                else:
+                    return None
+            return (int(h) * 3600 + int(m) * 60 + int(s)) * 1000 + millis
+    return None
+
+
+class CloudFrontW3C:
+    """CloudFront's W3C access logs: the first entry of :data:`pipeline.formats.FORMATS`.
+
+    Memoises (bounded) what repeats within a log: layouts' bindings, dates, times and
+    decoded header values.
+    """
+
+    name = "cloudfront"
+
+    def __init__(self) -> None:
+        self._bindings: BoundedCache[FieldLayout, _Binding] = BoundedCache(256)
+        self._last_layout: FieldLayout | None = None
+        self._last_binding = _bind(FieldLayout(()))
+        self._dates: BoundedCache[str, int | None] = BoundedCache(10_000)
+        self._times: BoundedCache[str, int | None] = BoundedCache(200_000)
+        self._decoded: BoundedCache[str, str] = BoundedCache(50_000, max_key_length=2048)
+
+    def read(
+        self,
+        stream: IO[bytes],
+        source: SourceRef,
+        limits: ReadLimits | None = None,
+        stats: ReadStats | None = None,
+        *,
+        expect_gzip: bool | None = None,
+        start_line: int = 0,
+    ) -> Iterator[LogLine | BadRow]:
+        return read_lines(stream, source, limits, stats, expect_gzip=expect_gzip, start_line=start_line)
+
+    def parse(self, line: LogLine, source: SourceRef) -> Request | BadRow:
+        """Bind the line's fields by its layout, check and convert them (never raises)."""
+        layout = line.layout
+        if layout is None:
+            return _bad(FailureKind.SCHEMA_MISMATCH, ["no #Fields header precedes this line"], line, source)
+        if layout is self._last_layout:  # layouts change only at a #Fields header
+            b = self._last_binding
+        else:
+            found = self._bindings.get(layout)
+            b = found if found is not None else self._bindings.put(layout, _bind(layout))
+            self._last_layout, self._last_binding = layout, b
+        if b.missing:
+            return _bad(
+                FailureKind.SCHEMA_MISMATCH,
+                [f"the #Fields header lacks required field(s): {', '.join(b.missing)}"],
+                line,
+                source,
+            )
+        f = line.text.split("\t")
+        if len(f) != b.width:
+            return _bad(
+                FailureKind.FIELD_COUNT,
+                [f"expected {b.width} tab-separated fields as the #Fields header declares, found {len(f)}"],
+                line,
+                source,
+            )
+        day = self._dates.get(f[b.date]) if b.date >= 0 else None
+        clock = self._times.get(f[b.time]) if day is not None else None
+        if clock is not None and b.timestamp_ms < 0:
+            collector: int | None = day + clock  # type: ignore[operator]
+            errors: list[str] = []
+        else:  # first sight of this date or time, another time field, or an invalid value
+            collector, errors = self._collector_tstamp(f, b)
+        if b.status >= 0:
+            status = f[b.status]
+            if not (len(status) == 3 and status.isdigit()) and status != "-":
+                errors.append(f"sc-status: {status[:50]!r} is not a 3-digit HTTP status")
+        if b.sc_bytes >= 0:
+            sc_bytes = f[b.sc_bytes]
+            if not (sc_bytes.isdigit() and sc_bytes.isascii()) and sc_bytes != "-":
+                errors.append(f"sc-bytes: {sc_bytes[:50]!r} is not a byte count")
+        if errors or collector is None:
+            return _bad(FailureKind.FIELD_INVALID, errors, line, source)
+        value = self._value
+        query = f[b.query] if b.query >= 0 else "-"
+        forwarded = f[b.forwarded_for] if b.forwarded_for >= 0 else None
+        if forwarded and "%" in forwarded:
+            forwarded = unquote(forwarded)
+        request_id = f[b.request_id] if b.request_id >= 0 else "-"
+        host = value(f[b.host_header]) if b.host_header >= 0 else None
+        if host is None and b.host >= 0:
+            host = value(f[b.host])
+        return Request(
+            line.line_no,
+            collector,
+            f[b.method] if b.method >= 0 else "GET",
+            value(f[b.stem]) or "/",
+            # CloudFront percent-encodes '%' once more when it writes the log: undo exactly once.
+            query.replace("%25", "%") if query and query != "-" else None,
+            value(f[b.referer]) if b.referer >= 0 else None,
+            value(f[b.useragent]) if b.useragent >= 0 else None,
+            f[b.c_ip] if b.c_ip >= 0 else None,
+            forwarded,
+            request_id if request_id and request_id != "-" else None,
+            host,
+            f[b.protocol] if b.protocol >= 0 else None,
+            "\t".join([f[i] for i in b.identity]),
+            line.text,
+        )
+
+    def _value(self, text: str) -> str | None:
+        """A header field with CloudFront's own URL-encoding undone once; ``-`` means absent."""
+        if text == "-" or not text:
+            return None
+        if "%" not in text:
+            return text
+        cached = self._decoded.get(text)
+        if cached is None:
+            try:
+                cached = unquote(text, errors="strict")
+            except UnicodeDecodeError:
+                cached = text  # not decodable: keep the logged form rather than invent characters
+            self._decoded.put(text, cached)
+        return cached
+
+    def _collector_tstamp(self, f: list[str], b: _Binding) -> tuple[int | None, list[str]]:
+        errors: list[str] = []
+        if b.timestamp_ms >= 0:
+            text = f[b.timestamp_ms]
+            if text.isascii() and text.isdigit() and len(text) <= 15:
+                return int(text), errors
+            errors.append(f"timestamp(ms): {text[:50]!r} is not epoch milliseconds")
+            return None, errors
+        if b.date >= 0 and b.time >= 0:
+            date_text, time_text = f[b.date], f[b.time]
+            day = self._dates.get(date_text, -1)
+            if day == -1:
+                day = self._dates.put(date_text, date_ms(date_text))
+            clock = self._times.get(time_text, -1)
+            if clock == -1:
+                clock = self._times.put(time_text, time_ms(time_text))
+            if day is None:
+                errors.append(f"date: {date_text[:50]!r} is not a valid YYYY-MM-DD date")
+            if clock is None:
+                errors.append(f"time: {time_text[:50]!r} is not a valid HH:MM:SS time")
+            if day is None or clock is None:
+                return None, errors
+            return day + clock, errors
+        text = f[b.timestamp_s]
+        try:
+            seconds = float(text)
+        except ValueError:
+            seconds = -1.0
+        if not 0 <= seconds < _MAX_EPOCH_S or not text.isascii():
+            errors.append(f"timestamp: {text[:50]!r} is not epoch seconds")
+            return None, errors
+        return round(seconds * 1000), errors
+
+
+def _bad(kind: FailureKind, messages: list[str], line: LogLine, source: SourceRef) -> BadRow:
+    return BadRow(kind, tuple(messages), source.at(line.line_no), raw=line.text)

@@ -10,7 +10,7 @@ Traffic mix (roughly): 55 % Snowplow pixel tracker hits (``GET /i``, a few ``/ic
 carry page views, page pings, structured, self-describing and ecommerce events, and about
 1 % of tracker hits are exact retries (same ``eid``, same parameters except ``stm``).
 
-Values are encoded the way CloudFront writes them (reference: shared/reference/cloudfront-logs.md):
+Values are encoded the way CloudFront writes them (its access-log documentation, "Log file fields"):
 ``cs-uri-query`` keeps the tracker's percent-encoding and CloudFront then encodes ``%`` as
 ``%25`` (``%3A`` appears as ``%253A``); ``cs(User-Agent)``, ``cs(Referer)`` and
 ``x-forwarded-for`` are URL-encoded once (spaces become ``%20``).
@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Final
 from urllib.parse import quote
 
-from pipeline.formats.cloudfront import GENERATIONS, FieldLayout
+from pipeline.formats.cloudfront import GENERATIONS, legacy_layout
 
 __all__ = [
     "MALFORMED_KINDS",
@@ -856,7 +856,7 @@ def iter_log_lines(options: GenerateOptions, file_index: int) -> Iterator[str]:
     The invalid-UTF-8 malformed line carries lone surrogates; encode with :func:`encode_bytes`.
     """
     options.validate()
-    layout = FieldLayout.legacy(options.fields)
+    layout = legacy_layout(options.fields)
     names = layout.names
     gen = _FileGenerator(options, file_index)
     rng = gen.rng

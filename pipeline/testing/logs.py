@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from typing import Final
 from urllib.parse import quote
 
-from pipeline.formats.cloudfront import FieldLayout
+from pipeline.formats.base import FieldLayout
+from pipeline.formats.cloudfront import legacy_layout
 
 DEFAULT_VALUES: Final[dict[str, str]] = {
     "date": "2024-11-15",
@@ -78,7 +79,7 @@ class LogBuilder:
     @property
     def layout(self) -> FieldLayout:
         if isinstance(self.fields, int):
-            return FieldLayout.legacy(self.fields)
+            return legacy_layout(self.fields)
         return FieldLayout(self.fields)
 
     def line(self, values: Mapping[str, str] | None = None, **by_keyword: str) -> str:

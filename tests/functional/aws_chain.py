@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import gzip
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from extract.handler import build_deps as build_extract_deps
 from extract.notifications import ObjectNotice
 from extract.stage import ExtractDeps
-from pipeline.app.process import read_limits
 from pipeline.aws.badsink import S3BadRowSink
 from pipeline.aws.clients import make_client
 from pipeline.aws.kinesis import KinesisWriter
@@ -17,8 +17,8 @@ from pipeline.aws.ledger import Ledger, create_table
 from pipeline.config import PipelineConfig, load_config
 from pipeline.records import RawBatch, decode_raw
 from pipeline.testing.lambda_events import KinesisRecord
-from transform.canonicalize import Canonicalizer
 from transform.handler import TransformDeps
+from transform.handler import build_deps as build_transform_deps
 
 
 def chain_config(overrides: Mapping[str, Any] | None = None) -> PipelineConfig:
@@ -66,22 +66,25 @@ class Chain:
         return S3BadRowSink(self.s3, r.output_bucket, r.bad_prefix)
 
     def extract_deps(self, *, writer: Any = None, ledger: Ledger | None = None) -> ExtractDeps:
-        return ExtractDeps(
-            config=self.config,
-            limits=read_limits(self.config.extract),
+        """The handler's own wiring on these clients; the writer (recorded sleeps) and ledger may be swapped."""
+        deps = build_extract_deps(
+            self.config,
             s3=self.s3,
-            writer=writer or self.writer(self.config.resources.raw_stream),
-            bad_sink=self.bad_sink(),
-            ledger=ledger or self.ledger(),
+            kinesis=self.kinesis,
+            dynamodb=self.dynamodb,
             continue_later=self.continuations.append,
+        )
+        return replace(
+            deps, writer=writer or self.writer(self.config.resources.raw_stream), ledger=ledger or deps.ledger
         )
 
     def transform_deps(self, *, writer: Any = None, bad_sink: Any = None) -> TransformDeps:
-        return TransformDeps(
-            config=self.config,
-            canonicalizer=Canonicalizer(self.config.transform),
+        """The handler's own wiring on these clients; the writer and bad-row sink may be swapped."""
+        deps = build_transform_deps(self.config, s3=self.s3, kinesis=self.kinesis)
+        return replace(
+            deps,
             writer=writer or self.writer(self.config.resources.events_stream),
-            bad_sink=bad_sink or self.bad_sink(),
+            bad_sink=bad_sink or deps.bad_sink,
         )
 
     def upload(self, key: str, body: bytes, *, bucket: str | None = None) -> ObjectNotice:

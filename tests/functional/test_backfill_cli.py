@@ -198,3 +198,45 @@ def test_console_script_runs_with_progress_off_the_terminal(logs: Path, tmp_path
     report = json.loads(result.stdout)
     assert report["files"] == 2 and report["lines_per_second"] > 0
     assert "\r[" not in result.stderr  # no progress bar when stderr is not a terminal
+
+
+@pytest.mark.parametrize(
+    ("overlay", "key"),
+    [
+        ("[transform.ip]\nipv4_prefix = 40\n", "transform.ip"),
+        ('[extract]\ndefault_fields = "legacy-13"\n', "extract.default_fields"),
+        ('[transform.referer]\ndataset = "/nonexistent/referers.json"\n', "transform.referer"),
+        ('[transform]\nenrichments = ["ip"]\n', "transform.enrichments"),
+        ('[extract]\nformat = "w3c"\n', "unknown log format 'w3c'"),
+    ],
+)
+def test_bad_config_with_two_workers_exits_2_naming_the_key_before_any_work(
+    tmp_path: Path, overlay: str, key: str
+) -> None:
+    """GIVEN a configuration that only a worker's set-up would reject WHEN backfill runs with 2 workers
+    THEN it exits 2 with a message naming the key, writes nothing, and does not hang."""
+    config = tmp_path / "bad.toml"
+    config.write_text(overlay)
+    dest = tmp_path / "dest"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pipeline.app.cli",
+            "backfill",
+            str(ROOT / "samples" / "cloudfront"),
+            "--output",
+            str(dest),
+            "--workers",
+            "2",
+            "--config",
+            str(config),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,  # a hang (a pool restarting a failing worker) fails here instead of blocking CI
+        check=False,
+    )
+    assert result.returncode == 2, result.stderr
+    assert key in result.stderr and "Traceback" not in result.stderr
+    assert not dest.exists()

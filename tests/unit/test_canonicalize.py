@@ -1,8 +1,8 @@
 """Canonicalizer: enrichments, ids, fingerprint, policies, IP, pseudonymization, bad rows.
 
-Covers the transform SPEC and the reliability catalogue entries A01, A02, A03, A11, A12,
-A13 and A17 (shared/reference/reliability.md section 7(a)), plus every CloudFront log
-generation and the standard-logging v2 ``timestamp(ms)`` layout.
+Covers the transform's reliability cases A01, A02, A03, A11, A12, A13 and A17 (IDs of the
+project's reliability catalogue), plus every CloudFront log generation and the
+standard-logging v2 ``timestamp(ms)`` layout.
 """
 
 from __future__ import annotations

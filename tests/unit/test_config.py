@@ -67,3 +67,21 @@ def test_missing_overlay_file_is_a_config_error(tmp_path: Path) -> None:
 def test_pseudonymize_config_repr_hides_the_key() -> None:
     config = load_config(environ={}, overrides={"transform.pseudonymize.key": "super-secret-key-123456"})
     assert "super-secret" not in repr(config)
+
+
+def test_code_defaults_that_restate_the_shipped_config_are_pinned_to_it() -> None:
+    """One source of defaults: where code keeps a default (for direct callers), it equals config/default.toml."""
+    import inspect
+
+    from pipeline.formats import read_limits
+    from pipeline.formats.base import ReadLimits
+    from transform.enrichments.campaign import CampaignRules
+    from transform.enrichments.ip import IpAnonymizer
+
+    shipped = load_config(environ={})
+    assert ReadLimits() == read_limits(shipped.extract)
+    c = shipped.transform.campaign
+    assert CampaignRules() == CampaignRules(c.medium, c.source, c.term, c.content, c.campaign, c.click_ids)
+    defaults = inspect.signature(IpAnonymizer).parameters
+    ip = shipped.transform.ip
+    assert (defaults["ipv4_prefix"].default, defaults["ipv6_prefix"].default) == (ip.ipv4_prefix, ip.ipv6_prefix)

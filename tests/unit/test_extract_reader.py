@@ -12,15 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.badrows import BadRow, FailureKind, SourceRef
-from pipeline.formats.cloudfront import (
-    GENERATIONS,
-    LEGACY_FIELDS,
-    FieldLayout,
-    LogLine,
-    ReadLimits,
-    ReadStats,
-    read_lines,
-)
+from pipeline.formats.base import LogLine, ReadLimits, ReadStats
+from pipeline.formats.cloudfront import GENERATIONS, LEGACY_FIELDS, legacy_layout, read_lines
 from pipeline.testing import LogBuilder
 
 SOURCE = SourceRef("s3://bucket/E2EXAMPLE.2024-11-15-19.abcd1234.gz")
@@ -41,9 +34,9 @@ def read_all(
 def test_legacy_generations_have_the_documented_field_counts() -> None:
     assert len(LEGACY_FIELDS) == 33
     for count in GENERATIONS:
-        assert FieldLayout.legacy(count).width == count
+        assert legacy_layout(count).width == count
     with pytest.raises(ValueError):
-        FieldLayout.legacy(20)
+        legacy_layout(20)
 
 
 @pytest.mark.parametrize("count", GENERATIONS)
@@ -52,7 +45,7 @@ def test_header_binds_columns_by_name_for_every_generation(count: int) -> None:
     lines, bad, stats = read_all(data)
     assert not bad
     assert [line.line_no for line in lines] == [3, 4]
-    assert lines[0].layout == FieldLayout.legacy(count)
+    assert lines[0].layout == legacy_layout(count)
     assert lines[0].layout is not None and lines[0].layout.index["cs-uri-stem"] == 7
     assert stats.skipped["header"] == 2
 
@@ -65,18 +58,18 @@ def test_v2_field_subset_in_any_order_is_bound_by_name() -> None:
 
 
 def test_second_fields_header_mid_file_rebinds_the_layout() -> None:
-    text = FieldLayout.legacy(12).format() + "\n" + "a\t" * 11 + "a\n" + FieldLayout.legacy(15).format() + "\nb\n"
+    text = legacy_layout(12).format() + "\n" + "a\t" * 11 + "a\n" + legacy_layout(15).format() + "\nb\n"
     lines, _, stats = read_all(text.encode())
-    assert lines[0].layout == FieldLayout.legacy(12)
-    assert lines[1].layout == FieldLayout.legacy(15)
+    assert lines[0].layout == legacy_layout(12)
+    assert lines[1].layout == legacy_layout(15)
     assert stats.skipped["header"] == 2
 
 
 def test_lines_without_any_header_have_no_layout_unless_a_default_is_configured() -> None:
     lines, _, _ = read_all(b"x\ty\n")
     assert lines[0].layout is None
-    lines, _, _ = read_all(b"x\ty\n", ReadLimits(default_layout=FieldLayout.legacy(33)))
-    assert lines[0].layout == FieldLayout.legacy(33)
+    lines, _, _ = read_all(b"x\ty\n", ReadLimits(default_layout=legacy_layout(33)))
+    assert lines[0].layout == legacy_layout(33)
 
 
 def test_only_newline_ends_a_line_and_trailing_cr_is_dropped() -> None:
@@ -189,7 +182,7 @@ def test_start_line_skips_already_processed_lines_but_keeps_the_layout() -> None
     data = LogBuilder(fields=15).add(uri_stem="/a").add(uri_stem="/b").add(uri_stem="/c").to_bytes()
     lines, _, stats = read_all(data, start_line=4)
     assert [line.line_no for line in lines] == [5]
-    assert lines[0].layout == FieldLayout.legacy(15)
+    assert lines[0].layout == legacy_layout(15)
     assert stats.lines_read == 1
 
 
@@ -216,7 +209,8 @@ def test_truncated_gzip_of_arbitrary_data_never_raises(data: bytes, cut: int) ->
 
 def test_resuming_after_the_file_level_bad_row_does_not_report_it_again() -> None:
     from pipeline.badrows import BadRow, SourceRef
-    from pipeline.formats.cloudfront import ReadStats, read_lines
+    from pipeline.formats.base import ReadStats
+    from pipeline.formats.cloudfront import read_lines
 
     data = gzip.compress(b"#Fields: a b\n" + b"x\ty\n" * 50, mtime=0)[:-12]  # truncated
     first = list(read_lines(io.BytesIO(data), SourceRef("f.gz")))
@@ -229,7 +223,8 @@ def test_resuming_after_the_file_level_bad_row_does_not_report_it_again() -> Non
 
 def test_resuming_past_an_invalid_utf8_fields_header_keeps_the_layout_a_fresh_read_uses() -> None:
     from pipeline.badrows import SourceRef
-    from pipeline.formats.cloudfront import LogLine, read_lines
+    from pipeline.formats.base import LogLine
+    from pipeline.formats.cloudfront import read_lines
 
     data = b"#Fields: a b c\nl1\t1\t1\n#Fields: d e \xff\nl3\t3\t3\n"
     fresh = [i for i in read_lines(io.BytesIO(data), SourceRef("f")) if isinstance(i, LogLine)]

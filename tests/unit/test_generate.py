@@ -19,7 +19,7 @@ from urllib.parse import parse_qsl
 import pytest
 
 from pipeline.app.commands.generate import add_arguments, run
-from pipeline.formats.cloudfront import GENERATIONS, LEGACY_FIELDS, FieldLayout
+from pipeline.formats.cloudfront import GENERATIONS, LEGACY_FIELDS, legacy_layout
 from pipeline.testing.generate import (
     MALFORMED_KINDS,
     GenerateOptions,
@@ -149,8 +149,8 @@ def test_lines_inside_the_file_hour_and_in_order(small: list[Path]) -> None:
 def test_every_generation(tmp_path: Path, count: int) -> None:
     (path,) = generate_logs(tmp_path, replace(SMALL, files=1, lines_per_file=100, fields=count))
     names, lines = _body(path)
-    assert names == list(FieldLayout.legacy(count).names)
-    assert FieldLayout.legacy(count).format().encode() == _read(path)[1]
+    assert names == list(legacy_layout(count).names)
+    assert legacy_layout(count).format().encode() == _read(path)[1]
     assert all(len(raw.split(b"\t")) == count for raw in lines)
 
 

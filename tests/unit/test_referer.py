@@ -1,4 +1,4 @@
-"""Unit tests for transform.referer (Snowplow referer-parser semantics)."""
+"""Unit tests for transform.enrichments.referer (Snowplow referer-parser semantics)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from transform.referer import RefererClass, RefererClassifier
+from transform.enrichments.referer import RefererClass, RefererClassifier
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BUNDLED = REPO_ROOT / "config" / "referers.json"

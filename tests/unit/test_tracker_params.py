@@ -2,8 +2,8 @@
 
 Every test builds a CloudFront-encoded log line with :class:`pipeline.testing.LogBuilder`
 (the tracker's percent-encoding kept, CloudFront's extra ``%`` -> ``%25`` applied), runs it
-through ``run_core`` and checks the canonical event.  Reference:
-shared/reference/tracker-protocol.md.
+through ``run_core`` and checks the canonical event against Snowplow's tracker protocol
+(parameter names and types as Snowplow's documentation of the protocol gives them).
 """
 
 from __future__ import annotations

@@ -62,7 +62,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, *, s3: Any = None, executor: Any = None, out: TextIO | None = None) -> int:
     """Run a ``redshift`` subcommand; ``s3`` and ``executor`` replace the AWS clients (tests)."""
     out = out or sys.stdout
-    from load.redshift import RedshiftTables, ddl_statements, firehose_copy_command, render_script
+    from load.redshift.ddl import ddl_statements
+    from load.redshift.firehose_destination import firehose_copy_command
+    from load.redshift.identifiers import RedshiftTables
+    from load.redshift.statements import render_script
     from pipeline.config import load_config
 
     try:
@@ -85,8 +88,9 @@ def _one_line(text: str) -> str:
 
 
 def _load(args: argparse.Namespace, config: Any, tables: Any, s3: Any, executor: Any, out: TextIO) -> int:
-    from load.redshift import S3Location, backfill_plan_for, validate_manifest_prefix
-    from load.redshift_exec import DataApiExecutor, plan_backfill_load, run_backfill_load
+    from load.redshift.backfill_load import plan_backfill_load, run_backfill_load
+    from load.redshift.backfill_plan import S3Location, backfill_plan_for, validate_manifest_prefix
+    from load.redshift.executor import DataApiExecutor
     from pipeline.aws.clients import make_client
 
     root = S3Location.parse(args.source)

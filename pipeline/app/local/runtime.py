@@ -33,7 +33,9 @@ from extract.handler import continuation_event
 from extract.handler import handle as extract_handle
 from extract.notifications import ObjectNotice
 from extract.stage import find_unprocessed
-from load.handler import build_sink_deps, handle_firehose, handle_sink
+from load.firehose_handler import handle as handle_firehose
+from load.sink_handler import build_deps as build_sink_deps
+from load.sink_handler import handle as handle_sink
 from pipeline.app.local.esm import EsmSettings, KinesisPoller
 from pipeline.app.local.firehose import FirehoseEmulator
 from pipeline.aws.clients import make_client

@@ -1,0 +1,238 @@
+"""The backfill's plan: the dataset's hour partitions on S3, their manifests, COPY and merge.
+
+:func:`plan_backfill` groups the Parquet files under a root by partition and decides, from
+the load ledger (:mod:`load.redshift.ledger`), which to load; :func:`backfill_plan_for` is
+one partition's transaction.  COPY takes no bind parameters, so its manifest URL and IAM
+role ARN come from configuration and S3 listing and are checked against strict patterns
+(no quotes, backslashes or spaces) before they are written as literals.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import date
+from typing import Any, Literal
+
+from load.redshift.identifiers import RedshiftTables
+from load.redshift.merge import lock_statement, merge_statements
+from load.redshift.statements import Statement, Transaction
+from pipeline.errors import ConfigError
+
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+_SAFE_KEY = re.compile(r"[A-Za-z0-9!_.*()/=-]+")
+_ROLE_ARN = re.compile(r"arn:aws[a-z-]*:iam::\d{12}:role/[A-Za-z0-9+=,.@_/-]{1,512}")
+# The backfill's part-NNNNN.parquet files and the Parquet sink's <shard>-<first>-<last>.parquet
+# objects alike; hidden and temporary files are not data.
+_PART = re.compile(r"event_date=(\d{4}-\d{2}-\d{2})/event_hour=(\d{2})/[A-Za-z0-9][A-Za-z0-9_.-]*\.parquet")
+
+
+@dataclass(frozen=True, slots=True)
+class S3Location:
+    """An ``s3://bucket/prefix/`` URL (the prefix empty or ending in ``/``)."""
+
+    bucket: str
+    prefix: str
+
+    @classmethod
+    def parse(cls, url: str) -> S3Location:
+        """Parse ``s3://bucket[/prefix]``; raises ConfigError (terminal) for anything else."""
+        if not url.startswith("s3://"):
+            raise ConfigError(f"{url!r} is not an s3://bucket/prefix URL")
+        bucket, _, prefix = url[5:].partition("/")
+        if not _BUCKET.fullmatch(bucket):
+            raise ConfigError(f"{url!r}: {bucket!r} is not a valid S3 bucket name")
+        if prefix and not prefix.endswith("/"):
+            prefix += "/"
+        if prefix.startswith("/") or "//" in prefix or any(part in (".", "..") for part in prefix.split("/")):
+            raise ConfigError(f"{url!r}: the prefix has empty, '.' or '..' segments")
+        return cls(bucket, prefix)
+
+    def format(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}"
+
+    def url_of(self, key: str) -> str:
+        return f"s3://{self.bucket}/{key}"
+
+
+@dataclass(frozen=True, slots=True)
+class S3Object:
+    key: str
+    size: int
+    etag: str
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionPlan:
+    """One hour partition of the dataset: its files, identity, and what the load will do."""
+
+    prefix: str
+    """The partition's URL, ``s3://bucket/events/event_date=YYYY-MM-DD/event_hour=HH/``."""
+    event_date: str
+    event_hour: int
+    files: tuple[S3Object, ...]
+    content_hash: str
+    """SHA-256 of the sorted (key, size, ETag) of its files: a rewritten partition changes it."""
+    manifest_key: str
+    action: Literal["load", "skip"]
+    reason: str
+
+    @property
+    def bytes(self) -> int:
+        return sum(f.size for f in self.files)
+
+    def manifest(self, bucket: str) -> dict[str, Any]:
+        """The COPY manifest (Parquet needs each file's content_length)."""
+        return {
+            "entries": [
+                {"url": f"s3://{bucket}/{f.key}", "mandatory": True, "meta": {"content_length": f.size}}
+                for f in self.files
+            ]
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "prefix": self.prefix,
+            "files": len(self.files),
+            "bytes": self.bytes,
+            "content_hash": self.content_hash,
+            "manifest_key": self.manifest_key,
+            "action": self.action,
+            "reason": self.reason,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class BackfillPlan:
+    root: S3Location
+    partitions: tuple[PartitionPlan, ...]
+    ignored_keys: int = 0
+    """Objects under the root that are not ``event_date=…/event_hour=…/<name>.parquet``."""
+
+    @property
+    def to_load(self) -> tuple[PartitionPlan, ...]:
+        return tuple(p for p in self.partitions if p.action == "load")
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "root": self.root.format(),
+            "partitions": [p.to_json() for p in self.partitions],
+            "to_load": len(self.to_load),
+            "to_skip": len(self.partitions) - len(self.to_load),
+            "ignored_keys": self.ignored_keys,
+        }
+
+
+def validate_manifest_prefix(prefix: str) -> str:
+    """``redshift.manifest_prefix`` must be a plain key prefix ending in ``/``."""
+    if not prefix.endswith("/") or not _SAFE_KEY.fullmatch(prefix) or prefix.startswith("/"):
+        raise ConfigError(
+            f"redshift.manifest_prefix {prefix!r} must be a key prefix ending in '/', made of letters, "
+            "digits and !_.*()/=-"
+        )
+    return prefix
+
+
+def content_hash(files: Iterable[S3Object]) -> str:
+    digest = hashlib.sha256()
+    for f in sorted(files, key=lambda o: o.key):
+        digest.update(f"{f.key}\t{f.size}\t{f.etag}\n".encode())
+    return digest.hexdigest()
+
+
+def plan_backfill(
+    root: S3Location,
+    objects: Iterable[S3Object],
+    ledger: Mapping[str, frozenset[str]],
+    manifest_prefix: str,
+    since: date | None = None,
+    until: date | None = None,
+) -> BackfillPlan:
+    """Group the dataset's Parquet files by hour partition and decide what to load.
+
+    ``ledger`` maps partition URLs to the content hashes already loaded.  A partition whose
+    current hash is in the ledger is skipped; a new or rewritten one (late events rewrite
+    an old partition) is loaded -- the merge inserts only what the table lacks.  ``since``
+    and ``until`` bound the partition dates, inclusive.
+    """
+    validate_manifest_prefix(manifest_prefix)
+    groups: dict[tuple[str, int], list[S3Object]] = {}
+    ignored = 0
+    for obj in objects:
+        rest = obj.key[len(root.prefix) :] if obj.key.startswith(root.prefix) else None
+        match = _PART.fullmatch(rest) if rest is not None else None
+        if match is None:
+            ignored += 1
+            continue
+        day, hour = match.group(1), int(match.group(2))
+        if (since and day < since.isoformat()) or (until and day > until.isoformat()):
+            continue
+        groups.setdefault((day, hour), []).append(obj)
+    partitions = []
+    for (day, hour), files in sorted(groups.items()):
+        prefix = root.url_of(f"{root.prefix}event_date={day}/event_hour={hour:02d}/")
+        digest = content_hash(files)
+        loaded = ledger.get(prefix, frozenset())
+        if digest in loaded:
+            action: Literal["load", "skip"] = "skip"
+            reason = "loaded before with the same files"
+        else:
+            action, reason = "load", ("files changed since the last load" if loaded else "not loaded yet")
+        partitions.append(
+            PartitionPlan(
+                prefix=prefix,
+                event_date=day,
+                event_hour=hour,
+                files=tuple(sorted(files, key=lambda o: o.key)),
+                content_hash=digest,
+                manifest_key=f"{manifest_prefix}event_date={day}/event_hour={hour:02d}/{digest}.manifest",
+                action=action,
+                reason=reason,
+            )
+        )
+    return BackfillPlan(root, tuple(partitions), ignored)
+
+
+def _copy_literal(text: str, pattern: re.Pattern[str], what: str) -> str:
+    if not pattern.fullmatch(text):
+        raise ConfigError(f"{what} {text!r} is not safe to write into a COPY statement")
+    return f"'{text}'"
+
+
+def copy_parquet(tables: RedshiftTables, bucket: str, manifest_key: str, role_arn: str) -> Statement:
+    """COPY one partition's Parquet files (by manifest) into the backfill staging table.
+
+    COPY takes no bind parameters, so the manifest URL and the role ARN are checked
+    against strict patterns before they become literals; ``role_arn`` ``""`` uses the
+    cluster's default IAM role.
+    """
+    if not _BUCKET.fullmatch(bucket):
+        raise ConfigError(f"{bucket!r} is not a valid S3 bucket name")
+    url = _copy_literal(
+        f"s3://{bucket}/{manifest_key}", re.compile(r"s3://[a-z0-9.-]+/[A-Za-z0-9!_.*()/=-]+"), "manifest URL"
+    )
+    role = _copy_literal(role_arn, _ROLE_ARN, "redshift.copy_role_arn") if role_arn else "default"
+    return Statement(
+        "copy",
+        f"COPY {tables.qualified(tables.backfill_staging)}\nFROM {url}\nIAM_ROLE {role}\nFORMAT AS PARQUET\nMANIFEST",
+    )
+
+
+def backfill_plan_for(tables: RedshiftTables, bucket: str, partition: PartitionPlan, role_arn: str) -> Transaction:
+    """One partition's transaction: lock, empty the staging table, COPY, merge."""
+    return Transaction(
+        f"backfill {partition.prefix}",
+        (
+            lock_statement(tables, "backfill"),
+            Statement("clear_backfill_staging", f"DELETE FROM {tables.qualified(tables.backfill_staging)}"),
+            copy_parquet(tables, bucket, partition.manifest_key, role_arn),
+            *merge_statements(tables, "backfill"),
+        ),
+    )
+
+
+def manifest_body(plan: PartitionPlan, bucket: str) -> bytes:
+    return json.dumps(plan.manifest(bucket), indent=1, sort_keys=True).encode()

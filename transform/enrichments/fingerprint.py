@@ -1,0 +1,46 @@
+"""event_fingerprint: a hash of what identifies a hit, so natural duplicates can be recognised.
+
+For a tracker hit it is the hash of the sorted ``name=value`` pairs as sent, without the
+parameters a retry changes (``eid``, ``stm``, ``nuid``, ``cv``), as Snowplow's event
+fingerprint enrichment computes it; for an event built from a plain request it is the hash
+of the logged fields that identify the request.  The algorithm is
+``transform.fingerprint_algorithm``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+
+from pipeline.config import TransformConfig
+from pipeline.schema import CanonicalEvent
+from transform.enrichments.base import EnrichmentSetup, Hit, Part
+
+
+class FingerprintEnrichment:
+    name = "fingerprint"
+
+    def __init__(self, algorithm: str) -> None:
+        self._hash = _hasher(algorithm)
+
+    @classmethod
+    def from_config(cls, config: TransformConfig, setup: EnrichmentSetup) -> FingerprintEnrichment:
+        return cls(config.fingerprint_algorithm)
+
+    def apply(self, event: CanonicalEvent, hit: Hit) -> Part | None:
+        pairs = hit.tracker_pairs
+        if pairs is not None:
+            pairs.sort()
+            basis = "&".join(pairs)
+        else:
+            basis = hit.request.identity
+        event["event_fingerprint"] = self._hash(basis.encode("utf-8", "surrogatepass"))
+        return None
+
+
+def _hasher(algorithm: str) -> Callable[[bytes], str]:
+    if algorithm == "md5":
+        return lambda data: hashlib.md5(data, usedforsecurity=False).hexdigest()
+    if algorithm == "sha1":
+        return lambda data: hashlib.sha1(data, usedforsecurity=False).hexdigest()
+    return lambda data: hashlib.sha256(data).hexdigest()

@@ -1,0 +1,95 @@
+"""Client IP selection and anonymization (IPv4 /24, IPv6 /48 by default)."""
+
+from __future__ import annotations
+
+import ipaddress
+
+from pipeline.cache import BoundedCache
+from pipeline.config import TransformConfig
+from pipeline.schema import CanonicalEvent
+from transform.enrichments.base import EnrichmentSetup, Hit, Part
+
+
+def first_valid_ip(candidates: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The first valid address of a comma-separated list (X-Forwarded-For), else None."""
+    for candidate in candidates.split(","):
+        address = _parse(candidate.strip())
+        if address is not None:
+            return address
+    return None
+
+
+def _parse(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    if not text or text == "-":
+        return None
+    if text.startswith("[") and "]" in text:  # "[2001:db8::1]:443"
+        text = text[1 : text.index("]")]
+    elif text.count(":") == 1:  # "203.0.113.7:443"
+        text = text.split(":", 1)[0]
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        return None
+
+
+class IpAnonymizer:
+    """Select the viewer address and mask it.  ``None`` prefixes keep the full address."""
+
+    def __init__(self, ipv4_prefix: int | None = 24, ipv6_prefix: int | None = 48) -> None:
+        if ipv4_prefix is not None and not 0 <= ipv4_prefix <= 32:
+            raise ValueError(f"ipv4_prefix must be 0..32, got {ipv4_prefix}")
+        if ipv6_prefix is not None and not 0 <= ipv6_prefix <= 128:
+            raise ValueError(f"ipv6_prefix must be 0..128, got {ipv6_prefix}")
+        self._v4 = ipv4_prefix
+        self._v6 = ipv6_prefix
+        self._cache: BoundedCache[str, str | None] = BoundedCache(100_000)
+
+    def user_ipaddress(self, *candidates: str | None) -> str | None:
+        """The first valid IP among the candidates (each may be a comma list), masked.
+
+        Candidates are tried in order (tracker ``ip`` param, X-Forwarded-For, c-ip); an
+        unparsable value never passes through.
+        """
+        for candidate in candidates:
+            if not candidate or candidate == "-":
+                continue
+            masked = self._cache.get(candidate, "")
+            if masked == "":
+                address = first_valid_ip(candidate)
+                masked = self._cache.put(candidate, self.mask(address) if address is not None else None)
+            if masked is not None:
+                return masked  # else: nothing valid in this candidate, try the next one
+        return None
+
+    def mask(self, address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        prefix = self._v4 if address.version == 4 else self._v6
+        if prefix is None:
+            return str(address)
+        network = ipaddress.ip_network(f"{address}/{prefix}", strict=False)
+        return str(network.network_address)
+
+
+class IpEnrichment:
+    """user_ipaddress: the tracker's ``ip``, else X-Forwarded-For, else the client address; masked.
+
+    Configured by ``[transform.ip]``.
+    """
+
+    name = "ip"
+
+    def __init__(self, anonymizer: IpAnonymizer) -> None:
+        self._anonymizer = anonymizer
+
+    @classmethod
+    def from_config(cls, config: TransformConfig, setup: EnrichmentSetup) -> IpEnrichment:
+        ip = config.ip
+        return cls(IpAnonymizer(ip.ipv4_prefix, ip.ipv6_prefix) if ip.anonymize else IpAnonymizer(None, None))
+
+    def apply(self, event: CanonicalEvent, hit: Hit) -> Part | None:
+        request = hit.request
+        address = self._anonymizer.user_ipaddress(hit.tracker_ip, request.forwarded_for, request.client_ip)
+        if address is not None:
+            event["user_ipaddress"] = address
+        return None
