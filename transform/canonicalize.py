@@ -13,13 +13,14 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Sequence
+from functools import partial
 from typing import Any, Final, NamedTuple
 
 from pipeline import ARTIFACT, __version__
 from pipeline.badrows import BadRow, FailureKind, SourceRef
 from pipeline.cache import BoundedCache
 from pipeline.config import TransformConfig
-from pipeline.formats.base import Request
+from pipeline.formats.base import Request, Skip
 from pipeline.schema import CanonicalEvent, validate
 from transform.enrichments import Enrichment, EnrichmentSetup, Hit, Part, build_enrichments
 from transform.errors import TransformConfigError
@@ -34,12 +35,6 @@ _URL_PARTS: Final = ("urlscheme", "urlhost", "urlport", "urlpath", "urlquery", "
 _PAGE_COLUMNS: Final = tuple(f"page_{part}" for part in _URL_PARTS)
 _REFR_COLUMNS: Final = tuple(f"refr_{part}" for part in _URL_PARTS)
 _URL_CACHE_SIZE: Final = 10_000
-
-
-class Skip(NamedTuple):
-    """A request deliberately not turned into an event (counted under ``reason``)."""
-
-    reason: str
 
 
 SKIP_NOT_TRACKER: Final = Skip("not_tracker")
@@ -73,6 +68,15 @@ def resolve_pseudonymization_key(config: TransformConfig, environ: dict[str, str
     return key.encode("utf-8")
 
 
+def _url_columns(column: str, part_columns: tuple[str, ...], url: str) -> _UrlPart:
+    """The URL column and its split columns, validated (memoised per distinct URL)."""
+    columns: dict[str, Any] = {column: url}
+    split = split_url(url)
+    if split is not None:
+        columns.update((c, v) for c, v in zip(part_columns, split, strict=True) if v is not None)
+    return _UrlPart(Part(columns, tuple(validate(columns))), split)
+
+
 class Canonicalizer:
     """Turns requests into canonical events (or bad rows, or counted skips)."""
 
@@ -93,23 +97,42 @@ class Canonicalizer:
         self._skip_ext = tuple(ext.lower() for ext in config.page_view_skip_extensions)
         self._pv_methods = frozenset(config.page_view_methods)
         self._decoder = QueryDecoder()
-        self._pages: BoundedCache[str, _UrlPart] = BoundedCache(_URL_CACHE_SIZE)
-        self._referrers: BoundedCache[str, _UrlPart] = BoundedCache(_URL_CACHE_SIZE)
+        self._pages: BoundedCache[str, _UrlPart] = BoundedCache(
+            _URL_CACHE_SIZE, partial(_url_columns, "page_url", _PAGE_COLUMNS)
+        )
+        self._referrers: BoundedCache[str, _UrlPart] = BoundedCache(
+            _URL_CACHE_SIZE, partial(_url_columns, "page_referrer", _REFR_COLUMNS)
+        )
         if enrichments is None:
             enrichments = build_enrichments(config, EnrichmentSetup(pseudonymization_key))
         self.enrichments: tuple[Enrichment, ...] = tuple(enrichments)
+        # Bound once: one call site serving several step types would otherwise look the method up per event.
+        self._steps = tuple(step.apply for step in self.enrichments)
 
     # ------------------------------------------------------------------ entry point
-    def process(self, request: Request, source: SourceRef, etl_tstamp: int) -> Result:
-        """Transform one request.  ``source`` names the object; its line is the request's."""
-        if request.method == "GET" and request.path in self._tracker_paths:
-            return self._tracker_event(request, source, etl_tstamp)
+    def screen(self, method: str, path: str) -> Skip | None:
+        """Why a request with this method and path would be skipped, or None when it makes an event.
+
+        A :data:`~pipeline.formats.base.RequestScreen`: formats apply it before decoding a line.
+        """
+        if method == "GET" and path in self._tracker_paths:
+            return None
         if self.config.non_tracker_policy == "skip":
             return SKIP_NOT_TRACKER
-        if request.method not in self._pv_methods:
+        if method not in self._pv_methods:
             return SKIP_METHOD
-        if request.path.lower().endswith(self._skip_ext):
+        if path.lower().endswith(self._skip_ext):
             return SKIP_ASSET
+        return None
+
+    def process(self, request: Request, source: SourceRef, etl_tstamp: int) -> Result:
+        """Transform one request.  ``source`` names the object; its line is the request's."""
+        method, path = request.method, request.path
+        if method == "GET" and path in self._tracker_paths:
+            return self._tracker_event(request, source, etl_tstamp)
+        skip = self.screen(method, path)
+        if skip is not None:
+            return skip
         return self._request_page_view(request, source, etl_tstamp)
 
     # ------------------------------------------------------------------ pieces
@@ -132,7 +155,8 @@ class Canonicalizer:
         flags: list[str] = []
         specials: dict[str, str] = {}
         fingerprinted: list[str] = []
-        event = self._base_event(request.collector_tstamp, etl_tstamp)
+        collector = request.collector_tstamp
+        event = self._base_event(collector, etl_tstamp)
         self._decoder.apply_query(event, pairs, errors, flags, specials, fingerprinted)
         if errors:
             # One bad row says everything wrong: add what validation finds in the decoded fields.
@@ -140,13 +164,13 @@ class Canonicalizer:
             return self._bad(FailureKind.TRACKER_PROTOCOL, errors, request, source)
         page_url = specials.get("url") or request.referer
         useragent = specials.get("ua") or request.useragent
-        parts, hit = self._hit(request, page_url, specials.get("refr"), useragent, specials.get("ip"), fingerprinted)
         if useragent:
             event["useragent"] = useragent
-        self._derive_timestamps(event, request.collector_tstamp)
+        self._derive_timestamps(event, collector)
         if "event_id" not in event:
             event["event_id"] = self._derived_event_id(request, source)
-        self._enrich(event, hit, parts)
+        refr, tracker_ip = specials.get("refr"), specials.get("ip")
+        parts = self._enrich(event, request, page_url, refr, useragent, tracker_ip, fingerprinted)
         if flags:
             event["etl_tags"] = ",".join(flags)[:500]
         return self._finish(event, parts, request, source)
@@ -169,55 +193,40 @@ class Canonicalizer:
             page_url = f"{scheme}://{request.host}{request.path}"
             if request.query:
                 page_url += "?" + request.query
-        parts, hit = self._hit(request, page_url, request.referer, request.useragent, None, None)
         if request.useragent:
             event["useragent"] = request.useragent
         event["derived_tstamp"] = request.collector_tstamp
         event["event_id"] = self._derived_event_id(request, source)
-        self._enrich(event, hit, parts)
+        parts = self._enrich(event, request, page_url, request.referer, request.useragent, None, None)
         return self._finish(event, parts, request, source)
 
-    def _hit(
+    def _enrich(
         self,
+        event: CanonicalEvent,
         request: Request,
         page_url: str | None,
         referrer: str | None,
         useragent: str | None,
         tracker_ip: str | None,
         tracker_pairs: list[str] | None,
-    ) -> tuple[list[Part], Hit]:
-        """The page and referrer URL columns to merge, and what the enrichment steps see."""
+    ) -> list[Part]:
+        """Run the enrichment steps; return the columns to merge (page and referrer URLs, the steps' parts)."""
         parts: list[Part] = []
         page = refr = None
         if page_url:
-            cached = self._url_columns(self._pages, page_url, "page_url", _PAGE_COLUMNS)
+            cached = self._pages[page_url]
             parts.append(cached.part)
             page = cached.parts
         if referrer:
-            cached = self._url_columns(self._referrers, referrer, "page_referrer", _REFR_COLUMNS)
+            cached = self._referrers[referrer]
             parts.append(cached.part)
             refr = cached.parts
-        return parts, Hit(request, page_url, page, referrer, refr, useragent, tracker_ip, tracker_pairs)
-
-    @staticmethod
-    def _url_columns(
-        cache: BoundedCache[str, _UrlPart], url: str, column: str, part_columns: tuple[str, ...]
-    ) -> _UrlPart:
-        """The URL column and its split columns (validated once per distinct URL)."""
-        cached = cache.get(url)
-        if cached is None:
-            columns: dict[str, Any] = {column: url}
-            split = split_url(url)
-            if split is not None:
-                columns.update((c, v) for c, v in zip(part_columns, split, strict=True) if v is not None)
-            cached = cache.put(url, _UrlPart(Part(columns, tuple(validate(columns))), split))
-        return cached
-
-    def _enrich(self, event: CanonicalEvent, hit: Hit, parts: list[Part]) -> None:
-        for step in self.enrichments:
-            part = step.apply(event, hit)
+        hit = Hit(request, page_url, page, referrer, refr, useragent, tracker_ip, tracker_pairs)
+        for apply in self._steps:
+            part = apply(event, hit)
             if part is not None:
                 parts.append(part)
+        return parts
 
     @staticmethod
     def _derive_timestamps(event: CanonicalEvent, collector: int) -> None:
@@ -249,13 +258,14 @@ class Canonicalizer:
     def _finish(self, event: CanonicalEvent, parts: list[Part], request: Request, source: SourceRef) -> Result:
         """Validate the event, merge the (already validated) enrichment parts, or fail with all errors."""
         problems = validate(event)
-        for part in parts:
-            problems.extend(part.errors)
+        for _, errors in parts:  # unpacked: a named field costs a lookup per access
+            if errors:
+                problems.extend(errors)
         if problems:
             return self._bad(FailureKind.SCHEMA_VIOLATION, problems, request, source)
-        for part in parts:
-            event.update(part.columns)
+        for columns, _ in parts:
+            event.update(columns)
         return event
 
 
-__all__ = ["Canonicalizer", "Result", "Skip", "resolve_pseudonymization_key"]
+__all__ = ["Canonicalizer", "Result", "Skip", "resolve_pseudonymization_key"]  # Skip: from pipeline.formats.base

@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 
 from pipeline.badrows import BadRow, SourceRef, undecodable_record
 from pipeline.formats import UnknownFormatError, get_format
-from pipeline.formats.base import FieldLayout, LogFormat, LogLine
+from pipeline.formats.base import FieldLayout, LogFormat, LogLine, Request, Skip
 from pipeline.records import RawBatch, RecordDecodeError, decode_raw, encode_event, event_chunk_id, pack_events
 from pipeline.schema import CanonicalEvent
-from transform.canonicalize import Canonicalizer, Skip
+from transform.canonicalize import Canonicalizer
 
 
 @dataclass
@@ -56,9 +56,10 @@ def transform_batch(
     source = SourceRef(batch.object_uri, etag=batch.etag or None)
     process = canonicalizer.process
     parse = formats[batch.format].parse
+    screen = canonicalizer.screen
     for number, text in zip(batch.line_numbers, batch.lines, strict=True):
-        request = parse(LogLine(number, text, layout), source)
-        result = request if type(request) is BadRow else process(request, source, batch.etl_tstamp)  # type: ignore[arg-type]
+        request = parse(LogLine(number, text, layout), source, screen)
+        result = process(request, source, batch.etl_tstamp) if type(request) is Request else request
         if type(result) is dict:
             out.events.append(result)
         elif type(result) is Skip:

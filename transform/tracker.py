@@ -214,16 +214,15 @@ class QueryDecoder:
     """
 
     def __init__(self) -> None:
-        self._decoded: BoundedCache[str, str] = BoundedCache(_DECODED_CACHE_SIZE, max_key_length=_CACHEABLE_VALUE)
+        self._decoded: BoundedCache[str, str] = BoundedCache(
+            _DECODED_CACHE_SIZE, decode, max_key_length=_CACHEABLE_VALUE
+        )
 
     def decode(self, value: str) -> str:
         """:func:`decode`, memoised."""
         if "%" not in value and "+" not in value:
             return value
-        cached = self._decoded.get(value)
-        if cached is None:
-            cached = self._decoded.put(value, decode(value))
-        return cached
+        return self._decoded[value]
 
     def apply_query(
         self,
@@ -244,6 +243,7 @@ class QueryDecoder:
         The pairs that make the event fingerprint (all but eid, stm, nuid, cv) go to ``fingerprinted``.
         """
         specs = _PARAM_SPECS
+        decoded = self._decoded
         event_type = None
         excluded = FINGERPRINT_EXCLUDED
         for pair in pairs:
@@ -255,7 +255,7 @@ class QueryDecoder:
                 continue  # unsupported parameters are dropped, as Snowplow does
             if "%" in raw or "+" in raw:
                 try:
-                    value = self.decode(raw)
+                    value = decoded[raw]
                 except ParamDecodeError:
                     flags.append(f"invalid_percent_encoding:{name}")
                     value = raw

@@ -11,10 +11,10 @@ from collections.abc import Iterator
 from typing import IO
 
 from pipeline.badrows import BadRow, SourceRef
-from pipeline.formats.base import LogFormat, LogLine, ReadLimits, ReadStats
+from pipeline.formats.base import LogFormat, LogLine, ReadLimits, ReadStats, Request, Skip
 from pipeline.schema import CanonicalEvent
 from pipeline.summary import FileSummary
-from transform.canonicalize import Canonicalizer, Skip
+from transform.canonicalize import Canonicalizer
 
 
 def process_stream(
@@ -32,14 +32,15 @@ def process_stream(
     stats = ReadStats()
     parse = log_format.parse
     process = canonicalizer.process
+    screen = canonicalizer.screen
     good = bad = 0
     bad_kinds = summary.bad_by_kind
     skipped = summary.skipped_by_reason
     try:
         for item in log_format.read(stream, source, limits, stats, expect_gzip=expect_gzip):
             if type(item) is LogLine:
-                request = parse(item, source)
-                result = request if type(request) is BadRow else process(request, source, etl_tstamp)  # type: ignore[arg-type]
+                request = parse(item, source, screen)
+                result = process(request, source, etl_tstamp) if type(request) is Request else request
                 if type(result) is dict:
                     good += 1
                     yield result

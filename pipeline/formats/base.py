@@ -9,7 +9,7 @@ so the transform depends on :class:`Request` and never on how a format lays out 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import IO, Final, NamedTuple, Protocol
@@ -115,6 +115,21 @@ class Request(NamedTuple):
     """The line as logged: the payload of a bad row made from this request."""
 
 
+class Skip(NamedTuple):
+    """A request deliberately not turned into an event (counted under ``reason``)."""
+
+    reason: str
+
+
+RequestScreen = Callable[[str, str], Skip | None]
+"""Given a request's method and decoded path, a :class:`Skip` when the consumer does not want it.
+
+A format applies it after checking the line's fields and before building the
+:class:`Request`, so lines that would be skipped (assets, pages, anything but tracker hits)
+cost no decoding.
+"""
+
+
 class LogFormat(Protocol):
     """An input format: how to read its lines, and how to turn a line into a :class:`Request`.
 
@@ -137,4 +152,6 @@ class LogFormat(Protocol):
         start_line: int = 0,
     ) -> Iterator[LogLine | BadRow]: ...
 
-    def parse(self, line: LogLine, source: SourceRef) -> Request | BadRow: ...
+    def parse(self, line: LogLine, source: SourceRef, screen: RequestScreen | None = None) -> Request | BadRow | Skip:
+        """The line's request; a bad row when the line cannot be read; ``screen``'s Skip when it is not wanted."""
+        ...

@@ -19,14 +19,15 @@ from __future__ import annotations
 
 import zlib
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import IO, Final
 from urllib.parse import unquote
 
 from pipeline.badrows import BadRow, FailureKind, SourceRef
 from pipeline.cache import BoundedCache
-from pipeline.formats.base import FieldLayout, LogLine, ReadLimits, ReadStats, Request
+from pipeline.formats.base import FieldLayout, LogLine, ReadLimits, ReadStats, Request, RequestScreen, Skip
 
 # The 33 fields of standard logging (legacy), in order.
 LEGACY_FIELDS: Final[tuple[str, ...]] = (
@@ -374,7 +375,7 @@ class _Binding:
     protocol: int
     forwarded_for: int
     sc_bytes: int
-    identity: tuple[int, ...]
+    identity: Callable[[list[str]], Sequence[str]]
     """The fields that identify a request (those the layout has), in a fixed order."""
     missing: tuple[str, ...]
 
@@ -411,10 +412,22 @@ def _bind(layout: FieldLayout) -> _Binding:
         protocol=at("cs-protocol"),
         forwarded_for=at("x-forwarded-for"),
         sc_bytes=at("sc-bytes"),
-        identity=tuple(index[name] for name in identity if name in index),
+        identity=_getter(tuple(index[name] for name in identity if name in index)),
         missing=tuple(missing),
     )
 
+
+def _getter(positions: tuple[int, ...]) -> Callable[[list[str]], Sequence[str]]:
+    """The fields at ``positions`` of a split line, as a sequence (``itemgetter`` does it in C)."""
+    if len(positions) == 1:
+        single = positions[0]
+        return lambda fields: (fields[single],)
+    if not positions:
+        return lambda fields: ()
+    return itemgetter(*positions)
+
+
+_new_request: Final = tuple.__new__  # Request(...) through its generated __new__ costs a Python call per line
 
 _DAYS_BEFORE_MONTH: Final = (0, 0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334)
 _MAX_EPOCH_S: Final = 253_402_300_800  # 10000-01-01T00:00:00Z
@@ -461,12 +474,12 @@ class CloudFrontW3C:
     name = "cloudfront"
 
     def __init__(self) -> None:
-        self._bindings: BoundedCache[FieldLayout, _Binding] = BoundedCache(256)
+        self._bindings: BoundedCache[FieldLayout, _Binding] = BoundedCache(256, _bind)
         self._last_layout: FieldLayout | None = None
         self._last_binding = _bind(FieldLayout(()))
-        self._dates: BoundedCache[str, int | None] = BoundedCache(10_000)
-        self._times: BoundedCache[str, int | None] = BoundedCache(200_000)
-        self._decoded: BoundedCache[str, str] = BoundedCache(50_000, max_key_length=2048)
+        self._dates: BoundedCache[str, int | None] = BoundedCache(10_000, date_ms)
+        self._times: BoundedCache[str, int | None] = BoundedCache(200_000, time_ms)
+        self._decoded: BoundedCache[str, str] = BoundedCache(50_000, _unescape, max_key_length=2048)
 
     def read(
         self,
@@ -480,16 +493,15 @@ class CloudFrontW3C:
     ) -> Iterator[LogLine | BadRow]:
         return read_lines(stream, source, limits, stats, expect_gzip=expect_gzip, start_line=start_line)
 
-    def parse(self, line: LogLine, source: SourceRef) -> Request | BadRow:
+    def parse(self, line: LogLine, source: SourceRef, screen: RequestScreen | None = None) -> Request | BadRow | Skip:
         """Bind the line's fields by its layout, check and convert them (never raises)."""
-        layout = line.layout
+        line_no, text, layout = line  # unpacked once: each named-field access is a lookup
         if layout is None:
             return _bad(FailureKind.SCHEMA_MISMATCH, ["no #Fields header precedes this line"], line, source)
         if layout is self._last_layout:  # layouts change only at a #Fields header
             b = self._last_binding
         else:
-            found = self._bindings.get(layout)
-            b = found if found is not None else self._bindings.put(layout, _bind(layout))
+            b = self._bindings[layout]
             self._last_layout, self._last_binding = layout, b
         if b.missing:
             return _bad(
@@ -498,7 +510,7 @@ class CloudFrontW3C:
                 line,
                 source,
             )
-        f = line.text.split("\t")
+        f = text.split("\t")
         if len(f) != b.width:
             return _bad(
                 FailureKind.FIELD_COUNT,
@@ -524,30 +536,58 @@ class CloudFrontW3C:
         if errors or collector is None:
             return _bad(FailureKind.FIELD_INVALID, errors, line, source)
         value = self._value
+        method = f[b.method] if b.method >= 0 else "GET"
+        stem = f[b.stem]
+        path = (stem if "%" not in stem and stem != "-" else value(stem)) or "/"
+        if screen is not None:
+            skip = screen(method, path)
+            if skip is not None:
+                return skip
+        # The common cases inline (absent, or no escapes); escaped values through the memo.
+        decoded = self._decoded
         query = f[b.query] if b.query >= 0 else "-"
-        forwarded = f[b.forwarded_for] if b.forwarded_for >= 0 else None
-        if forwarded and "%" in forwarded:
+        referer: str | None = f[b.referer] if b.referer >= 0 else None
+        if referer == "-" or not referer:
+            referer = None
+        elif "%" in referer:
+            referer = decoded[referer]
+        useragent: str | None = f[b.useragent] if b.useragent >= 0 else None
+        if useragent == "-" or not useragent:
+            useragent = None
+        elif "%" in useragent:
+            useragent = decoded[useragent]
+        forwarded: str | None = f[b.forwarded_for] if b.forwarded_for >= 0 else None
+        if forwarded == "-" or not forwarded:
+            forwarded = None
+        elif "%" in forwarded:
             forwarded = unquote(forwarded)
+        c_ip = f[b.c_ip] if b.c_ip >= 0 else "-"
         request_id = f[b.request_id] if b.request_id >= 0 else "-"
-        host = value(f[b.host_header]) if b.host_header >= 0 else None
-        if host is None and b.host >= 0:
-            host = value(f[b.host])
-        return Request(
-            line.line_no,
-            collector,
-            f[b.method] if b.method >= 0 else "GET",
-            value(f[b.stem]) or "/",
-            # CloudFront percent-encodes '%' once more when it writes the log: undo exactly once.
-            query.replace("%25", "%") if query and query != "-" else None,
-            value(f[b.referer]) if b.referer >= 0 else None,
-            value(f[b.useragent]) if b.useragent >= 0 else None,
-            f[b.c_ip] if b.c_ip >= 0 else None,
-            forwarded,
-            request_id if request_id and request_id != "-" else None,
-            host,
-            f[b.protocol] if b.protocol >= 0 else None,
-            "\t".join([f[i] for i in b.identity]),
-            line.text,
+        protocol = f[b.protocol] if b.protocol >= 0 else "-"
+        host: str | None = f[b.host_header] if b.host_header >= 0 else "-"
+        if host == "-" or not host:
+            host = value(f[b.host]) if b.host >= 0 else None
+        elif "%" in host:
+            host = decoded[host]
+        return _new_request(
+            Request,
+            (
+                line_no,
+                collector,
+                method,
+                path,
+                # CloudFront percent-encodes '%' once more when it writes the log: undo exactly once.
+                query.replace("%25", "%") if query and query != "-" else None,
+                referer,
+                useragent,
+                c_ip if c_ip != "-" else None,
+                forwarded,
+                request_id if request_id and request_id != "-" else None,
+                host,
+                protocol if protocol != "-" else None,
+                "\t".join(b.identity(f)),
+                text,
+            ),
         )
 
     def _value(self, text: str) -> str | None:
@@ -556,14 +596,7 @@ class CloudFrontW3C:
             return None
         if "%" not in text:
             return text
-        cached = self._decoded.get(text)
-        if cached is None:
-            try:
-                cached = unquote(text, errors="strict")
-            except UnicodeDecodeError:
-                cached = text  # not decodable: keep the logged form rather than invent characters
-            self._decoded.put(text, cached)
-        return cached
+        return self._decoded[text]
 
     def _collector_tstamp(self, f: list[str], b: _Binding) -> tuple[int | None, list[str]]:
         errors: list[str] = []
@@ -575,12 +608,7 @@ class CloudFrontW3C:
             return None, errors
         if b.date >= 0 and b.time >= 0:
             date_text, time_text = f[b.date], f[b.time]
-            day = self._dates.get(date_text, -1)
-            if day == -1:
-                day = self._dates.put(date_text, date_ms(date_text))
-            clock = self._times.get(time_text, -1)
-            if clock == -1:
-                clock = self._times.put(time_text, time_ms(time_text))
+            day, clock = self._dates[date_text], self._times[time_text]
             if day is None:
                 errors.append(f"date: {date_text[:50]!r} is not a valid YYYY-MM-DD date")
             if clock is None:
@@ -597,6 +625,14 @@ class CloudFrontW3C:
             errors.append(f"timestamp: {text[:50]!r} is not epoch seconds")
             return None, errors
         return round(seconds * 1000), errors
+
+
+def _unescape(text: str) -> str:
+    """CloudFront's URL-encoding of a header value undone once (a value that does not decode is kept as logged)."""
+    try:
+        return unquote(text, errors="strict")
+    except UnicodeDecodeError:
+        return text  # not decodable: keep the logged form rather than invent characters
 
 
 def _bad(kind: FailureKind, messages: list[str], line: LogLine, source: SourceRef) -> BadRow:

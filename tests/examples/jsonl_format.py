@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from typing import IO
 
 from pipeline.badrows import BadRow, FailureKind, SourceRef
-from pipeline.formats.base import LogLine, ReadLimits, ReadStats, Request
+from pipeline.formats.base import LogLine, ReadLimits, ReadStats, Request, RequestScreen, Skip
 from pipeline.formats.cloudfront import read_lines
 
 
@@ -33,7 +33,7 @@ class JsonLines:
         # Line splitting, gzip and the caps are the same as CloudFront's; only the parse differs.
         return read_lines(stream, source, limits, stats, expect_gzip=expect_gzip, start_line=start_line)
 
-    def parse(self, line: LogLine, source: SourceRef) -> Request | BadRow:
+    def parse(self, line: LogLine, source: SourceRef, screen: RequestScreen | None = None) -> Request | BadRow | Skip:
         try:
             hit = json.loads(line.text)
             ts = hit["ts"]
@@ -41,11 +41,15 @@ class JsonLines:
             return BadRow(FailureKind.FIELD_INVALID, (f"not a JSON hit: {exc}",), source.at(line.line_no), line.text)
         if type(ts) is not int or ts < 0:
             return BadRow(FailureKind.FIELD_INVALID, ("ts: not epoch ms",), source.at(line.line_no), line.text)
+        method, path = hit.get("method", "GET"), hit.get("path", "/")
+        skip = screen(method, path) if screen is not None else None
+        if skip is not None:
+            return skip
         return Request(
             line_no=line.line_no,
             collector_tstamp=ts,
-            method=hit.get("method", "GET"),
-            path=hit.get("path", "/"),
+            method=method,
+            path=path,
             query=hit.get("query") or None,
             referer=hit.get("referer"),
             useragent=hit.get("ua"),

@@ -28,9 +28,13 @@ class Part(NamedTuple):
     errors: tuple[str, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Hit:
-    """What the enrichment steps see of the request behind an event."""
+    """What the enrichment steps see of the request behind an event (read it, never change it).
+
+    A slotted class rather than a frozen one: a step reads several fields per event, and a
+    slot is the cheapest attribute there is.
+    """
 
     request: Request
     page_url: str | None

@@ -60,13 +60,13 @@ class CampaignRules:
 
 
 class CampaignEnrichment:
-    """mkt_* columns from the page URL's query (``[transform.campaign]``), memoised per page URL."""
+    """mkt_* columns from the page URL's query (``[transform.campaign]``), memoised per query string."""
 
     name = "campaign"
 
     def __init__(self, rules: CampaignRules, cache_size: int = 10_000) -> None:
         self._rules = rules
-        self._parts: BoundedCache[str, Part] = BoundedCache(cache_size)
+        self._parts: BoundedCache[str, Part] = BoundedCache(cache_size, self._part)
 
     @classmethod
     def from_config(cls, config: TransformConfig, setup: EnrichmentSetup) -> CampaignEnrichment | None:
@@ -77,10 +77,10 @@ class CampaignEnrichment:
 
     def apply(self, event: CanonicalEvent, hit: Hit) -> Part | None:
         page = hit.page
-        if page is None or not page.query or hit.page_url is None:
+        if page is None or not page.query:
             return None
-        part = self._parts.get(hit.page_url)
-        if part is None:
-            columns = dict(self._rules.columns(query_params(page.query)))
-            part = self._parts.put(hit.page_url, Part(columns, tuple(validate(columns))))
-        return part
+        return self._parts[page.query]
+
+    def _part(self, query: str) -> Part:
+        columns = dict(self._rules.columns(query_params(query)))
+        return Part(columns, tuple(validate(columns)))

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
+from functools import partial
+from typing import Any
 
 from pipeline.config import TransformConfig
 from pipeline.schema import CanonicalEvent
@@ -34,13 +36,14 @@ class FingerprintEnrichment:
             basis = "&".join(pairs)
         else:
             basis = hit.request.identity
-        event["event_fingerprint"] = self._hash(basis.encode("utf-8", "surrogatepass"))
+        event["event_fingerprint"] = self._hash(basis.encode("utf-8", "surrogatepass")).hexdigest()
         return None
 
 
-def _hasher(algorithm: str) -> Callable[[bytes], str]:
+def _hasher(algorithm: str) -> Callable[[bytes], Any]:
+    """The hash constructor (called with the data, its ``hexdigest()`` taken by the caller)."""
     if algorithm == "md5":
-        return lambda data: hashlib.md5(data, usedforsecurity=False).hexdigest()
+        return partial(hashlib.md5, usedforsecurity=False)
     if algorithm == "sha1":
-        return lambda data: hashlib.sha1(data, usedforsecurity=False).hexdigest()
-    return lambda data: hashlib.sha256(data).hexdigest()
+        return partial(hashlib.sha1, usedforsecurity=False)
+    return hashlib.sha256

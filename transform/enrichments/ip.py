@@ -42,7 +42,7 @@ class IpAnonymizer:
             raise ValueError(f"ipv6_prefix must be 0..128, got {ipv6_prefix}")
         self._v4 = ipv4_prefix
         self._v6 = ipv6_prefix
-        self._cache: BoundedCache[str, str | None] = BoundedCache(100_000)
+        self._cache: BoundedCache[str, str | None] = BoundedCache(100_000, self._masked)
 
     def user_ipaddress(self, *candidates: str | None) -> str | None:
         """The first valid IP among the candidates (each may be a comma list), masked.
@@ -53,13 +53,14 @@ class IpAnonymizer:
         for candidate in candidates:
             if not candidate or candidate == "-":
                 continue
-            masked = self._cache.get(candidate, "")
-            if masked == "":
-                address = first_valid_ip(candidate)
-                masked = self._cache.put(candidate, self.mask(address) if address is not None else None)
+            masked = self._cache[candidate]
             if masked is not None:
                 return masked  # else: nothing valid in this candidate, try the next one
         return None
+
+    def _masked(self, candidate: str) -> str | None:
+        address = first_valid_ip(candidate)
+        return self.mask(address) if address is not None else None
 
     def mask(self, address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
         if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:

@@ -24,16 +24,16 @@ class Pseudonymizer:
             raise ValueError("the pseudonymization key must be at least 16 bytes")
         self._key = key
         self.fields = fields
-        self._cache: BoundedCache[str, str] = BoundedCache(100_000)
+        self._cache: BoundedCache[str, str] = BoundedCache(100_000, self._hmac)
 
     def __repr__(self) -> str:  # never show the key
         return f"Pseudonymizer(fields={self.fields!r})"
 
     def digest(self, value: str) -> str:
-        cached = self._cache.get(value)
-        if cached is None:
-            cached = self._cache.put(value, hmac.new(self._key, value.encode("utf-8"), hashlib.sha256).hexdigest())
-        return cached
+        return self._cache[value]
+
+    def _hmac(self, value: str) -> str:
+        return hmac.new(self._key, value.encode("utf-8"), hashlib.sha256).hexdigest()
 
     def apply(self, event: dict[str, object]) -> None:
         for name in self.fields:

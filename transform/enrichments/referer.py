@@ -40,6 +40,7 @@ from pipeline.cache import BoundedCache
 from pipeline.config import TransformConfig
 from pipeline.schema import CanonicalEvent, validate
 from transform.enrichments.base import EnrichmentSetup, Hit, Part
+from transform.urls import split_url
 
 __all__ = ["INTERNAL", "SEARCH", "UNKNOWN", "RefererClass", "RefererClassifier"]
 
@@ -175,7 +176,7 @@ class RefererClassifier:
             host: tuple(sorted(rules, key=lambda r: -len(r[0]))) for host, rules in paths.items()
         }
         self._internal = frozenset(h for h in (_norm_host(d) for d in internal_domains) if h)
-        self._cache: BoundedCache[tuple[str, str], _Plan] = BoundedCache(_CACHE_MAX)
+        self._cache: BoundedCache[tuple[str, str], _Plan] = BoundedCache(_CACHE_MAX, lambda key: self._plan(*key))
 
     @classmethod
     def from_file(
@@ -222,9 +223,7 @@ class RefererClassifier:
         if not host:
             return None
         key = (host, _norm_host(page_host))
-        plan = self._cache.get(key)
-        if plan is None:
-            plan = self._cache.put(key, self._plan(*key))
+        plan = self._cache[key]
 
         entry = plan.entry
         if plan.path_rules:
@@ -254,7 +253,7 @@ class RefererEnrichment:
 
     def __init__(self, classifier: RefererClassifier, cache_size: int = 10_000) -> None:
         self._classifier = classifier
-        self._parts: BoundedCache[tuple[str, str | None], Part] = BoundedCache(cache_size)
+        self._parts: BoundedCache[tuple[str, str | None], Part] = BoundedCache(cache_size, self._part)
 
     @classmethod
     def from_config(cls, config: TransformConfig, setup: EnrichmentSetup) -> RefererEnrichment | None:
@@ -264,14 +263,16 @@ class RefererEnrichment:
         return cls(RefererClassifier.from_file(settings.dataset or None, config.internal_domains))
 
     def apply(self, event: CanonicalEvent, hit: Hit) -> Part | None:
-        refr = hit.referrer_parts
-        if refr is None or hit.referrer is None:
+        if hit.referrer_parts is None or hit.referrer is None:
             return None
-        page_host = hit.page.host if hit.page is not None else None
-        key = (hit.referrer, page_host)
-        part = self._parts.get(key)
-        if part is None:
-            columns: dict[str, Any] = {}
+        page = hit.page
+        return self._parts[(hit.referrer, page.host if page is not None else None)]
+
+    def _part(self, key: tuple[str, str | None]) -> Part:
+        referrer, page_host = key
+        columns: dict[str, Any] = {}
+        refr = split_url(referrer)
+        if refr is not None:
             found = self._classifier.classify(refr.host, refr.path, refr.query, page_host)
             if found is not None:
                 columns["refr_medium"] = found.medium
@@ -279,5 +280,4 @@ class RefererEnrichment:
                     columns["refr_source"] = found.source
                 if found.term:
                     columns["refr_term"] = found.term
-            part = self._parts.put(key, Part(columns, tuple(validate(columns))))
-        return part
+        return Part(columns, tuple(validate(columns)))

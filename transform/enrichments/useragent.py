@@ -97,7 +97,7 @@ class UserAgentEnrichment:
 
     def __init__(self, parser: UserAgentParser, cache_size: int) -> None:
         self._parser = parser
-        self._parts: BoundedCache[str, Part] = BoundedCache(cache_size)
+        self._parts: BoundedCache[str, Part] = BoundedCache(cache_size, self._part)
 
     @classmethod
     def from_config(cls, config: TransformConfig, setup: EnrichmentSetup) -> UserAgentEnrichment | None:
@@ -108,8 +108,8 @@ class UserAgentEnrichment:
         useragent = hit.useragent
         if not useragent:
             return None
-        part = self._parts.get(useragent)
-        if part is None:
-            columns = self._parser.columns(useragent)
-            part = self._parts.put(useragent, Part(columns, tuple(validate(columns))))
-        return part
+        return self._parts[useragent]
+
+    def _part(self, useragent: str) -> Part:
+        columns = self._parser.columns(useragent)
+        return Part(columns, tuple(validate(columns)))
