@@ -190,7 +190,7 @@ def _open(s3: Any, obj: ObjectId) -> tuple[Any, int] | str:
     return response["Body"], etl_tstamp
 
 
-def _ship(
+def _ship(  # noqa: PLR0915 - one object's read-pack-flush-checkpoint loop; its steps share the durable-progress state
     obj: ObjectId,
     claim: Claim,
     s3: Any,

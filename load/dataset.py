@@ -49,7 +49,7 @@ import pyarrow.parquet as pq
 from pyarrow import ipc
 
 from load.errors import DestinationError, SinkWriteError
-from load.parquet import arrow_schema, parquet_writer
+from load.parquet import arrow_schema, events_to_batch, parquet_writer
 from load.partitions import PartitionKey
 from pipeline.config import LoadConfig
 from pipeline.constants import ARROW_MEMORY_POOL_ENV
@@ -136,7 +136,7 @@ class PartitionStager:
             folder.mkdir(parents=True, exist_ok=True)
             writer = ipc.new_file(str(folder / (self._fragment + FRAGMENT_SUFFIX)), arrow_schema())
             self._writers[key] = writer
-        writer.write_batch(pa.RecordBatch.from_pylist(buffer, schema=arrow_schema()))
+        writer.write_batch(events_to_batch(buffer))
         self.rows += len(buffer)
         self._buffered -= len(buffer)
         buffer.clear()
@@ -310,7 +310,7 @@ def _set_bits(bitmap: bytearray, positions: pa.ChunkedArray | pa.Array, existing
     return existing
 
 
-def _plan(sources: Sequence[_Source], hour_start_ms: int, bucket_rows: int) -> _Plan:
+def _plan(sources: Sequence[_Source], hour_start_ms: int, bucket_rows: int) -> _Plan:  # noqa: PLR0912 - the finalize plan's cases (new, rewritten, merged partitions) read best side by side
     starts: list[int] = []
     total = existing_rows = 0
     keys: list[tuple[pa.Array, pa.Array, pa.Array]] = []

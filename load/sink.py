@@ -26,13 +26,26 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from load.errors import SinkWriteError
 from load.sink_plan import SinkRecord, batch_key, event_origin, plan_objects, records_from_event, screen_batch
+from pipeline.aws.badsink import BadRowWriter
 from pipeline.aws.errors import aws_exceptions
 from pipeline.badrows import BadRow
 from pipeline.config import PipelineConfig
+
+
+class ClaimLedger(Protocol):
+    """The ledger calls the sink makes (:class:`pipeline.aws.ledger.Ledger` in the deployed wiring)."""
+
+    def claim_chunk(self, chunk_id: str, object_key: str) -> bool: ...
+
+    def claim_events(
+        self, keys: Sequence[tuple[str, str]], owner: str, *, expires_at_s: int, concurrency: int = 1
+    ) -> set[int]: ...
+
+    def release_claims(self, chunk_ids: Sequence[str], events: Sequence[tuple[str, str]], owner: str) -> None: ...
 
 
 @dataclass
@@ -53,7 +66,7 @@ class SinkResult:
 class _Claims:
     """The ledger claims one attempt took, in order, so that they can be given back."""
 
-    def __init__(self, ledger: Any, owner: str) -> None:
+    def __init__(self, ledger: ClaimLedger, owner: str) -> None:
         self._ledger = ledger
         self._owner = owner
         self.chunks: list[str] = []
@@ -82,8 +95,8 @@ def write_batch(
     event: dict[str, Any],
     *,
     s3: Any,
-    ledger: Any,
-    bad_sink: Any,
+    ledger: ClaimLedger,
+    bad_sink: BadRowWriter,
     config: PipelineConfig,
     clock: Callable[[], float] = time.time,
 ) -> SinkResult:
@@ -140,7 +153,7 @@ def _undo(
     s3: Any,
     bucket: str,
     written: list[str],
-    ledger: Any,
+    ledger: ClaimLedger,
     chunks: list[str],
     events: list[tuple[str, str]],
     owner: str,

@@ -14,8 +14,8 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
-from load.sink import write_batch
-from pipeline.aws.badsink import S3BadRowSink
+from load.sink import ClaimLedger, write_batch
+from pipeline.aws.badsink import BadRowWriter, S3BadRowSink
 from pipeline.aws.clients import make_client
 from pipeline.aws.ledger import Ledger
 from pipeline.config import PipelineConfig, load_config
@@ -31,8 +31,9 @@ tracer = LazyTracer(service="clickstream-etl-load")
 class SinkDeps:
     config: PipelineConfig
     s3: Any
-    ledger: Any
-    bad_sink: Any
+    """A boto3 S3 client (boto3 ships no type stubs)."""
+    ledger: ClaimLedger
+    bad_sink: BadRowWriter
 
 
 def build_deps(config: PipelineConfig, *, s3: Any, dynamodb: Any) -> SinkDeps:

@@ -255,7 +255,7 @@ def _build(cls: type[T], document: Mapping[str, Any], prefix: str) -> T:
     return cls(**values)
 
 
-def _coerce(hint: Any, value: Any, dotted: str) -> Any:
+def _coerce(hint: Any, value: Any, dotted: str) -> Any:  # noqa: PLR0911, PLR0912 - one branch per setting type
     if isinstance(hint, type) and is_dataclass(hint):
         if not isinstance(value, Mapping):
             raise ConfigError(f"{dotted} must be a table")

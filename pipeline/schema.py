@@ -157,7 +157,7 @@ _SPECS: Final[dict[str, tuple[int, int, bool]]] = {
 }
 
 
-def validate(event: CanonicalEvent) -> list[str]:
+def validate(event: CanonicalEvent) -> list[str]:  # noqa: PLR0912 - runs once per event: one flat type dispatch
     """Check an event against the canonical schema; return every problem found.
 
     Types follow the field table; strings must fit their column in UTF-8 bytes, be valid

@@ -14,6 +14,7 @@ import json
 import math
 import re
 from collections.abc import Callable
+from functools import partial
 from typing import Any, Final
 from urllib.parse import unquote_plus
 
@@ -206,6 +207,22 @@ def apply_contexts(event: CanonicalEvent, text: str, param: str, errors: list[st
     event["contexts"] = text
 
 
+_Decoded = tuple[dict[str, Any], tuple[str, ...]]
+_SELF_DESCRIBING_CACHE_SIZE: Final = 4096
+
+
+def _self_describing_fields(name: str, value: str) -> _Decoded:
+    """The fields a self-describing parameter sets, and its problems (all of them)."""
+    fields: CanonicalEvent = {}
+    errors: list[str] = []
+    apply, base64url = _SELF_DESCRIBING[name]
+    try:
+        apply(fields, b64_json(value) if base64url else value, name, errors)
+    except ValueError as exc:  # not base64url-encoded UTF-8
+        errors.append(f"{name}: {exc}")
+    return fields, tuple(errors)
+
+
 class QueryDecoder:
     """Decodes tracker query strings into events, memoising decoded values (bounded).
 
@@ -217,14 +234,22 @@ class QueryDecoder:
         self._decoded: BoundedCache[str, str] = BoundedCache(
             _DECODED_CACHE_SIZE, decode, max_key_length=_CACHEABLE_VALUE
         )
+        self._self_describing: dict[str, BoundedCache[str, _Decoded]] = {
+            name: BoundedCache(_SELF_DESCRIBING_CACHE_SIZE, partial(_self_describing_fields, name), max_key_length=8192)
+            for name in _SELF_DESCRIBING
+        }
 
     def decode(self, value: str) -> str:
-        """:func:`decode`, memoised."""
+        """:func:`decode`, memoised.
+
+        Self-describing JSON (``ue_px``, ``cx``...) is memoised as the fields it sets and the
+        problems it has: a page's pings repeat their page's contexts.
+        """
         if "%" not in value and "+" not in value:
             return value
         return self._decoded[value]
 
-    def apply_query(
+    def apply_query(  # noqa: PLR0912, PLR0915 - runs once per query parameter: inlined for throughput
         self,
         event: CanonicalEvent,
         pairs: list[str],
@@ -244,6 +269,7 @@ class QueryDecoder:
         """
         specs = _PARAM_SPECS
         decoded = self._decoded
+        self_describing = self._self_describing
         event_type = None
         excluded = FINGERPRINT_EXCLUDED
         for pair in pairs:
@@ -267,6 +293,11 @@ class QueryDecoder:
             elif kind == _K_SPECIAL:
                 if name == "e":
                     event_type = value
+                elif name in self_describing:
+                    updates, problems = self_describing[name][value]
+                    event.update(updates)
+                    if problems:
+                        errors.extend(problems)
                 else:
                     _apply_special(event, name, value, errors, specials)
             elif (kind == _K_INT or kind == _K_TSTAMP) and value.isdigit() and len(value) <= 9 and value.isascii():  # noqa: PLR1714
@@ -291,7 +322,7 @@ class QueryDecoder:
             errors.append("ue: a self-describing event needs ue_pr or ue_px")
 
 
-def _apply_special(event: CanonicalEvent, name: str, value: str, errors: list[str], specials: dict[str, str]) -> None:
+def _apply_special(event: CanonicalEvent, name: str, value: str, errors: list[str], specials: dict[str, str]) -> None:  # noqa: PLR0912 - one branch per special tracker parameter
     if name == "eid":
         if UUID_RE.match(value):
             event["event_id"] = value.lower()
@@ -313,12 +344,6 @@ def _apply_special(event: CanonicalEvent, name: str, value: str, errors: list[st
             errors.append(f"{name}: {value[:100]!r} is not a valid WIDTHxHEIGHT size")
         else:
             event[width_field], event[height_field] = w, h
-    elif name in _SELF_DESCRIBING:
-        apply, base64url = _SELF_DESCRIBING[name]
-        try:
-            apply(event, b64_json(value) if base64url else value, name, errors)
-        except ValueError as exc:  # not base64url-encoded UTF-8
-            errors.append(f"{name}: {exc}")
     elif name == "cv":
         event["v_collector"] = value
     elif name in _COMBINED:

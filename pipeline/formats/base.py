@@ -9,7 +9,7 @@ so the transform depends on :class:`Request` and never on how a format lays out 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import IO, Final, NamedTuple, Protocol
@@ -109,8 +109,8 @@ class Request(NamedTuple):
     host: str | None
     """The Host the client asked for (the site's own name where the format logs it)."""
     scheme: str | None
-    identity: str
-    """The logged fields that identify the request, as one string (the fingerprint of an event built from it)."""
+    identity: Sequence[str]
+    """The logged fields that identify the request (the fingerprint of an event built from it hashes them)."""
     raw: str
     """The line as logged: the payload of a bad row made from this request."""
 

@@ -667,7 +667,7 @@ class _FileGenerator:
             body=_PIXEL_GIF_LEN,
         )
 
-    def _tracker_params(self, session: _Session, stm: str) -> list[tuple[str, str]]:
+    def _tracker_params(self, session: _Session, stm: str) -> list[tuple[str, str]]:  # noqa: PLR0912, PLR0915 - one branch per tracker event type the generator emits
         rng = self.rng
         visitor = session.visitor
         event = rng.choices(("pv", "pp", "se", "ue", "tr"), weights=(30, 40, 12, 12, 6))[0]

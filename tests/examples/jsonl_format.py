@@ -58,6 +58,6 @@ class JsonLines:
             request_id=hit.get("id"),
             host=hit.get("host"),
             scheme="https",
-            identity=line.text,
+            identity=(line.text,),
             raw=line.text,
         )

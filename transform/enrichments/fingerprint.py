@@ -35,7 +35,7 @@ class FingerprintEnrichment:
             pairs.sort()
             basis = "&".join(pairs)
         else:
-            basis = hit.request.identity
+            basis = "\t".join(hit.request.identity)
         event["event_fingerprint"] = self._hash(basis.encode("utf-8", "surrogatepass")).hexdigest()
         return None
 

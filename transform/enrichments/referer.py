@@ -138,7 +138,7 @@ class RefererClassifier:
 
     __slots__ = ("_cache", "_exact", "_internal", "_paths")
 
-    def __init__(self, dataset: Mapping[str, Any], internal_domains: Iterable[str] = ()) -> None:
+    def __init__(self, dataset: Mapping[str, Any], internal_domains: Iterable[str] = ()) -> None:  # noqa: PLR0912 - validates the dataset shape entry by entry, each problem its own message
         if not isinstance(dataset, Mapping):
             raise ValueError("referer dataset must be a mapping of medium -> sources")
         exact: dict[str, _Entry] = {}

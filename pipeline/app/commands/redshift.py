@@ -11,11 +11,16 @@ import argparse
 import json
 import sys
 from datetime import date
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from pipeline.app.arguments import config_argument
 from pipeline.app.cli import EXIT_FAILED, EXIT_OK, error_message, exit_code
 from pipeline.errors import ConfigError, PipelineError
+
+if TYPE_CHECKING:  # the load modules are imported when a subcommand runs, not when the CLI starts
+    from load.redshift.executor import Executor
+    from load.redshift.identifiers import RedshiftTables
+    from pipeline.config import PipelineConfig
 
 
 def _date(text: str) -> date:
@@ -59,7 +64,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     config_argument(load)
 
 
-def run(args: argparse.Namespace, *, s3: Any = None, executor: Any = None, out: TextIO | None = None) -> int:
+def run(
+    args: argparse.Namespace, *, s3: Any = None, executor: Executor | None = None, out: TextIO | None = None
+) -> int:
     """Run a ``redshift`` subcommand; ``s3`` and ``executor`` replace the AWS clients (tests)."""
     out = out or sys.stdout
     from load.redshift.ddl import ddl_statements
@@ -87,7 +94,14 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
-def _load(args: argparse.Namespace, config: Any, tables: Any, s3: Any, executor: Any, out: TextIO) -> int:
+def _load(  # noqa: PLR0912 - a command's output: one branch per line it prints
+    args: argparse.Namespace,
+    config: PipelineConfig,
+    tables: RedshiftTables,
+    s3: Any,
+    executor: Executor | None,
+    out: TextIO,
+) -> int:
     from load.redshift.backfill_load import plan_backfill_load, run_backfill_load
     from load.redshift.backfill_plan import S3Location, backfill_plan_for, validate_manifest_prefix
     from load.redshift.executor import DataApiExecutor

@@ -125,7 +125,7 @@ class TransformContractError(TerminalError):
         self.message = message
 
 
-def validate_response(response: Any, record_ids: Sequence[str]) -> dict[str, tuple[str, bytes]]:
+def validate_response(response: Any, record_ids: Sequence[str]) -> dict[str, tuple[str, bytes]]:  # noqa: PLR0912 - one check per rule of Firehose's response contract, each with its own message
     """Check a transformation response against Firehose's contract; map each record id to (result, data).
 
     Raises :class:`TransformContractError` naming the Firehose error code on the first breach.
