@@ -18,7 +18,7 @@ import re
 import shutil
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -29,7 +29,7 @@ from extract.errors import SourceUnreadableError
 from pipeline.app.process import process_stream
 from pipeline.badrows import BadRow, SourceRef
 from pipeline.config import PipelineConfig
-from pipeline.errors import PipelineError
+from pipeline.errors import InputError, PipelineError
 from pipeline.formats import get_format, read_limits
 from pipeline.formats.base import LogFormat, ReadLimits
 from pipeline.summary import FileSummary, RunSummary
@@ -56,24 +56,29 @@ class SourceFile:
         return f"{stem}-{digest}"
 
 
-def plan_sources(source: str) -> list[SourceFile]:
-    """Resolve SOURCE (a file, a folder searched recursively, or a glob) into sorted files.
-
-    Hidden and ``_``-prefixed entries (e.g. our own ``_staging``, ``_summary.json``) are left
-    out.  Raises SourceUnreadableError when SOURCE does not exist or matches no file.
-    """
-    paths: list[str]
+def _source_paths(source: str) -> list[str]:
     if os.path.isdir(source):
-        paths = []
+        paths: list[str] = []
         for root, dirs, files in os.walk(source):
             dirs[:] = sorted(d for d in dirs if not d.startswith((".", "_")))
             paths.extend(os.path.join(root, name) for name in files if not name.startswith((".", "_")))
-    elif os.path.exists(source):
-        paths = [source]
-    elif glob.has_magic(source):
-        paths = [p for p in glob.glob(source, recursive=True) if os.path.isfile(p)]
-    else:
-        raise SourceUnreadableError(f"source not found: {source}")
+        return paths
+    if os.path.exists(source):
+        return [source]
+    if glob.has_magic(source):
+        return [p for p in glob.glob(source, recursive=True) if os.path.isfile(p)]
+    raise SourceUnreadableError(f"source not found: {source}")
+
+
+def plan_sources(source: str | Sequence[str]) -> list[SourceFile]:
+    """Resolve SOURCE (files, folders searched recursively, globs; one or several) into sorted files.
+
+    Hidden and ``_``-prefixed entries (e.g. our own ``_staging``, ``_summary.json``) are left
+    out; a file named twice is planned once.  Raises SourceUnreadableError when a SOURCE does
+    not exist, or when none matches a file.
+    """
+    given = [source] if isinstance(source, str) else list(source)
+    paths = [os.path.abspath(path) for item in given for path in _source_paths(item)]
     planned: list[SourceFile] = []
     for path in sorted(set(paths)):
         try:
@@ -85,8 +90,72 @@ def plan_sources(source: str) -> list[SourceFile]:
             continue
         planned.append(SourceFile(os.path.abspath(path), info.st_size, int(info.st_mtime * 1000)))
     if not planned:
-        raise SourceUnreadableError(f"no log files match {source}")
+        raise SourceUnreadableError(f"no log files match {' '.join(given)}")
     return planned
+
+
+class DestinationInUseError(InputError):
+    """Another backfill is writing the same DEST."""
+
+
+LOCK_FILE: Final = "_lock"
+
+
+def check_destination(dest: Path, sources: Sequence[str]) -> None:
+    """Refuse a DEST that cannot hold the output, before anything is read.
+
+    DEST must be creatable and writable, and must not lie inside a SOURCE folder (each rerun
+    would read the previous run's output as logs).  Raises InputError saying which.
+    """
+    target = dest.resolve()
+    for source in sources:
+        folder = Path(source).resolve()
+        if os.path.isdir(folder) and (target == folder or folder in target.parents):
+            raise InputError(
+                f"--output {dest} is inside SOURCE {source}: the next run would read this run's output as "
+                "logs; choose a DEST outside the source folders"
+            )
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+        probe = dest / f"_probe-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise InputError(f"--output {dest} cannot be written: {exc.strerror or exc}") from exc
+
+
+@contextmanager
+def destination_lock(dest: Path) -> Iterator[None]:
+    """Hold ``DEST/_lock`` exclusively for the run; refuse (DestinationInUseError) when another run holds it.
+
+    The lock is the operating system's (``flock``) on a file that names its holder (pid, host,
+    start time): it is released however the holder ends, even killed, so a stale lock never
+    blocks a rerun; the file itself is left behind harmlessly.  Two backfills into one DEST
+    would delete each other's staging and lose rows.
+    """
+    import fcntl
+    import socket
+
+    path = dest / LOCK_FILE
+    handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - held open for the whole run
+    try:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise DestinationInUseError(
+                f"--output {dest} is in use by another backfill ({holder}); wait for it to finish, or choose "
+                "another DEST"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        started = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        handle.write(f"pid {os.getpid()} on {socket.gethostname()} since {started}\n")
+        handle.flush()
+        yield
+    finally:
+        handle.close()  # closing the file releases the lock
 
 
 @dataclass
@@ -239,17 +308,33 @@ def run_backfill(
     workers: int = 1,
     progress: ProgressCallback | None = None,
     environ: dict[str, str] | None = None,
+    source_roots: Sequence[str] = (),
 ) -> RunSummary:
     """Process every source into ``dest``; return the run's totals.
 
-    A source that cannot be read is reported in ``summary.errors`` (and counted in
-    ``failed_files``) while the others go on; bad data never stops the run.
+    Before anything is read: the configuration is built and checked, DEST is checked
+    (writable, not inside one of ``source_roots``, the SOURCE arguments) and locked against
+    a concurrent backfill.  A source that cannot be read is reported in ``summary.errors``
+    (and counted in ``failed_files``) while the others go on; bad data never stops the run.
     """
-    from load.dataset import STAGING_DIR
-
     started = time.perf_counter()
     setup, parts = WorkerSetup.check(config, dest, environ)
-    dest.mkdir(parents=True, exist_ok=True)
+    check_destination(dest, source_roots)
+    with destination_lock(dest):
+        return _run_locked(sources, dest, setup, parts, workers, progress, started)
+
+
+def _run_locked(
+    sources: list[SourceFile],
+    dest: Path,
+    setup: WorkerSetup,
+    parts: Parts,
+    workers: int,
+    progress: ProgressCallback | None,
+    started: float,
+) -> RunSummary:
+    from load.dataset import STAGING_DIR
+
     shutil.rmtree(dest / STAGING_DIR, ignore_errors=True)
     summary = RunSummary()
     touched: set[str] = set()

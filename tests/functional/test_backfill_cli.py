@@ -240,3 +240,95 @@ def test_bad_config_with_two_workers_exits_2_naming_the_key_before_any_work(
     assert result.returncode == 2, result.stderr
     assert key in result.stderr and "Traceback" not in result.stderr
     assert not dest.exists()
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline.app.cli", *args], capture_output=True, text=True, timeout=300, check=False
+    )
+
+
+def test_a_second_backfill_into_a_locked_dest_exits_2_and_leaves_the_first_intact(logs: Path, tmp_path: Path) -> None:
+    """Audit item 2: two backfills into one DEST used to delete each other's staging and lose rows, exit 0."""
+    from pipeline.app.backfill import destination_lock
+
+    dest = tmp_path / "dest"
+    assert run_cli("backfill", str(logs / "a"), "--output", str(dest), "--workers", "1") == 0
+    before = sorted(str(e["event_id"]) for e in read_events(dest))
+    with destination_lock(dest):  # a backfill in progress holds it
+        result = _cli("backfill", str(logs / "b"), "--output", str(dest), "--workers", "2")
+    assert result.returncode == 2, result.stderr
+    assert "is in use by another backfill (pid" in result.stderr and "Traceback" not in result.stderr
+    assert sorted(str(e["event_id"]) for e in read_events(dest)) == before  # nothing of the refused run
+
+
+def test_a_lock_left_by_a_killed_backfill_does_not_block_the_next(logs: Path, tmp_path: Path) -> None:
+    """GIVEN a backfill killed with SIGKILL while holding the lock WHEN the next one starts THEN it runs."""
+    import signal
+
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import time; from pathlib import Path; from pipeline.app.backfill import destination_lock\n"
+            f"with destination_lock(Path({str(dest)!r})):\n    print('held', flush=True); time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+    assert _cli("backfill", str(logs / "a"), "--output", str(dest)).returncode == 2
+    holder.send_signal(signal.SIGKILL)
+    holder.wait(timeout=30)
+    assert (dest / "_lock").exists()  # the file stays; the lock itself died with its holder
+    result = _cli("backfill", str(logs / "a"), "--output", str(dest), "--workers", "1")
+    assert result.returncode == 0, result.stderr
+    assert read_events(dest)
+
+
+def test_concurrent_backfills_into_one_dest_never_both_succeed_with_fewer_rows(logs: Path, tmp_path: Path) -> None:
+    """Two real runs at once: each either completes the whole dataset or is refused with exit 2."""
+    alone = tmp_path / "alone"
+    assert run_cli("backfill", str(logs), "--output", str(alone), "--workers", "1") == 0
+    expected = len(read_events(alone))
+    dest = tmp_path / "dest"
+    command = [sys.executable, "-m", "pipeline.app.cli", "backfill", str(logs), "--output", str(dest), "--workers", "1"]
+    runs = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    codes = sorted(run.wait(timeout=300) for run in runs)
+    assert codes in ([0, 0], [0, 2]), [run.stderr.read() if run.stderr else "" for run in runs]
+    assert len(read_events(dest)) == expected
+
+
+def test_an_output_inside_the_source_is_refused_before_any_work(logs: Path, tmp_path: Path) -> None:
+    """Audit item 5: `backfill . --output out` read its own output on every rerun."""
+    source = tmp_path / "src"
+    source.mkdir()
+    (source / "x.log").write_bytes((logs / "c" / "header-only.log").read_bytes())
+    result = _cli("backfill", str(source), "--output", str(source / "out"))
+    assert result.returncode == 2
+    assert "is inside SOURCE" in result.stderr and "Traceback" not in result.stderr
+    assert not (source / "out").exists()
+    assert _cli("backfill", str(source), "--output", str(source)).returncode == 2
+
+
+def test_a_dest_that_cannot_be_written_is_refused_before_reading(logs: Path, tmp_path: Path) -> None:
+    """Audit item 6: a DEST under a file used to process everything, then crash with a traceback."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    result = _cli("backfill", str(logs / "a"), "--output", str(blocker / "dest"))
+    assert result.returncode == 2
+    assert "cannot be written" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_several_sources_as_a_shell_glob_gives_them_are_all_processed(logs: Path, tmp_path: Path) -> None:
+    """Audit item 15: `backfill logs/*.gz` (many SOURCE arguments) was a usage error."""
+    files = sorted(str(p) for p in (logs / "a").glob("*.gz"))
+    assert len(files) == 3
+    dest = tmp_path / "dest"
+    assert run_cli("backfill", *files, files[0], "--output", str(dest), "--json") == 0  # a repeat is planned once
+    summary = json.loads((dest / "_summary.json").read_text())
+    assert summary["files"] == 3
+    assert run_cli("backfill", files[0], "/definitely/not/here", "--output", str(tmp_path / "d2")) == 2

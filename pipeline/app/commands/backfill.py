@@ -14,7 +14,12 @@ from pipeline.errors import InputError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("source", metavar="SOURCE", help="a log file, a folder (searched recursively) or a glob")
+    parser.add_argument(
+        "source",
+        nargs="+",
+        metavar="SOURCE",
+        help="log files, folders (searched recursively) or globs; several may be given (a shell's glob)",
+    )
     parser.add_argument("--output", "-o", required=True, metavar="DEST", help="output folder")
     parser.add_argument(
         "--workers",
@@ -44,7 +49,9 @@ def run(args: argparse.Namespace) -> int:
     if dest.exists() and not dest.is_dir():
         raise InputError(f"--output {dest} exists and is not a folder")
     sources = plan_sources(args.source)
-    summary = run_backfill(sources, dest, config, workers=args.workers, progress=ProgressBar())
+    summary = run_backfill(
+        sources, dest, config, workers=args.workers, progress=ProgressBar(), source_roots=args.source
+    )
     if args.json:
         print(json.dumps(summary.to_json(), indent=1))
     else:
