@@ -26,6 +26,10 @@ CanonicalEvent = dict[str, Any]
 
 INT32_MIN: Final = -(2**31)
 INT32_MAX: Final = 2**31 - 1
+MIN_EPOCH_MS: Final = 0
+"""1970-01-01T00:00:00.000Z, the earliest timestamp an event may hold."""
+MAX_EPOCH_MS: Final = 253_402_300_799_999
+"""9999-12-31T23:59:59.999Z, the latest: Python's datetime (and so pyarrow's conversion to it) ends there."""
 
 # The reference table gives se_value the SDK type "string", but its column is DOUBLE PRECISION
 # in Redshift and a Double in Snowplow's Scala SDK and lake loaders: we follow the column.
@@ -162,7 +166,9 @@ def validate(event: CanonicalEvent) -> list[str]:  # noqa: PLR0912 - runs once p
 
     Types follow the field table; strings must fit their column in UTF-8 bytes, be valid
     Unicode (no lone surrogates) and, for ``char(n)`` columns, be ASCII; integers must fit
-    Redshift's INT (32-bit); doubles must be finite.
+    Redshift's INT (32-bit); doubles must be finite; timestamps must lie in 1970..9999
+    (:data:`MIN_EPOCH_MS` to :data:`MAX_EPOCH_MS`), which Parquet, Redshift and Python's
+    datetime all represent.
     """
     errors: list[str] = []
     specs = _SPECS
@@ -187,7 +193,10 @@ def validate(event: CanonicalEvent) -> list[str]:  # noqa: PLR0912 - runs once p
             elif kind == _DOUBLE:
                 if not math.isfinite(value):  # pragma: no cover - ints are always finite
                     errors.append(f"{name}: {value} is not a finite number")
-            elif kind != _TSTAMP:
+            elif kind == _TSTAMP:
+                if not MIN_EPOCH_MS <= value <= MAX_EPOCH_MS:
+                    errors.append(f"{name}: {value} is outside 1970-01-01..9999-12-31 (epoch milliseconds)")
+            else:
                 errors.append(f"{name}: expected {BY_NAME[name].type}, got int")
         elif value_type is float:
             if kind != _DOUBLE:

@@ -21,7 +21,7 @@ from pipeline.badrows import BadRow, FailureKind, SourceRef
 from pipeline.cache import BoundedCache
 from pipeline.config import TransformConfig
 from pipeline.formats.base import Request, Skip
-from pipeline.schema import CanonicalEvent, validate
+from pipeline.schema import MIN_EPOCH_MS, CanonicalEvent, validate
 from transform.enrichments import Enrichment, EnrichmentSetup, Hit, Part, build_enrichments
 from transform.errors import TransformConfigError
 from transform.tracker import EVENT_TYPES, QueryDecoder
@@ -234,7 +234,9 @@ class Canonicalizer:
 
         true_tstamp when sent; else collector_tstamp corrected for the device clock skew,
         collector - (dvce_sent - dvce_created), when the device created the event before
-        sending it; else collector_tstamp.
+        sending it; else collector_tstamp.  Every input lies in 1970..9999 (or fails
+        validation), and the skew correction only moves back from collector_tstamp, clamped
+        at 1970: the result stays in range.
         """
         true_tstamp = event.get("true_tstamp")
         if true_tstamp is not None:
@@ -242,7 +244,7 @@ class Canonicalizer:
             return
         created, sent = event.get("dvce_created_tstamp"), event.get("dvce_sent_tstamp")
         if created is not None and sent is not None and created < sent:
-            event["derived_tstamp"] = max(collector - (sent - created), 0)
+            event["derived_tstamp"] = max(collector - (sent - created), MIN_EPOCH_MS)
         else:
             event["derived_tstamp"] = collector
 

@@ -19,7 +19,7 @@ from typing import Any, Final
 from urllib.parse import unquote_plus
 
 from pipeline.cache import BoundedCache
-from pipeline.schema import FIELDS, INT32_MAX, INT32_MIN, CanonicalEvent
+from pipeline.schema import FIELDS, INT32_MAX, INT32_MIN, MAX_EPOCH_MS, MIN_EPOCH_MS, CanonicalEvent
 
 # Bounded so that a worker's memory does not grow with the input (about 20 MB at most).
 _DECODED_CACHE_SIZE: Final = 40_000
@@ -54,8 +54,6 @@ IGLU_RE: Final = re.compile(
 )
 UNSTRUCT_SCHEMA_PREFIX: Final = "iglu:com.snowplowanalytics.snowplow/unstruct_event/jsonschema/1-"
 CONTEXTS_SCHEMA_PREFIX: Final = "iglu:com.snowplowanalytics.snowplow/contexts/jsonschema/1-"
-# Timestamps outside 1970..9999 cannot be stored.
-MAX_EPOCH_MS: Final = 253_402_300_799_999
 
 # Parameters excluded from the event fingerprint (they change on a tracker retry).
 FINGERPRINT_EXCLUDED: Final = frozenset({"eid", "stm", "nuid", "cv"})
@@ -134,10 +132,11 @@ def parse_bool(text: str) -> bool | None:
 
 
 def parse_tstamp(text: str) -> int | None:
+    """Epoch milliseconds (ASCII digits) within 1970..9999, which every store represents; else None."""
     if not text.isascii() or not text.isdigit() or len(text) > 15:
         return None
     value = int(text)
-    return value if value <= MAX_EPOCH_MS else None
+    return value if MIN_EPOCH_MS <= value <= MAX_EPOCH_MS else None
 
 
 _KIND_PARSERS: Final[dict[int, Callable[[str], Any]]] = {  # by kind code

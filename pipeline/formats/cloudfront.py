@@ -2,12 +2,12 @@
 
 The reader streams any binary file object with bounded memory, binds columns by name from
 the ``#Fields:`` header (every legacy generation from 12 to 33 fields, and the arbitrary
-field subsets standard logging v2 writes), splits on ``\\n`` only and turns every problem
-into a bad row.  Lines are tab-separated; CloudFront URL-encodes the header values it logs
-(``cs(User-Agent)``, ``cs(Referer)``, ``x-forwarded-for``) and encodes ``%`` in
-``cs-uri-query`` once more (a tracker's ``%3A`` is logged as ``%253A``), which
-:class:`CloudFrontW3C` undoes exactly once when it parses a line into a
-:class:`~pipeline.formats.base.Request`.
+field subsets standard logging v2 writes), splits on ``\\n`` only (on ``\\r`` in a file that
+has no ``\\n`` at all) and turns every problem into a bad row.  Lines are tab-separated;
+CloudFront URL-encodes the header values it logs (``cs(User-Agent)``, ``cs(Referer)``,
+``x-forwarded-for``) and encodes ``%`` in ``cs-uri-query`` once more (a tracker's ``%3A``
+is logged as ``%253A``), which :class:`CloudFrontW3C` undoes exactly once when it parses a
+line into a :class:`~pipeline.formats.base.Request`.
 
 Every physical line ends as exactly one of: a :class:`LogLine` (yielded), a
 :class:`~pipeline.badrows.BadRow` (yielded) or a counted skip (``ReadStats.skipped``).
@@ -28,6 +28,7 @@ from urllib.parse import unquote
 from pipeline.badrows import BadRow, FailureKind, SourceRef
 from pipeline.cache import BoundedCache
 from pipeline.formats.base import FieldLayout, LogLine, ReadLimits, ReadStats, Request, RequestScreen, Skip
+from pipeline.schema import MAX_EPOCH_MS
 
 # The 33 fields of standard logging (legacy), in order.
 LEGACY_FIELDS: Final[tuple[str, ...]] = (
@@ -89,7 +90,10 @@ def _gzip_chunks(stream: IO[bytes], first: bytes, limit: int) -> Iterator[bytes]
     """Decompress a (possibly multi-member) gzip stream chunk by chunk.
 
     Output is produced in bounded pieces (``decompress(..., max_length)``) so a bomb never
-    materialises; raises _CompressionError on corrupt, truncated or trailing-garbage input.
+    materialises; raises _CompressionError on corrupt, truncated or trailing-garbage input,
+    after yielding all the output decompressed before the failure.  A stream cut anywhere
+    before the end of its last member -- even inside the gzip header, before any output --
+    is truncated: only an empty stream, or complete members, read as an empty file.
     """
     decompressor = zlib.decompressobj(wbits=31)
     pending = first
@@ -97,13 +101,18 @@ def _gzip_chunks(stream: IO[bytes], first: bytes, limit: int) -> Iterator[bytes]
     while True:
         if not pending:
             pending = stream.read(_READ_SIZE)
-            if not pending:
-                if decompressor.eof or (produced == 0 and not decompressor.unconsumed_tail):
-                    return
+            if not pending:  # a finished member is handled below: this one is cut short
+                rest = decompressor.flush()  # what the member's complete input so far decodes to
+                if rest:
+                    yield rest
                 raise _CompressionError("truncated gzip stream (unexpected end of file)")
+        before = decompressor.copy()
         try:
             out = decompressor.decompress(pending, _READ_SIZE)
         except zlib.error as exc:
+            # zlib drops the output of a call that fails (a bad CRC fails the call that decodes
+            # the member's last block): decode that input again up to the failing byte.
+            yield from _salvage(before, pending)
             raise _CompressionError(f"corrupt gzip data: {exc}") from exc
         pending = decompressor.unconsumed_tail
         if out:
@@ -125,6 +134,54 @@ def _gzip_chunks(stream: IO[bytes], first: bytes, limit: int) -> Iterator[bytes]
             pending = rest.lstrip(b"\x00")
         if produced > limit:
             return
+
+
+def _salvage(decompressor: zlib._Decompress, data: bytes) -> Iterator[bytes]:
+    """The output of ``data`` up to the byte where decompressing it fails.
+
+    Byte by byte (once per damaged file): each byte decodes to a few KiB at most.
+    """
+    for position in range(len(data)):
+        try:
+            out = decompressor.decompress(data[position : position + 1])
+        except zlib.error:
+            return
+        if out:
+            yield out
+        if decompressor.eof:  # pragma: no cover - the failure is inside this member
+            return
+
+
+def _bare_cr_as_lf(chunks: Iterator[bytes], max_line: int) -> Iterator[bytes]:
+    """``chunks``, with every ``\\r`` made a line end when the file's first ``max_line`` bytes have no ``\\n``.
+
+    A file with bare CR line endings (classic Mac OS) would otherwise be one oversized line,
+    or one skipped header.  Any log of acceptable lines has a ``\\n`` within its first
+    ``max_line`` bytes, so that is where the decision is made; it depends only on the bytes,
+    so a resumed read numbers lines as a fresh one does.  CRLF and LF files pass unchanged.
+    """
+    head: list[bytes] = []
+    size = 0
+    failure: _CompressionError | None = None
+    try:
+        for chunk in chunks:
+            head.append(chunk)
+            size += len(chunk)
+            if b"\n" in chunk or size > max_line:
+                break
+    except _CompressionError as exc:
+        failure = exc
+    data = b"".join(head)
+    bare_cr = b"\r" in data and b"\n" not in data
+    if data:
+        yield data.replace(b"\r", b"\n") if bare_cr else data
+    if failure is not None:
+        raise failure
+    if not bare_cr:
+        yield from chunks
+        return
+    for chunk in chunks:
+        yield chunk.replace(b"\r", b"\n")
 
 
 def _plain_chunks(stream: IO[bytes], first: bytes) -> Iterator[bytes]:
@@ -165,7 +222,7 @@ def read_lines(
         )
         return
     chunks = _gzip_chunks(stream, first, limits.max_decompressed_bytes) if is_gzip else _plain_chunks(stream, first)
-    yield from _split_lines(chunks, source, limits, stats, start_line)
+    yield from _split_lines(_bare_cr_as_lf(chunks, limits.max_line_bytes), source, limits, stats, start_line)
 
 
 def _split_lines(  # noqa: PLR0912, PLR0915 - the reader's hot loop, inlined for throughput (see the benchmark)
@@ -236,14 +293,14 @@ def _split_lines(  # noqa: PLR0912, PLR0915 - the reader's hot loop, inlined for
                     yield LogLine(line_no, raw, layout)  # the common case, without _classify
                     continue
                 if line_no <= start_line:
-                    if type(raw) is str and raw.startswith("#Fields:"):
-                        layout = FieldLayout.parse(raw)
-                    elif type(raw) is bytes and raw.startswith(b"#Fields:"):
-                        # As in _classify: a header that is not valid UTF-8 was a bad row, not a layout.
-                        try:
-                            layout = FieldLayout.parse(raw.decode("utf-8"))
-                        except UnicodeDecodeError:
-                            pass
+                    if (type(raw) is str and raw.startswith("#Fields:")) or (
+                        type(raw) is bytes and raw.startswith(b"#Fields:")
+                    ):
+                        # The layout a fresh read takes from this line (none when it was a bad
+                        # row: not valid UTF-8, or oversized).
+                        header = _classify(raw, line_no, source, layout, max_line, Counter())
+                        if type(header) is FieldLayout:
+                            layout = header
                     continue
                 item = _classify(raw, line_no, source, layout, max_line, skipped)
                 if item is None:
@@ -321,7 +378,12 @@ def _classify(
     max_line: int,
     skipped: Counter[str],
 ) -> LogLine | BadRow | FieldLayout | None:
-    """Turn one raw line into a LogLine, a bad row, a new layout (header) or None (skip)."""
+    """Turn one raw line into a LogLine, a bad row, a new layout (header) or None (skip).
+
+    Only ``#Version:`` and ``#Fields:`` lines are headers (counted skips); another line
+    starting with ``#`` is a schema_mismatch bad row, and a header over the line cap a
+    size_violation, like any line.
+    """
     if type(raw) is bytes:
         try:
             raw.decode("utf-8")
@@ -340,16 +402,28 @@ def _classify(
     if not text:
         skipped["blank"] += 1
         return None
-    if text[0] == "#":
-        if text.startswith("#Fields:"):
-            skipped["header"] += 1
-            return FieldLayout.parse(text)
-        skipped["header"] += 1
-        return None
     if len(text) > max_line // 4 and len(text.encode("utf-8")) > max_line:
         encoded = text.encode("utf-8")
         return _oversized(source, line_no, encoded[:_RAW_CAP], len(encoded), max_line)
+    if text[0] == "#":
+        return _hash_line(text, line_no, source, skipped)
     return LogLine(line_no, text, layout)
+
+
+def _hash_line(text: str, line_no: int, source: SourceRef, skipped: Counter[str]) -> BadRow | FieldLayout | None:
+    """A line starting with ``#``: a header (a counted skip; ``#Fields:`` sets the layout) or a bad row."""
+    if text.startswith("#Fields:"):
+        skipped["header"] += 1
+        return FieldLayout.parse(text)
+    if text.startswith("#Version:"):
+        skipped["header"] += 1
+        return None
+    return BadRow(
+        FailureKind.SCHEMA_MISMATCH,
+        ("line starts with '#' but is not a CloudFront header (#Version: or #Fields:)",),
+        source.at(line_no),
+        raw=text,
+    )
 
 
 # ---------------------------------------------------------------------------- parsing lines
@@ -431,6 +505,7 @@ _new_request: Final = tuple.__new__  # Request(...) through its generated __new_
 
 _DAYS_BEFORE_MONTH: Final = (0, 0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334)
 _MAX_EPOCH_S: Final = 253_402_300_800  # 10000-01-01T00:00:00Z
+_LATEST: Final = "9999-12-31T23:59:59.999Z"  # MAX_EPOCH_MS
 
 
 def date_ms(text: str) -> int | None:
@@ -521,7 +596,7 @@ class CloudFrontW3C:
         collector: int | None = None
         if b.date >= 0 and b.time >= 0 and b.timestamp_ms < 0:
             day, clock = self._dates[f[b.date]], self._times[f[b.time]]  # memos: computed on a first sight
-            if day is not None and clock is not None:
+            if day is not None and clock is not None and day + clock <= MAX_EPOCH_MS:
                 collector = day + clock
         if collector is not None:
             errors: list[str] = []
@@ -601,32 +676,52 @@ class CloudFrontW3C:
         return self._decoded[text]
 
     def _collector_tstamp(self, f: list[str], b: _Binding) -> tuple[int | None, list[str]]:
-        errors: list[str] = []
+        """The request time from the layout's time fields, or None and what is wrong with them."""
         if b.timestamp_ms >= 0:
-            text = f[b.timestamp_ms]
-            if text.isascii() and text.isdigit() and len(text) <= 15:
-                return int(text), errors
-            errors.append(f"timestamp(ms): {text[:50]!r} is not epoch milliseconds")
+            millis, error = _epoch_millis(f[b.timestamp_ms])
+        elif b.date >= 0 and b.time >= 0:
+            return self._date_time(f[b.date], f[b.time])
+        else:
+            millis, error = _epoch_seconds(f[b.timestamp_s])
+        return millis, [error] if error else []
+
+    def _date_time(self, date_text: str, time_text: str) -> tuple[int | None, list[str]]:
+        errors: list[str] = []
+        day, clock = self._dates[date_text], self._times[time_text]
+        if day is None:
+            errors.append(f"date: {date_text[:50]!r} is not a valid YYYY-MM-DD date")
+        if clock is None:
+            errors.append(f"time: {time_text[:50]!r} is not a valid HH:MM:SS time")
+        if day is None or clock is None:
             return None, errors
-        if b.date >= 0 and b.time >= 0:
-            date_text, time_text = f[b.date], f[b.time]
-            day, clock = self._dates[date_text], self._times[time_text]
-            if day is None:
-                errors.append(f"date: {date_text[:50]!r} is not a valid YYYY-MM-DD date")
-            if clock is None:
-                errors.append(f"time: {time_text[:50]!r} is not a valid HH:MM:SS time")
-            if day is None or clock is None:
-                return None, errors
-            return day + clock, errors
-        text = f[b.timestamp_s]
-        try:
-            seconds = float(text)
-        except ValueError:
-            seconds = -1.0
-        if not 0 <= seconds < _MAX_EPOCH_S or not text.isascii():
-            errors.append(f"timestamp: {text[:50]!r} is not epoch seconds")
+        if day + clock > MAX_EPOCH_MS:  # a leap second on 9999-12-31
+            errors.append(f"date+time: '{date_text} {time_text[:50]}' is after {_LATEST}")
             return None, errors
-        return round(seconds * 1000), errors
+        return day + clock, errors
+
+
+def _epoch_millis(text: str) -> tuple[int | None, str | None]:
+    """Standard logging v2's ``timestamp(ms)``: the time, or None and what is wrong."""
+    if text.isascii() and text.isdigit() and len(text) <= 15:
+        millis = int(text)
+        if millis <= MAX_EPOCH_MS:
+            return millis, None
+        return None, f"timestamp(ms): {text!r} is after {_LATEST}, the latest time an event can hold"
+    return None, f"timestamp(ms): {text[:50]!r} is not epoch milliseconds"
+
+
+def _epoch_seconds(text: str) -> tuple[int | None, str | None]:
+    """Standard logging v2's ``timestamp`` (epoch seconds, fractional): milliseconds, or None and what is wrong."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds < _MAX_EPOCH_S or not text.isascii():
+        return None, f"timestamp: {text[:50]!r} is not epoch seconds"
+    millis = round(seconds * 1000)
+    if millis > MAX_EPOCH_MS:  # within the last millisecond of 9999, rounded up
+        return None, f"timestamp: {text[:50]!r} is after {_LATEST}"
+    return millis, None
 
 
 def _unescape(text: str) -> str:

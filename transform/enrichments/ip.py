@@ -1,13 +1,25 @@
-"""Client IP selection and anonymization (IPv4 /24, IPv6 /48 by default)."""
+"""Client IP selection and anonymization (IPv4 /24, IPv6 /48 by default).
+
+IPv6 addresses that carry an IPv4 address -- IPv4-mapped (``::ffff:0:0/96``), 6to4
+(``2002::/16``, RFC 3056), Teredo (``2001::/32``, RFC 4380) and NAT64's well-known prefix
+(``64:ff9b::/96``, RFC 6052) -- are anonymized as that IPv4 address: a /48 of 6to4 is a
+whole IPv4 address, and a longer configured IPv6 prefix would keep the address Teredo and
+NAT64 carry.  The local-use NAT64 prefix (``64:ff9b:1::/48``, RFC 8215) places the IPv4
+address wherever its operator chooses after bit 48, so it is never kept beyond its /48.
+"""
 
 from __future__ import annotations
 
 import ipaddress
+from typing import Final
 
 from pipeline.cache import BoundedCache
 from pipeline.config import TransformConfig
 from pipeline.schema import CanonicalEvent
 from transform.enrichments.base import EnrichmentSetup, Hit, Part
+
+_NAT64: Final = ipaddress.IPv6Network("64:ff9b::/96")
+_NAT64_LOCAL: Final = ipaddress.IPv6Network("64:ff9b:1::/48")
 
 
 def first_valid_ip(candidates: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
@@ -63,13 +75,39 @@ class IpAnonymizer:
         return self.mask(address) if address is not None else None
 
     def mask(self, address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-            address = address.ipv4_mapped
-        prefix = self._v4 if address.version == 4 else self._v6
+        """The address masked to its configured prefix, as text.
+
+        An IPv6 address embedding an IPv4 address becomes that IPv4 address masked to the
+        IPv4 prefix when IPv6 addresses are masked (see the module docstring); an
+        IPv4-mapped address always becomes its IPv4 address.
+        """
+        prefix: int | None
+        if isinstance(address, ipaddress.IPv6Address):
+            embedded = address.ipv4_mapped or (_embedded_ipv4(address) if self._v6 is not None else None)
+            if embedded is not None:
+                address = embedded
+                prefix = self._v4
+            elif self._v6 is not None and address in _NAT64_LOCAL:
+                prefix = min(self._v6, _NAT64_LOCAL.prefixlen)
+            else:
+                prefix = self._v6
+        else:
+            prefix = self._v4
         if prefix is None:
             return str(address)
         network = ipaddress.ip_network(f"{address}/{prefix}", strict=False)
         return str(network.network_address)
+
+
+def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address a 6to4, Teredo (the client's, deobfuscated) or NAT64 address carries, else None."""
+    if address.sixtofour is not None:
+        return address.sixtofour
+    if address.teredo is not None:
+        return address.teredo[1]
+    if address in _NAT64:
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return None
 
 
 class IpEnrichment:
