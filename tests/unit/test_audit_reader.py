@@ -13,27 +13,15 @@ import random
 
 import pytest
 
-from pipeline.badrows import BadRow, FailureKind, SourceRef
+from pipeline.badrows import BadRow, FailureKind
 from pipeline.formats.base import LogLine, ReadLimits, ReadStats
 from pipeline.formats.cloudfront import read_lines
 from pipeline.testing import LogBuilder, tracker_query
 from tests.conftest import run_core
+from tests.unit.test_extract_reader import SOURCE, read_all
 
-SOURCE = SourceRef("s3://bucket/E2EXAMPLE.2024-11-15-19.abcd1234.gz")
 MAX_EPOCH_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
 V2_FIELDS = ("timestamp(ms)", "c-ip", "cs-method", "cs-uri-stem", "sc-status", "cs-uri-query")
-
-
-def read_all(
-    data: bytes, limits: ReadLimits | None = None, **kwargs: object
-) -> tuple[list[LogLine], list[BadRow], ReadStats]:
-    stats = ReadStats()
-    lines: list[LogLine] = []
-    bad: list[BadRow] = []
-    for item in read_lines(io.BytesIO(data), SOURCE, limits, stats, **kwargs):  # type: ignore[arg-type]
-        (lines if isinstance(item, LogLine) else bad).append(item)  # type: ignore[arg-type]
-    assert stats.lines_read == len(lines) + len(bad) + sum(stats.skipped.values())
-    return lines, bad, stats
 
 
 def _tracker_log(count: int) -> LogBuilder:

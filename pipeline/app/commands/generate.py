@@ -10,6 +10,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
+from pipeline.app.arguments import positive_int
 from pipeline.formats.cloudfront import GENERATIONS
 from pipeline.testing.generate import GenerateOptions, generate_logs, write_log_file
 
@@ -52,13 +53,6 @@ def _distribution_id(text: str) -> str:
     return text
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be >= 1")
-    return value
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of the ``generate-logs`` subcommand."""
     defaults = GenerateOptions()
@@ -81,7 +75,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--hours",
-        type=_positive,
+        type=positive_int,
         default=defaults.hours,
         help="hours the files are spread over (default %(default)s)",
     )
