@@ -95,14 +95,16 @@ class UserAgentEnrichment:
 
     name = "useragent"
 
-    def __init__(self, parser: UserAgentParser, cache_size: int) -> None:
+    def __init__(self, cache_size: int, parser: UserAgentParser | None = None) -> None:
+        # Made on the first user agent: compiling ua-parser's rules takes a tenth of a second,
+        # which a configuration check (the backfill's parent process) need not pay.
         self._parser = parser
         self._parts: BoundedCache[str, Part] = BoundedCache(cache_size, self._part)
 
     @classmethod
     def from_config(cls, config: TransformConfig, setup: EnrichmentSetup) -> UserAgentEnrichment | None:
         settings = config.useragent
-        return cls(UserAgentParser(), settings.cache_size) if settings.enabled else None
+        return cls(settings.cache_size) if settings.enabled else None
 
     def apply(self, event: CanonicalEvent, hit: Hit) -> Part | None:
         useragent = hit.useragent
@@ -111,5 +113,7 @@ class UserAgentEnrichment:
         return self._parts[useragent]
 
     def _part(self, useragent: str) -> Part:
+        if self._parser is None:
+            self._parser = UserAgentParser()
         columns = self._parser.columns(useragent)
         return Part(columns, tuple(validate(columns)))
