@@ -23,7 +23,6 @@ claimed, so a malformed one becomes a bad row instead of failing the batch.
 from __future__ import annotations
 
 import time
-from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -58,7 +57,6 @@ class SinkResult:
     duplicates_dropped: int = 0
     bad: list[BadRow] = field(default_factory=list)
     objects: list[str] = field(default_factory=list)
-    rows_by_object: Counter[str] = field(default_factory=Counter)
     etl_tstamp: int = 0
     """Of the batch's first event: dates its bad rows (epoch when there is none)."""
 
@@ -136,7 +134,6 @@ def write_batch(
                 raise SinkWriteError(f"cannot write s3://{resources.output_bucket}/{object_key}: {exc}") from exc
             written.append(object_key)
             result.objects.append(object_key)
-            result.rows_by_object[object_key] = len(events)
             result.rows_written += len(events)
         if result.bad:
             first = records[0].sequence_number

@@ -13,13 +13,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal
+from typing import Any, Literal
 
 from pipeline.aws.errors import aws_exceptions, classify, error_code
 from pipeline.errors import TerminalError, TransientError
 
 Status = Literal["IN_PROGRESS", "COMPLETE", "FAILED"]
-COUNT_NAMES: Final = ("lines_read", "lines_shipped", "bad", "skipped", "records")
 
 
 class LedgerAccessError(TerminalError):
