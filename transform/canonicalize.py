@@ -21,7 +21,7 @@ from pipeline.badrows import BadRow, FailureKind, SourceRef
 from pipeline.cache import BoundedCache
 from pipeline.config import TransformConfig
 from pipeline.formats.base import Request, Skip
-from pipeline.schema import MIN_EPOCH_MS, CanonicalEvent, validate
+from pipeline.schema import CanonicalEvent, validate
 from transform.enrichments import Enrichment, EnrichmentSetup, Hit, Part, build_enrichments
 from transform.errors import TransformConfigError
 from transform.tracker import EVENT_TYPES, QueryDecoder
@@ -35,6 +35,7 @@ _URL_PARTS: Final = ("urlscheme", "urlhost", "urlport", "urlpath", "urlquery", "
 _PAGE_COLUMNS: Final = tuple(f"page_{part}" for part in _URL_PARTS)
 _REFR_COLUMNS: Final = tuple(f"refr_{part}" for part in _URL_PARTS)
 _URL_CACHE_SIZE: Final = 10_000
+_SCREEN_CACHE_SIZE: Final = 2048  # paths: a log's pages and assets, and its tracker path
 
 
 SKIP_NOT_TRACKER: Final = Skip("not_tracker")
@@ -97,6 +98,7 @@ class Canonicalizer:
         self._skip_ext = tuple(ext.lower() for ext in config.page_view_skip_extensions)
         self._pv_methods = frozenset(config.page_view_methods)
         self._decoder = QueryDecoder()
+        self._collector_name = config.collector_name
         self._pages: BoundedCache[str, _UrlPart] = BoundedCache(
             _URL_CACHE_SIZE, partial(_url_columns, "page_url", _PAGE_COLUMNS)
         )
@@ -108,13 +110,14 @@ class Canonicalizer:
         self.enrichments: tuple[Enrichment, ...] = tuple(enrichments)
         # Bound once: one call site serving several step types would otherwise look the method up per event.
         self._steps = tuple(step.apply for step in self.enrichments)
+        self.screens: BoundedCache[tuple[str, str], Skip | None] = BoundedCache(
+            _SCREEN_CACHE_SIZE, lambda request: self.screen(*request)
+        )
+        """:meth:`screen` memoised per (method, path): the ``RequestScreen`` formats apply."""
 
     # ------------------------------------------------------------------ entry point
     def screen(self, method: str, path: str) -> Skip | None:
-        """Why a request with this method and path would be skipped, or None when it makes an event.
-
-        A :data:`~pipeline.formats.base.RequestScreen`: formats apply it before decoding a line.
-        """
+        """Why a request with this method and path would be skipped, or None when it makes an event."""
         if method == "GET" and path in self._tracker_paths:
             return None
         if self.config.non_tracker_policy == "skip":
@@ -156,7 +159,12 @@ class Canonicalizer:
         specials: dict[str, str] = {}
         fingerprinted: list[str] = []
         collector = request.collector_tstamp
-        event = self._base_event(collector, etl_tstamp)
+        event: CanonicalEvent = {  # _base_event, inlined: this runs for every tracker hit
+            "collector_tstamp": collector,
+            "etl_tstamp": etl_tstamp,
+            "v_collector": self._collector_name,
+            "v_etl": V_ETL,
+        }
         self._decoder.apply_query(event, pairs, errors, flags, specials, fingerprinted)
         if errors:
             # One bad row says everything wrong: add what validation finds in the decoded fields.
@@ -166,7 +174,18 @@ class Canonicalizer:
         useragent = specials.get("ua") or request.useragent
         if useragent:
             event["useragent"] = useragent
-        self._derive_timestamps(event, collector)
+        # derived_tstamp as Snowplow computes it: true_tstamp when sent; else collector_tstamp
+        # corrected for the device clock skew, collector - (dvce_sent - dvce_created), when the
+        # device created the event before sending it; else collector_tstamp.
+        true_tstamp = event.get("true_tstamp")
+        if true_tstamp is not None:
+            event["derived_tstamp"] = true_tstamp
+        else:
+            created, sent = event.get("dvce_created_tstamp"), event.get("dvce_sent_tstamp")
+            if created is not None and sent is not None and created < sent:
+                event["derived_tstamp"] = max(collector - (sent - created), 0)
+            else:
+                event["derived_tstamp"] = collector
         if "event_id" not in event:
             event["event_id"] = self._derived_event_id(request, source)
         refr, tracker_ip = specials.get("refr"), specials.get("ip")
@@ -227,26 +246,6 @@ class Canonicalizer:
             if part is not None:
                 parts.append(part)
         return parts
-
-    @staticmethod
-    def _derive_timestamps(event: CanonicalEvent, collector: int) -> None:
-        """derived_tstamp as Snowplow computes it.
-
-        true_tstamp when sent; else collector_tstamp corrected for the device clock skew,
-        collector - (dvce_sent - dvce_created), when the device created the event before
-        sending it; else collector_tstamp.  Every input lies in 1970..9999 (or fails
-        validation), and the skew correction only moves back from collector_tstamp, clamped
-        at 1970: the result stays in range.
-        """
-        true_tstamp = event.get("true_tstamp")
-        if true_tstamp is not None:
-            event["derived_tstamp"] = true_tstamp
-            return
-        created, sent = event.get("dvce_created_tstamp"), event.get("dvce_sent_tstamp")
-        if created is not None and sent is not None and created < sent:
-            event["derived_tstamp"] = max(collector - (sent - created), MIN_EPOCH_MS)
-        else:
-            event["derived_tstamp"] = collector
 
     @staticmethod
     def _derived_event_id(request: Request, source: SourceRef) -> str:

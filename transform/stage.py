@@ -56,7 +56,7 @@ def transform_batch(
     source = SourceRef(batch.object_uri, etag=batch.etag or None)
     process = canonicalizer.process
     parse = formats[batch.format].parse
-    screen = canonicalizer.screen
+    screen = canonicalizer.screens
     for number, text in zip(batch.line_numbers, batch.lines, strict=True):
         request = parse(LogLine(number, text, layout), source, screen)
         result = process(request, source, batch.etl_tstamp) if type(request) is Request else request

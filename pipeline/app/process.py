@@ -32,7 +32,7 @@ def process_stream(
     stats = ReadStats()
     parse = log_format.parse
     process = canonicalizer.process
-    screen = canonicalizer.screen
+    screen = canonicalizer.screens
     good = bad = 0
     bad_kinds = summary.bad_by_kind
     skipped = summary.skipped_by_reason

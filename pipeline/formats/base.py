@@ -9,7 +9,7 @@ so the transform depends on :class:`Request` and never on how a format lays out 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import IO, Final, NamedTuple, Protocol
@@ -121,13 +121,17 @@ class Skip(NamedTuple):
     reason: str
 
 
-RequestScreen = Callable[[str, str], Skip | None]
-"""Given a request's method and decoded path, a :class:`Skip` when the consumer does not want it.
+class RequestScreen(Protocol):
+    """``screen[(method, decoded path)]``: a :class:`Skip` when the consumer does not want the request, else None.
 
-A format applies it after checking the line's fields and before building the
-:class:`Request`, so lines that would be skipped (assets, pages, anything but tracker hits)
-cost no decoding.
-"""
+    A format applies it after checking the line's fields and before building the
+    :class:`Request`, so lines that would be skipped (assets, pages, anything but tracker
+    hits) cost no decoding.  It is a mapping so that a memo (a
+    :class:`~pipeline.cache.BoundedCache`) answers a repeated path with a dict lookup.
+    """
+
+    def __getitem__(self, request: tuple[str, str], /) -> Skip | None: ...
+
 
 
 class LogFormat(Protocol):

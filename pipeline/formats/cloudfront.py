@@ -617,7 +617,7 @@ class CloudFrontW3C:
         stem = f[b.stem]
         path = (stem if "%" not in stem and stem != "-" else value(stem)) or "/"
         if screen is not None:
-            skip = screen(method, path)
+            skip = screen[(method, path)]
             if skip is not None:
                 return skip
         # The common cases inline (absent, or no escapes); escaped values through the memo.

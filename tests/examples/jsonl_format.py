@@ -42,7 +42,7 @@ class JsonLines:
         if type(ts) is not int or ts < 0:
             return BadRow(FailureKind.FIELD_INVALID, ("ts: not epoch ms",), source.at(line.line_no), line.text)
         method, path = hit.get("method", "GET"), hit.get("path", "/")
-        skip = screen(method, path) if screen is not None else None
+        skip = screen[(method, path)] if screen is not None else None
         if skip is not None:
             return skip
         return Request(

@@ -54,7 +54,8 @@ class IpAnonymizer:
             raise ValueError(f"ipv6_prefix must be 0..128, got {ipv6_prefix}")
         self._v4 = ipv4_prefix
         self._v6 = ipv6_prefix
-        self._cache: BoundedCache[str, str | None] = BoundedCache(100_000, self._masked)
+        self.memo: BoundedCache[str, str | None] = BoundedCache(100_000, self._masked)
+        """A candidate (one address or a comma list) -> its first valid address, masked (None: none valid)."""
 
     def user_ipaddress(self, *candidates: str | None) -> str | None:
         """The first valid IP among the candidates (each may be a comma list), masked.
@@ -65,7 +66,7 @@ class IpAnonymizer:
         for candidate in candidates:
             if not candidate or candidate == "-":
                 continue
-            masked = self._cache[candidate]
+            masked = self.memo[candidate]
             if masked is not None:
                 return masked  # else: nothing valid in this candidate, try the next one
         return None
@@ -120,6 +121,7 @@ class IpEnrichment:
 
     def __init__(self, anonymizer: IpAnonymizer) -> None:
         self._anonymizer = anonymizer
+        self._masked = anonymizer.memo
 
     @classmethod
     def from_config(cls, config: TransformConfig, setup: EnrichmentSetup) -> IpEnrichment:
@@ -127,8 +129,13 @@ class IpEnrichment:
         return cls(IpAnonymizer(ip.ipv4_prefix, ip.ipv6_prefix) if ip.anonymize else IpAnonymizer(None, None))
 
     def apply(self, event: CanonicalEvent, hit: Hit) -> Part | None:
+        # IpAnonymizer.user_ipaddress, inlined: this runs for every event.
         request = hit.request
-        address = self._anonymizer.user_ipaddress(hit.tracker_ip, request.forwarded_for, request.client_ip)
-        if address is not None:
-            event["user_ipaddress"] = address
+        masked = self._masked
+        for candidate in (hit.tracker_ip, request.forwarded_for, request.client_ip):
+            if candidate and candidate != "-":
+                address = masked[candidate]
+                if address is not None:
+                    event["user_ipaddress"] = address
+                    return None
         return None
