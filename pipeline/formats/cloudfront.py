@@ -290,7 +290,7 @@ def _split_lines(  # noqa: PLR0912, PLR0915 - the reader's hot loop, inlined for
                     and raw[-1] != "\r"
                     and len(raw) <= quarter_line
                 ):
-                    yield LogLine(line_no, raw, layout)  # the common case, without _classify
+                    yield _new_tuple(LogLine, (line_no, raw, layout))  # the common case, without _classify
                     continue
                 if line_no <= start_line:
                     if (type(raw) is str and raw.startswith("#Fields:")) or (
@@ -501,7 +501,8 @@ def _getter(positions: tuple[int, ...]) -> Callable[[list[str]], Sequence[str]]:
     return itemgetter(*positions)
 
 
-_new_request: Final = tuple.__new__  # Request(...) through its generated __new__ costs a Python call per line
+# LogLine(...) or Request(...) through their generated __new__ costs a Python call per line.
+_new_tuple: Final = tuple.__new__
 
 _DAYS_BEFORE_MONTH: Final = (0, 0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334)
 _MAX_EPOCH_S: Final = 253_402_300_800  # 10000-01-01T00:00:00Z
@@ -646,7 +647,7 @@ class CloudFrontW3C:
             host = value(f[b.host]) if b.host >= 0 else None
         elif "%" in host:
             host = decoded[host]
-        return _new_request(
+        return _new_tuple(
             Request,
             (
                 line_no,
