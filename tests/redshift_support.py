@@ -29,8 +29,10 @@ import itertools
 import json
 import logging
 import re
+import shutil
 import tempfile
 import uuid
+import weakref
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
@@ -117,6 +119,8 @@ class DuckDBExecutor:
         self.executed: list[Statement] = []
         self._query_ids = itertools.count(1000)
         self._files = Path(tempfile.mkdtemp(prefix="duckdb-copy-"))
+        # The COPY staging folder goes with the executor (or at exit), so tests leave no folders behind.
+        self.close = weakref.finalize(self, shutil.rmtree, self._files, ignore_errors=True)
         self._copy_source = ""
 
     # ------------------------------------------------------------------ Executor

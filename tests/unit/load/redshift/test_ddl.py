@@ -60,3 +60,20 @@ def test_a_schema_change_would_break_the_ddl_test(tables: RedshiftTables) -> Non
     # GIVEN the DDL with one canonical column missing, THEN the derived-column comparison fails
     sql = create_events_table(tables).sql.replace('    "page_title" VARCHAR(2000) ENCODE ZSTD,\n', "")
     assert [name for name, _ in _ddl_columns(sql)] != [f.name for f in ATOMIC_FIELDS] + ["load_tstamp"]
+
+
+def test_the_duckdb_executor_removes_its_copy_folder() -> None:
+    """Tests clean their temporary folders: the DuckDB stand-in's COPY staging goes with it."""
+    import gc
+
+    from tests.redshift_support import DuckDBExecutor
+
+    executor = DuckDBExecutor()
+    folder = executor._files
+    assert folder.is_dir()
+    del executor
+    gc.collect()
+    assert not folder.exists()
+    closed = DuckDBExecutor()
+    closed.close()
+    assert not closed._files.exists()
