@@ -13,6 +13,10 @@ CONFIG_ENV_PREFIX: Final = "CLICKSTREAM_ETL__"
 CONFIG_FILE_ENV: Final = "CLICKSTREAM_ETL_CONFIG"
 """Path of a TOML overlay, when ``--config`` is not given."""
 
+LIBRARY_LOG_LEVEL_ENV: Final = "CLICKSTREAM_ETL_LIBRARY_LOG_LEVEL"
+"""Level of botocore's, boto3's and urllib3's loggers in the handlers (default WARNING: at DEBUG
+botocore logs request payloads, which hold log lines and addresses)."""
+
 # ---- AWS Lambda's runtime
 LAMBDA_FUNCTION_NAME_ENV: Final = "AWS_LAMBDA_FUNCTION_NAME"
 
