@@ -28,18 +28,14 @@ from load.redshift.identifiers import RedshiftTables
 from load.redshift.ledger import ledger_from_rows, ledger_insert, ledger_lookup
 from load.redshift.load_errors import LoadErrorDetail, load_errors_of_query
 from load.redshift.merge import MergeStats
-from pipeline.aws.errors import aws_exceptions, classify
+from pipeline.aws.errors import aws_exceptions, translate
 
 
 def _s3_call(operation: str, method: Callable[..., Any], **kwargs: Any) -> Any:
     try:
         return method(**kwargs)
     except aws_exceptions() as exc:
-        failure = classify(exc)
-        message = f"S3 {operation} failed: {failure}"
-        if failure.retryable:
-            raise SinkWriteError(message + " (retry)") from exc
-        raise DestinationError(message) from exc
+        raise translate(exc, f"S3 {operation}", transient=SinkWriteError, terminal=DestinationError) from exc
 
 
 def list_objects(s3: Any, root: S3Location) -> Iterator[S3Object]:

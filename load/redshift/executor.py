@@ -27,7 +27,7 @@ from load.errors import (
 )
 from load.redshift.merge import MergeStats
 from load.redshift.statements import Statement, Transaction
-from pipeline.aws.errors import aws_exceptions, classify
+from pipeline.aws.errors import aws_exceptions, translate
 from pipeline.config import RedshiftConfig
 from pipeline.errors import ConfigError
 
@@ -197,11 +197,8 @@ class DataApiExecutor:
         try:
             return method(**kwargs)
         except aws_exceptions() as exc:
-            failure = classify(exc)
-            message = f"Redshift Data API {operation} failed: {failure}"
-            if failure.retryable:
-                raise DataApiError(message + " (retry)") from exc
-            raise DataApiRequestError(message) from exc
+            what = f"Redshift Data API {operation}"
+            raise translate(exc, what, transient=DataApiError, terminal=DataApiRequestError) from exc
 
     def _wait(self, statement_id: str, label: str, statements: Sequence[Statement]) -> dict[str, Any]:
         started = self._clock()

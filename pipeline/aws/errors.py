@@ -113,6 +113,15 @@ def classify(exc: BaseException) -> AwsFailure:
     return AwsFailure(AwsFault.TRANSIENT, name, str(exc))
 
 
+def translate(exc: BaseException, what: str, *, transient: type[Exception], terminal: type[Exception]) -> Exception:
+    """The package error for a failed AWS call: ``transient`` when retrying can help (the
+    message says "(retry)"), else ``terminal``.  ``what`` names the call ("S3 ListObjectsV2")."""
+    failure = classify(exc)
+    if failure.retryable:
+        return transient(f"{what} failed: {failure} (retry)")
+    return terminal(f"{what} failed: {failure}")
+
+
 def aws_exceptions() -> tuple[type[Exception], ...]:
     """The exceptions a boto3 call raises for a failed call (botocore imported when first asked)."""
     from botocore.exceptions import BotoCoreError, ClientError
