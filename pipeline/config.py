@@ -70,6 +70,13 @@ class PseudonymizeConfig:
 
 
 @dataclass(frozen=True)
+class RedactConfig:
+    enabled: bool
+    query_params: tuple[str, ...]
+    emails: bool
+
+
+@dataclass(frozen=True)
 class TransformConfig:
     tracker_paths: tuple[str, ...]
     non_tracker_policy: Literal["skip", "page_view"]
@@ -84,6 +91,7 @@ class TransformConfig:
     referer: RefererConfig
     campaign: CampaignConfig
     pseudonymize: PseudonymizeConfig
+    redact: RedactConfig
 
 
 @dataclass(frozen=True)

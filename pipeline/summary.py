@@ -19,6 +19,8 @@ class FileSummary:
     bytes_read: int = 0
     bad_by_kind: Counter[str] = field(default_factory=Counter)
     skipped_by_reason: Counter[str] = field(default_factory=Counter)
+    notices: Counter[str] = field(default_factory=Counter)
+    """Good events worth a look: ``redacted_url_parameters``, ``email_shaped_user_id``."""
 
     @property
     def conserved(self) -> bool:
@@ -34,6 +36,7 @@ class FileSummary:
             "bytes_read": self.bytes_read,
             "bad_by_kind": dict(sorted(self.bad_by_kind.items())),
             "skipped_by_reason": dict(sorted(self.skipped_by_reason.items())),
+            "notices": dict(sorted(self.notices.items())),
         }
 
 
@@ -53,6 +56,7 @@ class RunSummary:
     seconds: float = 0.0
     bad_by_kind: Counter[str] = field(default_factory=Counter)
     skipped_by_reason: Counter[str] = field(default_factory=Counter)
+    notices: Counter[str] = field(default_factory=Counter)
     errors: list[str] = field(default_factory=list)
 
     def add(self, file: FileSummary) -> None:
@@ -64,6 +68,7 @@ class RunSummary:
         self.bytes_read += file.bytes_read
         self.bad_by_kind.update(file.bad_by_kind)
         self.skipped_by_reason.update(file.skipped_by_reason)
+        self.notices.update(file.notices)
 
     @property
     def lines_per_second(self) -> float:
@@ -84,5 +89,6 @@ class RunSummary:
             "lines_per_second": round(self.lines_per_second, 1),
             "bad_by_kind": dict(sorted(self.bad_by_kind.items())),
             "skipped_by_reason": dict(sorted(self.skipped_by_reason.items())),
+            "notices": dict(sorted(self.notices.items())),
             "errors": self.errors,
         }

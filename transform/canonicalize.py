@@ -11,7 +11,9 @@ knows none of them by name.
 from __future__ import annotations
 
 import os
+import re
 import uuid
+from collections import Counter
 from collections.abc import Sequence
 from functools import partial
 from typing import Any, Final, NamedTuple
@@ -25,7 +27,7 @@ from pipeline.schema import CanonicalEvent, validate
 from transform.enrichments import Enrichment, EnrichmentSetup, Hit, Part, build_enrichments
 from transform.errors import TransformConfigError
 from transform.tracker import EVENT_TYPES, QueryDecoder
-from transform.urls import UrlParts, split_url
+from transform.urls import Redaction, UrlParts, split_url
 
 V_ETL: Final = f"{ARTIFACT}-{__version__}"
 # Namespace of the deterministic event ids derived from a request (uuid5).
@@ -44,12 +46,18 @@ SKIP_METHOD: Final = Skip("method")
 
 Result = CanonicalEvent | BadRow | Skip
 
+_EMAIL_USER_ID: Final = re.compile(r"[^@\s]+@[^@\s]+\.[A-Za-z]{2,}")
+
 
 class _UrlPart(NamedTuple):
     """A URL's columns (validated once) and its parts, for one distinct URL."""
 
     part: Part
     parts: UrlParts | None
+    url: str
+    """The URL as stored: redacted of sensitive parameters."""
+    tags: tuple[str, ...]
+    """``redacted:<name>`` for each parameter redacted (empty for almost every URL)."""
 
 
 def resolve_pseudonymization_key(config: TransformConfig, environ: dict[str, str] | None = None) -> bytes | None:
@@ -69,13 +77,17 @@ def resolve_pseudonymization_key(config: TransformConfig, environ: dict[str, str
     return key.encode("utf-8")
 
 
-def _url_columns(column: str, part_columns: tuple[str, ...], url: str) -> _UrlPart:
-    """The URL column and its split columns, validated (memoised per distinct URL)."""
+def _url_columns(column: str, part_columns: tuple[str, ...], redaction: Redaction | None, url: str) -> _UrlPart:
+    """The URL column and its split columns, redacted and validated (memoised per distinct URL)."""
+    tags: tuple[str, ...] = ()
+    if redaction is not None:
+        url, redacted = redaction.apply(url)
+        tags = tuple(f"redacted:{name}" for name in redacted)
     columns: dict[str, Any] = {column: url}
     split = split_url(url)
     if split is not None:
         columns.update((c, v) for c, v in zip(part_columns, split, strict=True) if v is not None)
-    return _UrlPart(Part(columns, tuple(validate(columns))), split)
+    return _UrlPart(Part(columns, tuple(validate(columns))), split, url, tags)
 
 
 class Canonicalizer:
@@ -99,12 +111,22 @@ class Canonicalizer:
         self._pv_methods = frozenset(config.page_view_methods)
         self._decoder = QueryDecoder()
         self._collector_name = config.collector_name
+        redact = config.redact
+        redaction = (
+            Redaction(frozenset(name.lower() for name in redact.query_params), redact.emails)
+            if redact.enabled
+            else None
+        )
         self._pages: BoundedCache[str, _UrlPart] = BoundedCache(
-            _URL_CACHE_SIZE, partial(_url_columns, "page_url", _PAGE_COLUMNS)
+            _URL_CACHE_SIZE, partial(_url_columns, "page_url", _PAGE_COLUMNS, redaction)
         )
         self._referrers: BoundedCache[str, _UrlPart] = BoundedCache(
-            _URL_CACHE_SIZE, partial(_url_columns, "page_referrer", _REFR_COLUMNS)
+            _URL_CACHE_SIZE, partial(_url_columns, "page_referrer", _REFR_COLUMNS, redaction)
         )
+        # Without pseudonymization an e-mail address in user_id leaves the pipeline as is: say so.
+        self._flag_email_user_ids = not config.pseudonymize.enabled
+        self.notices: Counter[str] = Counter()
+        """Counts of what the run summary points out (redacted URL parameters, e-mail-shaped user ids)."""
         if enrichments is None:
             enrichments = build_enrichments(config, EnrichmentSetup(pseudonymization_key))
         self.enrichments: tuple[Enrichment, ...] = tuple(enrichments)
@@ -188,8 +210,13 @@ class Canonicalizer:
                 event["derived_tstamp"] = collector
         if "event_id" not in event:
             event["event_id"] = self._derived_event_id(request, source)
+        if self._flag_email_user_ids:
+            user_id = event.get("user_id")
+            if user_id and "@" in user_id and _EMAIL_USER_ID.fullmatch(user_id):
+                flags.append("email_shaped_user_id")
+                self.notices["email_shaped_user_id"] += 1
         refr, tracker_ip = specials.get("refr"), specials.get("ip")
-        parts = self._enrich(event, request, page_url, refr, useragent, tracker_ip, fingerprinted)
+        parts = self._enrich(event, request, page_url, refr, useragent, tracker_ip, fingerprinted, flags)
         if flags:
             event["etl_tags"] = ",".join(flags)[:500]
         return self._finish(event, parts, request, source)
@@ -216,7 +243,10 @@ class Canonicalizer:
             event["useragent"] = request.useragent
         event["derived_tstamp"] = request.collector_tstamp
         event["event_id"] = self._derived_event_id(request, source)
-        parts = self._enrich(event, request, page_url, request.referer, request.useragent, None, None)
+        flags: list[str] = []
+        parts = self._enrich(event, request, page_url, request.referer, request.useragent, None, None, flags)
+        if flags:
+            event["etl_tags"] = ",".join(flags)[:500]
         return self._finish(event, parts, request, source)
 
     def _enrich(
@@ -228,18 +258,28 @@ class Canonicalizer:
         useragent: str | None,
         tracker_ip: str | None,
         tracker_pairs: list[str] | None,
+        flags: list[str],
     ) -> list[Part]:
-        """Run the enrichment steps; return the columns to merge (page and referrer URLs, the steps' parts)."""
+        """Run the enrichment steps; return the columns to merge (page and referrer URLs, the steps' parts).
+
+        The steps see the URLs as stored (redacted), never as sent.
+        """
         parts: list[Part] = []
         page = refr = None
         if page_url:
             cached = self._pages[page_url]
             parts.append(cached.part)
-            page = cached.parts
+            page, page_url = cached.parts, cached.url
+            if cached.tags:
+                flags.extend(cached.tags)
+                self.notices["redacted_url_parameters"] += 1
         if referrer:
             cached = self._referrers[referrer]
             parts.append(cached.part)
-            refr = cached.parts
+            refr, referrer = cached.parts, cached.url
+            if cached.tags:
+                flags.extend(tag for tag in cached.tags if tag not in flags)
+                self.notices["redacted_url_parameters"] += 1
         hit = Hit(request, page_url, page, referrer, refr, useragent, tracker_ip, tracker_pairs)
         for apply in self._steps:
             part = apply(event, hit)

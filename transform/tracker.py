@@ -55,8 +55,11 @@ IGLU_RE: Final = re.compile(
 UNSTRUCT_SCHEMA_PREFIX: Final = "iglu:com.snowplowanalytics.snowplow/unstruct_event/jsonschema/1-"
 CONTEXTS_SCHEMA_PREFIX: Final = "iglu:com.snowplowanalytics.snowplow/contexts/jsonschema/1-"
 
-# Parameters excluded from the event fingerprint (they change on a tracker retry).
-FINGERPRINT_EXCLUDED: Final = frozenset({"eid", "stm", "nuid", "cv"})
+# Parameters left out of the fingerprint's tracker pairs: eid, stm, nuid and cv change on a
+# tracker retry; ip, uid, duid, tnuid, url and refr carry values the privacy steps mask, hash or
+# redact, so the fingerprint step hashes them in their output form instead (a hash of the raw
+# value would let anyone with the output recover it by brute force).
+FINGERPRINT_EXCLUDED: Final = frozenset({"eid", "stm", "nuid", "cv", "ip", "uid", "duid", "tnuid", "url", "refr"})
 
 _SPECIAL: Final = frozenset(
     {"e", "eid", "p", "url", "refr", "ua", "ip", "res", "vp", "ds", "ue_pr", "ue_px", "co", "cx", "cv"}
@@ -264,7 +267,7 @@ class QueryDecoder:
         Protocol violations are appended to ``errors`` (all of them, not the first); values kept
         raw because they cannot be percent-decoded are noted in ``flags``.  The decoded url,
         refr, ua and ip go to ``specials``: the caller combines them with the log's own fields.
-        The pairs that make the event fingerprint (all but eid, stm, nuid, cv) go to ``fingerprinted``.
+        The pairs that make the event fingerprint (all but :data:`FINGERPRINT_EXCLUDED`) go to ``fingerprinted``.
         """
         specs = _PARAM_SPECS
         decoded = self._decoded

@@ -36,6 +36,7 @@ def process_stream(
     good = bad = 0
     bad_kinds = summary.bad_by_kind
     skipped = summary.skipped_by_reason
+    notices_before = canonicalizer.notices.copy()
     try:
         for item in log_format.read(stream, source, limits, stats, expect_gzip=expect_gzip):
             if type(item) is LogLine:
@@ -55,6 +56,7 @@ def process_stream(
                 bad_kinds[item.kind.value] += 1  # type: ignore[union-attr]
                 yield item  # type: ignore[misc]
     finally:
+        summary.notices.update(canonicalizer.notices - notices_before)
         skipped.update(stats.skipped)
         summary.good += good
         summary.bad += bad

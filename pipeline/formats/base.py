@@ -110,7 +110,11 @@ class Request(NamedTuple):
     """The Host the client asked for (the site's own name where the format logs it)."""
     scheme: str | None
     identity: Sequence[str]
-    """The logged fields that identify the request (the fingerprint of an event built from it hashes them)."""
+    """The logged fields that identify the request, for the fingerprint of an event built from it.
+
+    Leave out the client address, the query and the referrer (and anything else a privacy
+    step masks): the fingerprint adds those in their output form, so that it never reveals
+    what the pipeline anonymizes."""
     raw: str
     """The line as logged: the payload of a bad row made from this request."""
 

@@ -466,7 +466,9 @@ def _bind(layout: FieldLayout) -> _Binding:
         missing.append("date+time (or timestamp)")
     if "cs-uri-stem" not in index:
         missing.append("cs-uri-stem")
-    identity = ("date", "time", "c-ip", "cs-uri-stem", "cs-uri-query", "cs(User-Agent)", "cs(Referer)")
+    # The client address, query and referrer are not here: the fingerprint hashes them as they
+    # leave the pipeline (masked, redacted), never as logged.
+    identity = ("date", "time", "cs-uri-stem", "cs(User-Agent)")
     return _Binding(
         width=layout.width,
         date=at("date"),

@@ -58,6 +58,7 @@ class JsonLines:
             request_id=hit.get("id"),
             host=hit.get("host"),
             scheme="https",
-            identity=(line.text,),
+            # Not the whole line: it holds the client IP, which the fingerprint must not reveal.
+            identity=(str(ts), method, path, hit.get("ua") or ""),
             raw=line.text,
         )

@@ -802,3 +802,86 @@ def test_given_v2_timestamp_ms_subset_layout_when_processed_then_event(canon: Ca
     assert ev["user_ipaddress"] == "203.0.113.0"
     assert [b.kind for b in run.bad] == [FailureKind.FIELD_INVALID]
     assert run.bad[0].messages[0].startswith("timestamp(ms)")
+
+
+# ----------------------------------------------------- the fingerprint reveals nothing anonymized
+# Audit item 10 (issue 9): an unkeyed hash over the raw client IP let the IP be recovered from
+# the output by trying the 256 addresses of its /24.  The fingerprint must not depend on the bits
+# the pipeline masks, so no brute force can tell the candidates apart.
+PLAIN_REQUEST = {
+    "uri_stem": "/products/42",
+    "query": "ref=mail",
+    "referer": "https://www.example.org/",
+    "user_agent": UA_WINDOWS_CHROME,
+}
+
+
+def _page_view_canon() -> Canonicalizer:
+    return Canonicalizer(make_config({"transform.non_tracker_policy": "page_view"}).transform)
+
+
+def test_given_a_plain_request_when_fingerprinted_then_brute_force_over_the_slash_24_recovers_nothing() -> None:
+    canon = _page_view_canon()
+    event = good(one_line(client_ip="198.51.100.77", **PLAIN_REQUEST), canon=canon)
+    assert event["user_ipaddress"] == "198.51.100.0"
+    # What the audit did: rebuild the hashed identity with each candidate address.
+    candidates = [
+        hashlib.md5(
+            "\t".join(
+                [
+                    "2024-11-15",
+                    "19:45:51",
+                    f"198.51.100.{last}",
+                    PLAIN_REQUEST["uri_stem"],
+                    PLAIN_REQUEST["query"],
+                    PLAIN_REQUEST["user_agent"].replace(" ", "%20"),
+                    PLAIN_REQUEST["referer"],
+                ]
+            ).encode()
+        ).hexdigest()
+        for last in range(256)
+    ]
+    assert event["event_fingerprint"] not in candidates
+    # And the property behind it: every address of the /24 gives the same fingerprint.
+    fingerprints = {
+        good(one_line(client_ip=f"198.51.100.{last}", **PLAIN_REQUEST), canon=canon)["event_fingerprint"]
+        for last in range(256)
+    }
+    assert fingerprints == {event["event_fingerprint"]}
+
+
+def test_given_tracker_ip_parameters_in_one_slash_24_when_fingerprinted_then_all_the_same(
+    canon: Canonicalizer,
+) -> None:
+    fingerprints = {
+        good(one_line(BASE_PARAMS | {"ip": f"203.0.113.{last}"}), canon=canon)["event_fingerprint"]
+        for last in range(0, 256, 5)
+    }
+    assert len(fingerprints) == 1
+
+
+def test_given_ipv6_clients_in_one_slash_48_when_fingerprinted_then_all_the_same() -> None:
+    canon = _page_view_canon()
+    fingerprints = {
+        good(one_line(client_ip=f"2001:db8:1:{block:x}::{host:x}", **PLAIN_REQUEST), canon=canon)["event_fingerprint"]
+        for block in (0, 1, 0xFFFF)
+        for host in (1, 0xBEEF)
+    }
+    assert len(fingerprints) == 1
+
+
+def test_given_addresses_in_different_networks_when_fingerprinted_then_they_still_differ() -> None:
+    canon = _page_view_canon()
+    a = good(one_line(client_ip="198.51.100.7", **PLAIN_REQUEST), canon=canon)
+    b = good(one_line(client_ip="198.51.101.7", **PLAIN_REQUEST), canon=canon)
+    assert a["event_fingerprint"] != b["event_fingerprint"]
+
+
+def test_given_pseudonymized_user_ids_when_fingerprinted_then_the_hash_is_keyed() -> None:
+    """With pseudonymization on, the fingerprint covers the HMAC, not the raw id: another key,
+    another fingerprint, so the raw id cannot be tried against it without the key."""
+    overlay = {"transform.pseudonymize.enabled": True}
+    first = Canonicalizer(make_config(overlay).transform, pseudonymization_key=KEY)
+    second = Canonicalizer(make_config(overlay).transform, pseudonymization_key=KEY + b"-other")
+    line = one_line(BASE_PARAMS | {"uid": "alice@example.com"})
+    assert good(line, canon=first)["event_fingerprint"] != good(line, canon=second)["event_fingerprint"]

@@ -73,8 +73,8 @@ def test_a_new_enrichment_is_one_module_one_registry_line_and_its_name_in_config
 
 def test_steps_run_in_configured_order_and_disabled_ones_are_left_out() -> None:
     base = make_config({"transform.useragent.enabled": False}).transform
-    config = dataclasses.replace(base, enrichments=("fingerprint", "ip", "useragent", "referer"))
-    assert [s.name for s in build_enrichments(config, EnrichmentSetup())] == ["fingerprint", "ip", "referer"]
+    config = dataclasses.replace(base, enrichments=("referer", "useragent", "ip", "fingerprint"))
+    assert [s.name for s in build_enrichments(config, EnrichmentSetup())] == ["referer", "ip", "fingerprint"]
 
 
 @pytest.mark.parametrize(
@@ -83,6 +83,8 @@ def test_steps_run_in_configured_order_and_disabled_ones_are_left_out() -> None:
         (("campaign", "fingerprint", "geo"), "transform.enrichments: unknown enrichment 'geo'"),
         (("ip", "ip", "fingerprint"), "lists a step twice"),
         (("ip",), "must include fingerprint"),
+        (("fingerprint", "ip"), "fingerprint must come after ip"),
+        (("ip", "fingerprint", "pseudonymize"), "fingerprint must come after pseudonymize"),
     ],
 )
 def test_a_bad_step_list_names_the_key(enrichments: tuple[str, ...], message: str) -> None:

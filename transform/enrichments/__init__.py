@@ -33,6 +33,8 @@ ENRICHMENTS: Final[Mapping[str, EnrichmentFactory]] = {
 }
 REQUIRED: Final = frozenset({FingerprintEnrichment.name})
 """Steps the pipeline cannot do without: deduplication keys on event_fingerprint."""
+PRIVACY_STEPS: Final = (IpEnrichment.name, PseudonymizeEnrichment.name)
+"""Steps that mask or hash values the fingerprint reads, so it must run after them."""
 
 
 def build_enrichments(
@@ -55,6 +57,13 @@ def build_enrichments(
     missing = sorted(REQUIRED - set(names))
     if missing:
         raise TransformConfigError(f"transform.enrichments must include {', '.join(missing)} (deduplication needs it)")
+    position = names.index(FingerprintEnrichment.name)
+    early = [name for name in PRIVACY_STEPS if name in names[position:]]
+    if early:
+        raise TransformConfigError(
+            f"transform.enrichments: fingerprint must come after {', '.join(early)} "
+            "(it hashes the anonymized values, never the raw ones)"
+        )
     steps: list[Enrichment] = []
     for name in names:
         try:

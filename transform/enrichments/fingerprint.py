@@ -5,6 +5,13 @@ parameters a retry changes (``eid``, ``stm``, ``nuid``, ``cv``), as Snowplow's e
 fingerprint enrichment computes it; for an event built from a plain request it is the hash
 of the logged fields that identify the request.  The algorithm is
 ``transform.fingerprint_algorithm``.
+
+Values a privacy step masks, hashes or redacts (the client IP, ``user_id``, ``domain_userid``,
+the page and referrer URLs) enter the hash in their output form only, never as sent: an
+unkeyed hash of a raw IP can be reversed by trying the 256 addresses of its /24.  That is why
+the step runs after the ``ip`` and ``pseudonymize`` steps (the configuration refuses another
+order) and sees the URLs already redacted (``[transform.redact]``), and why its values differ
+from Snowplow's for hits carrying them.
 """
 
 from __future__ import annotations
@@ -36,6 +43,11 @@ class FingerprintEnrichment:
             basis = "&".join(pairs)
         else:
             basis = "\t".join(hit.request.identity)
+        get = event.get
+        basis = (
+            f"{basis}\t{get('user_ipaddress') or ''}\t{get('user_id') or ''}\t{get('domain_userid') or ''}"
+            f"\t{hit.page_url or ''}\t{hit.referrer or ''}"
+        )
         event["event_fingerprint"] = self._hash(basis.encode("utf-8", "surrogatepass")).hexdigest()
         return None
 
