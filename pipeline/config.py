@@ -12,10 +12,10 @@ import os
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, is_dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any, Final, Literal, TypeVar, get_type_hints
 
+from pipeline.bundled import data_text
 from pipeline.constants import CONFIG_ENV_PREFIX, CONFIG_FILE_ENV
 from pipeline.errors import ConfigError
 
@@ -185,8 +185,7 @@ T = TypeVar("T")
 
 def default_document() -> dict[str, Any]:
     """The shipped defaults as a TOML document."""
-    text = resources.files("config").joinpath("default.toml").read_text("utf-8")
-    return tomllib.loads(text)
+    return tomllib.loads(data_text("default.toml"))
 
 
 def load_config(

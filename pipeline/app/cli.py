@@ -67,6 +67,12 @@ COMMANDS: Final[tuple[Command, ...]] = (
         "pipeline.app.commands.generate",
     ),
     Command(
+        "samples",
+        "copy the sample CloudFront logs shipped with the package into a folder",
+        "Copy the three small sample CloudFront log files shipped with the package into DIR.",
+        "pipeline.app.commands.samples",
+    ),
+    Command(
         "redshift",
         "Redshift load path: print the DDL or Firehose's COPY command, load the Parquet dataset",
         "Print the Redshift DDL or Firehose's CopyCommand, or load the Parquet dataset from S3.",

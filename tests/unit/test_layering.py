@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("pipeline", "extract", "transform", "load", "config")
+PACKAGES = ("pipeline", "extract", "transform", "load")
 STAGES = ("extract", "transform", "load")
 ROOF = "pipeline.app"
 

@@ -28,7 +28,6 @@ order wins (``scripts/update_referers.py`` removes such duplicates anyway).
 
 from __future__ import annotations
 
-import importlib.resources
 import json
 import os
 from collections.abc import Iterable, Mapping
@@ -36,6 +35,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import unquote_plus
 
+from pipeline.bundled import data_text
 from pipeline.cache import BoundedCache
 from pipeline.config import TransformConfig
 from pipeline.schema import CanonicalEvent, validate
@@ -186,7 +186,7 @@ class RefererClassifier:
     ) -> RefererClassifier:
         """Load a referers JSON file; ``None`` means the bundled ``config/referers.json``."""
         if path is None:
-            text = importlib.resources.files("config").joinpath("referers.json").read_text(encoding="utf-8")
+            text = data_text("referers.json")
         else:
             with open(path, encoding="utf-8") as fh:
                 text = fh.read()

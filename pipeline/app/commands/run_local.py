@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import logging
 import os
@@ -12,6 +13,7 @@ from typing import Final
 
 from pipeline.app.arguments import config_argument, positive_int
 from pipeline.app.cli import EXIT_FAILED, EXIT_OK
+from pipeline.bundled import sample_logs
 from pipeline.constants import (
     METRICS_NAMESPACE,
     POWERTOOLS_LOG_LEVEL_ENV,
@@ -19,17 +21,17 @@ from pipeline.constants import (
     POWERTOOLS_METRICS_NAMESPACE_ENV,
     POWERTOOLS_TRACE_DISABLED_ENV,
 )
+from pipeline.errors import InputError
 
-DEFAULT_SOURCE: Final = "samples/cloudfront"
+LOCAL_EXTRA_HINT: Final = "pip install 'clickstream-etl[local]'"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "source",
-        nargs="?",
-        default=DEFAULT_SOURCE,
+        nargs="*",
         metavar="SOURCE",
-        help=f"log file, folder or glob to upload (default: the bundled sample, {DEFAULT_SOURCE})",
+        help="log files, folders or globs to upload (default: the sample logs shipped with the package)",
     )
     parser.add_argument(
         "--output", "-o", metavar="DEST", help="copy the Parquet dataset and bad rows to DEST/events/ and DEST/bad/"
@@ -45,7 +47,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--verbose", action="store_true", help="show the handlers' JSON logs")
 
 
+def missing_emulator(server: bool) -> str | None:
+    """What is missing for the emulator (the ``local`` extra), or None when it is installed."""
+    needed = ["moto"] + (["flask", "werkzeug"] if server else [])
+    missing = [name for name in needed if importlib.util.find_spec(name) is None]
+    if not missing:
+        return None
+    return (
+        f"run-local emulates AWS with moto, and {', '.join(missing)} is not installed; "
+        f"install the emulator with: {LOCAL_EXTRA_HINT}"
+    )
+
+
 def run(args: argparse.Namespace) -> int:
+    problem = missing_emulator(args.server)
+    if problem:
+        raise InputError(problem)
     # Before the handlers are imported: their Powertools loggers read these when created.
     if not args.verbose:
         # The handlers' JSON logs (INFO) would bury the reconciliation, which is the output here.
@@ -60,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     from pipeline.app.local.runtime import LocalChain, emulated_aws
     from pipeline.config import load_config
     config = load_config(args.config)
-    sources = plan_sources(args.source)
+    sources = plan_sources(args.source or [str(sample_logs())])
     started = time.perf_counter()
     with emulated_aws(server=args.server) as endpoint:
         if endpoint:
