@@ -16,7 +16,7 @@ import multiprocessing
 import os
 import re
 import shutil
-import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -27,6 +27,7 @@ from typing import IO, Any, Final
 
 from extract.errors import SourceUnreadableError
 from pipeline.app.process import process_stream
+from pipeline.app.progress import NoProgress, Progress, Ticker
 from pipeline.badrows import BadRow, SourceRef
 from pipeline.config import PipelineConfig
 from pipeline.errors import InputError, PipelineError
@@ -199,7 +200,43 @@ class WorkerSetup:
 Parts = tuple[LogFormat, Canonicalizer]
 
 
-def _init_worker(setup: WorkerSetup, parts: Parts | None = None) -> None:
+class _OffsetPublisher:
+    """Publishes where this worker is in its current file (the OS file offset, in compressed bytes)
+    into its slot of an array the parent's progress bar reads, from a thread, so the reading
+    loop pays nothing for it."""
+
+    def __init__(self, offsets: Any, slot: int, interval: float = 0.2) -> None:
+        self._current: IO[bytes] | None = None
+        self._offsets = offsets
+        self._slot = slot
+        self._interval = interval
+        self._stop = threading.Event()
+        # Held while publishing, so that a finished file's offset is never written after its end.
+        self._lock = threading.Lock()
+        threading.Thread(target=self._run, name="offsets", daemon=True).start()
+
+    def reading(self, stream: IO[bytes] | None) -> None:
+        """The file now being read (None: between files, which counts nothing in flight)."""
+        with self._lock:
+            self._current = stream
+            self._offsets[self._slot] = 0
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            with self._lock:
+                stream = self._current
+                if stream is None:
+                    continue
+                try:
+                    self._offsets[self._slot] = os.lseek(stream.fileno(), 0, os.SEEK_CUR)
+                except (OSError, ValueError):  # closed: the next reading() resets the slot
+                    pass
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def _init_worker(setup: WorkerSetup, parts: Parts | None = None, offsets: Any = None, slots: Any = None) -> None:
     from load.dataset import use_compact_memory_pool
 
     use_compact_memory_pool()
@@ -207,6 +244,11 @@ def _init_worker(setup: WorkerSetup, parts: Parts | None = None) -> None:
     _worker_state["config"] = setup.config
     _worker_state["dest"] = Path(setup.dest)
     _worker_state["limits"] = setup.limits
+    if offsets is not None:
+        with slots.get_lock():
+            slot = slots.value
+            slots.value += 1
+        _worker_state["offsets"] = _OffsetPublisher(offsets, slot)
     try:
         _worker_state["format"], _worker_state["canonicalizer"] = parts or setup.parts()
     except PipelineError as exc:  # checked in the parent already; never let a pool restart a failing worker
@@ -229,8 +271,11 @@ def _process_one(source: SourceFile) -> FileOutcome:
     bad_writer = _BadRowWriter(dest / BAD_DIR, source.fragment)
     ref = SourceRef(source.path)
     log_format, canonicalizer = _worker_parts()
+    publisher: _OffsetPublisher | None = _worker_state.get("offsets")
     try:
         with open(source.path, "rb") as stream:
+            if publisher is not None:
+                publisher.reading(stream)
             for item in process_stream(
                 stream,
                 ref,
@@ -251,6 +296,9 @@ def _process_one(source: SourceFile) -> FileOutcome:
         stager.abort()
         bad_writer.close()
         return FileOutcome(summary, [], f"{source.path}: {exc.strerror or exc}")
+    finally:
+        if publisher is not None:
+            publisher.reading(None)
     return FileOutcome(summary, [p.format() for p in partitions])
 
 
@@ -296,7 +344,6 @@ class _BadRowWriter:
 
 
 # ---------------------------------------------------------------------------- parent side
-ProgressCallback = Callable[[int, int, RunSummary], None]
 _Mapper = Callable[[Callable[[Any], Any], Iterable[Any]], Iterator[Any]]
 
 
@@ -306,7 +353,7 @@ def run_backfill(
     config: PipelineConfig,
     *,
     workers: int = 1,
-    progress: ProgressCallback | None = None,
+    progress: Progress | None = None,
     environ: dict[str, str] | None = None,
     source_roots: Sequence[str] = (),
 ) -> RunSummary:
@@ -330,7 +377,7 @@ def _run_locked(
     setup: WorkerSetup,
     parts: Parts,
     workers: int,
-    progress: ProgressCallback | None,
+    progress: Progress | None,
     started: float,
 ) -> RunSummary:
     from load.dataset import STAGING_DIR
@@ -341,20 +388,37 @@ def _run_locked(
     per_file: list[dict[str, Any]] = []
     workers = max(1, min(workers, len(sources)))
     by_size = sorted(sources, key=lambda s: (-s.size, s.path))  # big files first balances workers
-    with _executor(workers, setup, parts) as run:
-        for outcome in run(_process_one, by_size):
-            summary.add(outcome.summary)
-            per_file.append(outcome.summary.to_json())
-            if outcome.error:
-                summary.failed_files += 1
-                summary.errors.append(outcome.error)
-            touched.update(outcome.partitions)
-            summary.seconds = time.perf_counter() - started
-            if progress:
-                progress(summary.files, len(sources), summary)
-        for _, rows, dropped in run(_finalize_one, sorted(touched)):
+    sizes = {source.path: source.size for source in sources}
+    progress = progress or NoProgress()
+    offsets = multiprocessing.get_context("spawn").RawArray("q", workers)
+    finished_bytes = 0
+
+    def show() -> None:
+        # Lines are known per finished file; bytes (and their rate) as the workers read.
+        note = f"{summary.files}/{len(sources)} files"
+        if summary.lines_read:
+            rate = summary.lines_read / (time.perf_counter() - started)
+            note += f", {summary.lines_read:,} lines, {rate:,.0f} lines/s"
+        progress.update(finished_bytes + sum(offsets), note)
+
+    progress.phase("reading", sum(sizes.values()), "B")
+    with _executor(workers, setup, parts, offsets) as run:
+        with Ticker(show):
+            for outcome in run(_process_one, by_size):
+                summary.add(outcome.summary)
+                finished_bytes += sizes.get(outcome.summary.source, 0)
+                per_file.append(outcome.summary.to_json())
+                if outcome.error:
+                    summary.failed_files += 1
+                    summary.errors.append(outcome.error)
+                touched.update(outcome.partitions)
+                summary.seconds = time.perf_counter() - started
+        progress.phase("writing partitions", len(touched), "partition")
+        for done, (_, rows, dropped) in enumerate(run(_finalize_one, sorted(touched)), start=1):
             summary.rows_written += rows
             summary.duplicates_dropped += dropped
+            progress.update(done, f"{summary.rows_written:,} rows")
+    progress.close()
     shutil.rmtree(dest / STAGING_DIR, ignore_errors=True)
     summary.seconds = time.perf_counter() - started
     report = {**summary.to_json(), "per_file": sorted(per_file, key=lambda f: f["source"])}
@@ -363,33 +427,21 @@ def _run_locked(
 
 
 @contextmanager
-def _executor(workers: int, setup: WorkerSetup, parts: Parts) -> Iterator[_Mapper]:
-    """A map over work items: in this process for one worker (with the parent's parts), else one spawned pool."""
-    if workers == 1:
-        _init_worker(setup, parts)
-        yield map
-        return
+def _executor(workers: int, setup: WorkerSetup, parts: Parts, offsets: Any) -> Iterator[_Mapper]:
+    """A map over work items: in this process for one worker (with the parent's parts), else one spawned pool.
+
+    Each worker publishes its offset in its current file into its slot of ``offsets``.
+    """
     context = multiprocessing.get_context("spawn")
-    with context.Pool(workers, _init_worker, (setup,)) as pool:
+    slots = context.Value("i", 0)
+    if workers == 1:
+        _init_worker(setup, parts, offsets, slots)
+        try:
+            yield map
+        finally:
+            _worker_state["offsets"].stop()
+        return
+    with context.Pool(workers, _init_worker, (setup, None, offsets, slots)) as pool:
         yield lambda function, items: pool.imap_unordered(function, items, chunksize=1)
 
 
-class ProgressBar:
-    """A one-line progress bar on a terminal (silent otherwise)."""
-
-    def __init__(self, stream: IO[str] = sys.stderr) -> None:
-        self._stream = stream
-        self._enabled = stream.isatty()
-
-    def __call__(self, done: int, total: int, summary: RunSummary) -> None:
-        if not self._enabled:
-            return
-        width = 30
-        filled = int(width * done / total) if total else width
-        bar = "#" * filled + "-" * (width - filled)
-        self._stream.write(
-            f"\r[{bar}] {done}/{total} files  {summary.lines_read:,} lines  {summary.lines_per_second:,.0f} lines/s"
-        )
-        if done == total:
-            self._stream.write("\n")
-        self._stream.flush()

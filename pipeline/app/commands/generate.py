@@ -11,8 +11,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from pipeline.app.arguments import positive_int
+from pipeline.app.progress import TerminalProgress
 from pipeline.formats.cloudfront import GENERATIONS
-from pipeline.testing.generate import GenerateOptions, generate_logs, write_log_file
+from pipeline.testing.generate import GenerateOptions, write_log_file
 
 
 def _parse_start(text: str) -> datetime:
@@ -126,19 +127,22 @@ def run(args: argparse.Namespace) -> int:
     options = _options_from_args(args)
     options.validate()
     out_dir = Path(args.out_dir)
-    paths: list[Path] = []
     size_mb: float | None = getattr(args, "size_mb", None)
     if size_mb is not None and options.lines_per_file == 0:
         print("generate-logs: error: --size-mb needs --lines-per-file > 0", file=sys.stderr)
         return 2
-    if size_mb is not None:
-        first = write_log_file(out_dir, options, 0)
+    progress = TerminalProgress()
+    first = write_log_file(out_dir, options, 0) if options.files or size_mb is not None else None
+    if size_mb is not None and first is not None:
         per_file = max(first.stat().st_size, 1)
-        files = max(1, round(size_mb * 1024 * 1024 / per_file))
-        options = replace(options, files=files)
-        paths = [first] + [write_log_file(out_dir, options, index) for index in range(1, files)]
-    else:
-        paths = generate_logs(out_dir, options)
+        options = replace(options, files=max(1, round(size_mb * 1024 * 1024 / per_file)))
+    paths: list[Path] = [first] if first is not None else []
+    progress.phase("generating", options.files, "file")
+    progress.update(len(paths))
+    for index in range(len(paths), options.files):
+        paths.append(write_log_file(out_dir, options, index))
+        progress.update(len(paths), f"{len(paths) * options.lines_per_file:,} lines")
+    progress.close()
     total_bytes = sum(path.stat().st_size for path in paths)
     total_lines = len(paths) * options.lines_per_file
     noun = "file" if len(paths) == 1 else "files"
