@@ -21,6 +21,13 @@ class FileSummary:
     skipped_by_reason: Counter[str] = field(default_factory=Counter)
     notices: Counter[str] = field(default_factory=Counter)
     """Good events worth a look: ``redacted_url_parameters``, ``email_shaped_user_id``."""
+    lines_without_layout: int = 0
+    """Lines no header said how to split (bad rows): a file of only these is probably not a log."""
+
+    @property
+    def not_a_log(self) -> bool:
+        """Every line read was either a skip or a bad row for want of a layout."""
+        return self.lines_without_layout > 0 and self.lines_without_layout + self.skipped == self.lines_read
 
     @property
     def conserved(self) -> bool:
@@ -37,6 +44,7 @@ class FileSummary:
             "bad_by_kind": dict(sorted(self.bad_by_kind.items())),
             "skipped_by_reason": dict(sorted(self.skipped_by_reason.items())),
             "notices": dict(sorted(self.notices.items())),
+            "lines_without_layout": self.lines_without_layout,
         }
 
 
@@ -58,6 +66,8 @@ class RunSummary:
     skipped_by_reason: Counter[str] = field(default_factory=Counter)
     notices: Counter[str] = field(default_factory=Counter)
     errors: list[str] = field(default_factory=list)
+    not_logs: list[str] = field(default_factory=list)
+    """Sources whose lines all lacked a layout (no ``#Fields`` header): probably not logs."""
 
     def add(self, file: FileSummary) -> None:
         self.files += 1
@@ -69,6 +79,8 @@ class RunSummary:
         self.bad_by_kind.update(file.bad_by_kind)
         self.skipped_by_reason.update(file.skipped_by_reason)
         self.notices.update(file.notices)
+        if file.not_a_log:
+            self.not_logs.append(file.source)
 
     @property
     def lines_per_second(self) -> float:
@@ -91,4 +103,5 @@ class RunSummary:
             "skipped_by_reason": dict(sorted(self.skipped_by_reason.items())),
             "notices": dict(sorted(self.notices.items())),
             "errors": self.errors,
+            "not_logs": sorted(self.not_logs),
         }

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from typing import IO
 
 from pipeline.badrows import BadRow, SourceRef
-from pipeline.formats.base import LogFormat, LogLine, ReadLimits, ReadStats, Request, Skip
+from pipeline.formats.base import NO_LAYOUT, LogFormat, LogLine, ReadLimits, ReadStats, Request, Skip
 from pipeline.schema import CanonicalEvent
 from pipeline.summary import FileSummary
 from transform.canonicalize import Canonicalizer
@@ -50,6 +50,8 @@ def process_stream(
                 else:
                     bad += 1
                     bad_kinds[result.kind.value] += 1  # type: ignore[union-attr]
+                    if result.messages[0] == NO_LAYOUT:  # type: ignore[union-attr]
+                        summary.lines_without_layout += 1
                     yield result  # type: ignore[misc]
             else:
                 bad += 1

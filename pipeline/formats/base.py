@@ -19,6 +19,10 @@ from pipeline.badrows import BadRow, SourceRef
 DEFAULT_MAX_LINE_BYTES: Final = 128 * 1024
 DEFAULT_MAX_DECOMPRESSED_BYTES: Final = 4 * 1024**3
 
+NO_LAYOUT: Final = "no #Fields header precedes this line"
+"""The message of the bad row a line gets when nothing says how to split it: the file is
+probably not a log of the format at all, which the run reports per file."""
+
 
 @dataclass(frozen=True)
 class FieldLayout:

@@ -27,7 +27,7 @@ from urllib.parse import unquote
 
 from pipeline.badrows import BadRow, FailureKind, SourceRef
 from pipeline.cache import BoundedCache
-from pipeline.formats.base import FieldLayout, LogLine, ReadLimits, ReadStats, Request, RequestScreen, Skip
+from pipeline.formats.base import NO_LAYOUT, FieldLayout, LogLine, ReadLimits, ReadStats, Request, RequestScreen, Skip
 from pipeline.schema import MAX_EPOCH_MS
 
 # The 33 fields of standard logging (legacy), in order.
@@ -575,7 +575,7 @@ class CloudFrontW3C:
         """Bind the line's fields by its layout, check and convert them (never raises)."""
         line_no, text, layout = line  # unpacked once: each named-field access is a lookup
         if layout is None:
-            return _bad(FailureKind.SCHEMA_MISMATCH, ["no #Fields header precedes this line"], line, source)
+            return _bad(FailureKind.SCHEMA_MISMATCH, [NO_LAYOUT], line, source)
         if layout is self._last_layout:  # layouts change only at a #Fields header
             b = self._last_binding
         else:

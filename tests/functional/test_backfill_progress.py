@@ -7,6 +7,9 @@ the final write, draws tqdm bars on a terminal and nothing elsewhere; the summar
 from __future__ import annotations
 
 import io
+import json
+import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -112,3 +115,27 @@ def test_the_summary_is_a_table_that_names_only_what_exists(tmp_path: Path) -> N
     text = render_summary(summary, tmp_path)
     assert f"{tmp_path / 'events'} (Parquet)" in text
     assert "[transform.pseudonymize]" in text
+
+
+def test_files_that_are_not_logs_are_reported_per_file_and_counted(tmp_path: Path) -> None:
+    """Audit item 15: a folder with a README and a CSV beside the logs."""
+    source = tmp_path / "source"
+    generate_logs(source, GenerateOptions(files=1, lines_per_file=50, seed=3))
+    (source / "notes.txt").write_text("this folder holds our CloudFront logs\n" * 300)
+    (source / "export.csv").write_text("a,b,c\n1,2,3\n")
+    dest = tmp_path / "dest"
+    done = subprocess.run(
+        [sys.executable, "-m", "pipeline.app.cli", "backfill", str(source), "--output", str(dest)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    warned = [line for line in done.stderr.splitlines() if "is not a CloudFront log" in line]
+    assert len(warned) == 2 and any("notes.txt" in w for w in warned) and any("export.csv" in w for w in warned)
+    assert "not logs" in done.stdout
+    report = json.loads((dest / "_summary.json").read_text())
+    assert sorted(Path(p).name for p in report["not_logs"]) == ["export.csv", "notes.txt"]
+    # Nothing is lost: their lines are still bad rows with their raw text.
+    assert report["bad_by_kind"]["schema_mismatch"] >= 302

@@ -62,6 +62,12 @@ def run(args: argparse.Namespace) -> int:
         print(render_summary(summary, dest))
     for error in summary.errors:
         print(f"clickstream-etl: could not read {error}", file=sys.stderr)
+    for source in sorted(summary.not_logs):
+        print(
+            f"clickstream-etl: warning: {source} is not a CloudFront log as far as can be told (no #Fields header, "
+            "and no [extract] default_fields): its lines are schema_mismatch bad rows",
+            file=sys.stderr,
+        )
     return EXIT_FAILED if summary.failed_files else EXIT_OK
 
 
@@ -93,6 +99,8 @@ def render_summary(summary: RunSummary, dest: Path) -> str:
         ),
         ("time", f"{summary.seconds:,.2f} s", f"{summary.lines_per_second:,.0f} lines/s"),
     ]
+    if summary.not_logs:
+        rows.insert(1, ("not logs", f"{len(summary.not_logs):,}", "files without a #Fields header (named on stderr)"))
     rows += [("notice", f"{count:,}", NOTICES.get(name, name)) for name, count in sorted(summary.notices.items())]
     label_width = max(len(label) for label, _, _ in rows)
     value_width = max(len(value) for _, value, _ in rows)
