@@ -106,6 +106,20 @@ def _field_value(cell: dict[str, Any]) -> Any:
     return None
 
 
+@dataclass(frozen=True)
+class Waiting:
+    """A statement still running after a poll: what a command shows instead of silence."""
+
+    label: str
+    status: str
+    poll: int
+    max_polls: int
+    seconds: float
+
+
+WaitCallback = Callable[[Waiting], None]
+
+
 class DataApiExecutor:
     """Runs statements through the Redshift Data API with bounded polling.
 
@@ -122,6 +136,7 @@ class DataApiExecutor:
         max_polls: int,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
+        on_wait: WaitCallback | None = None,
     ) -> None:
         if max_polls < 1:
             raise ConfigError("redshift.max_polls must be at least 1")
@@ -131,6 +146,7 @@ class DataApiExecutor:
         self._max_polls = max_polls
         self._sleep = sleep
         self._clock = clock
+        self._on_wait = on_wait
 
     @classmethod
     def from_config(
@@ -140,6 +156,7 @@ class DataApiExecutor:
         *,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
+        on_wait: WaitCallback | None = None,
     ) -> DataApiExecutor:
         return cls(
             client,
@@ -148,6 +165,7 @@ class DataApiExecutor:
             max_polls=config.max_polls,
             sleep=sleep,
             clock=clock,
+            on_wait=on_wait,
         )
 
     # ----------------------------------------------------------------- API
@@ -213,6 +231,8 @@ class DataApiExecutor:
                 return description
             if status in _FAILED:
                 raise self._failure(description, label, statements)
+            if self._on_wait is not None:
+                self._on_wait(Waiting(label, str(status), poll + 1, self._max_polls, self._clock() - started))
         self._cancel(statement_id)
         raise StatementTimeoutError(
             f"statement {label} ({statement_id}) did not finish after {self._max_polls} polls "

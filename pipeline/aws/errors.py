@@ -119,7 +119,27 @@ def translate(exc: BaseException, what: str, *, transient: type[Exception], term
     failure = classify(exc)
     if failure.retryable:
         return transient(f"{what} failed: {failure} (retry)")
+    if failure.code == "ParamValidationError":
+        return terminal(f"{what} was not sent: a parameter is invalid (check the configuration): {failure.message}")
+    hint = _HINTS.get(failure.code)
+    if hint:
+        return terminal(f"{what} failed: {hint}")
     return terminal(f"{what} failed: {failure}")
+
+
+# What to do about the failures that are about the caller's set-up, not about AWS.
+_HINTS: Final = {
+    "NoCredentialsError": (
+        "no AWS credentials were found; set AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
+        "or run where a role provides them"
+    ),
+    "PartialCredentialsError": "the AWS credentials are incomplete (an access key without its secret?)",
+    "NoRegionError": "no AWS region is set; set aws.region in the configuration or AWS_DEFAULT_REGION",
+    "ExpiredTokenException": "the AWS session token has expired; refresh the credentials",
+    "ExpiredToken": "the AWS session token has expired; refresh the credentials",
+    "InvalidClientTokenId": "the AWS access key is not valid; check the credentials",
+    "UnrecognizedClientException": "the AWS access key is not valid; check the credentials",
+}
 
 
 def aws_exceptions() -> tuple[type[Exception], ...]:

@@ -18,7 +18,7 @@ from pipeline.app.cli import EXIT_FAILED, EXIT_OK, error_message, exit_code
 from pipeline.errors import ConfigError, PipelineError
 
 if TYPE_CHECKING:  # the load modules are imported when a subcommand runs, not when the CLI starts
-    from load.redshift.executor import Executor
+    from load.redshift.executor import Executor, Waiting
     from load.redshift.identifiers import RedshiftTables
     from pipeline.config import PipelineConfig
 
@@ -90,6 +90,26 @@ def run(
         return exit_code(exc)
 
 
+class WaitReporter:
+    """Says on ``stream`` that a statement is still running, at most every ``every_s`` seconds
+    of its run, so a long COPY is not minutes of silence."""
+
+    def __init__(self, stream: TextIO, every_s: float = 10.0) -> None:
+        self._stream = stream
+        self._every = every_s
+        self._shown: dict[str, float] = {}
+
+    def __call__(self, waiting: Waiting) -> None:
+        if waiting.seconds - self._shown.get(waiting.label, 0.0) < self._every:
+            return
+        self._shown[waiting.label] = waiting.seconds
+        self._stream.write(
+            f"redshift load: {waiting.label} still {waiting.status.lower()} after {waiting.seconds:.0f} s "
+            f"(poll {waiting.poll} of at most {waiting.max_polls})\n"
+        )
+        self._stream.flush()
+
+
 def _one_line(text: str) -> str:
     return " ".join(text.split())
 
@@ -112,7 +132,9 @@ def _load(  # noqa: PLR0912 - a command's output: one branch per line it prints
         raise ConfigError(f"--since {args.since} is after --until {args.until}")
     manifest_prefix = validate_manifest_prefix(config.redshift.manifest_prefix)
     if executor is None:
-        executor = DataApiExecutor.from_config(make_client("redshift-data", config.aws), config.redshift)
+        executor = DataApiExecutor.from_config(
+            make_client("redshift-data", config.aws), config.redshift, on_wait=WaitReporter(sys.stderr)
+        )
     s3 = s3 or make_client("s3", config.aws)
     plan = plan_backfill_load(s3, executor, tables, root, manifest_prefix, args.since, args.until)
     if args.dry_run:

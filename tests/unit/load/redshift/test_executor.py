@@ -205,3 +205,73 @@ def test_target_from_config(config: PipelineConfig) -> None:
     assert cluster.request_arguments() == {"Database": "dev", "ClusterIdentifier": "c", "DbUser": "loader"}
     serverless = DataApiTarget.from_config(replace(redshift, workgroup="wg", secret_arn="arn:s"))
     assert serverless.request_arguments() == {"Database": "dev", "WorkgroupName": "wg", "SecretArn": "arn:s"}
+
+
+# ------------------------------------------- feedback while waiting, and what to do (audit item 18)
+def test_each_poll_of_a_running_statement_is_reported_to_the_wait_callback(client: Any) -> None:
+    from load.redshift.executor import Waiting
+
+    clock, seen = FakeClock(), []
+    target = DataApiTarget(database="dev", workgroup="clickstream")
+    executor = DataApiExecutor(
+        client, target, poll_interval_s=5, max_polls=10, sleep=clock.sleep, clock=clock.clock, on_wait=seen.append
+    )
+    with Stubber(client) as stub:
+        stub.add_response("execute_statement", {"Id": STATEMENT_ID})
+        for status in ("SUBMITTED", "STARTED"):
+            stub.add_response("describe_statement", {"Id": STATEMENT_ID, "Status": status})
+        stub.add_response("describe_statement", {"Id": STATEMENT_ID, "Status": "FINISHED", "HasResultSet": False})
+        executor.execute(Statement("copy", "SELECT 1"))
+    assert seen == [Waiting("copy", "SUBMITTED", 1, 10, 0.0), Waiting("copy", "STARTED", 2, 10, 5.0)]
+
+
+def test_the_wait_reporter_speaks_every_ten_seconds_of_a_statement() -> None:
+    import io
+
+    from load.redshift.executor import Waiting
+    from pipeline.app.commands.redshift import WaitReporter
+
+    out = io.StringIO()
+    report = WaitReporter(out)
+    for poll, seconds in enumerate((0.0, 5.0, 10.0, 15.0, 21.0, 30.0), start=1):
+        report(Waiting("copy", "STARTED", poll, 100, seconds))
+    assert out.getvalue().splitlines() == [
+        "redshift load: copy still started after 10 s (poll 3 of at most 100)",
+        "redshift load: copy still started after 21 s (poll 5 of at most 100)",
+    ]
+
+
+def test_missing_credentials_say_how_to_supply_them_and_not_to_retry(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pipeline.app.cli import main
+
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("CLICKSTREAM_ETL__REDSHIFT__WORKGROUP", "clickstream")
+    monkeypatch.setenv("CLICKSTREAM_ETL__REDSHIFT__COPY_ROLE_ARN", "arn:aws:iam::123456789012:role/copy")
+    assert main(["redshift", "load", "s3://bucket/events/"]) == 2
+    err = capsys.readouterr().err
+    assert "no AWS credentials were found" in err and "AWS_PROFILE" in err
+    assert "may succeed" not in err and "(retry)" not in err
+    # The Data API says the same (a terminal error: retrying cannot help until they are set).
+    fresh = boto3.session.Session().client("redshift-data", region_name="us-east-1")  # no cached credentials
+    executor = make_executor(fresh, FakeClock())
+    with pytest.raises(DataApiRequestError, match="no AWS credentials were found") as caught:
+        executor.execute(Statement("probe", "SELECT 1"))
+    assert not caught.value.retryable
+
+
+def test_an_invalid_parameter_is_named_as_a_configuration_problem() -> None:
+    from botocore.exceptions import ParamValidationError
+
+    from pipeline.aws.errors import translate
+
+    refused = ParamValidationError(report="Invalid length for parameter WorkgroupName, value: 0")
+    error = translate(refused, "Data API ExecuteStatement", transient=DataApiError, terminal=DataApiRequestError)
+    assert isinstance(error, DataApiRequestError)
+    assert "a parameter is invalid (check the configuration)" in str(error) and "WorkgroupName" in str(error)
+    assert "(retry)" not in str(error)
