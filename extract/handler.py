@@ -2,6 +2,9 @@
 
 A thin adapter: it parses the event, calls :func:`extract.stage.handle_notices` with
 dependencies built once per container, and reports metrics.  Nothing is created at import.
+An object leased to another invocation ("busy") is not acknowledged: its SQS message is a
+batch item failure (the queue's mapping has ReportBatchItemFailures), and a direct
+invocation fails with a retryable error so that Lambda retries it.
 """
 
 from __future__ import annotations
@@ -10,13 +13,12 @@ import json
 from collections.abc import Callable
 from functools import cache
 from typing import Any
-from urllib.parse import quote_plus
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
-from extract.notifications import ObjectNotice, parse_notifications
-from extract.stage import ExtractDeps, check_limits, handle_notices
+from extract.notifications import ObjectNotice, object_created_event, parse_notifications
+from extract.stage import ExtractDeps, check_limits, handle_notices, redelivery
 from pipeline.aws.badsink import S3BadRowSink
 from pipeline.aws.clients import make_client
 from pipeline.aws.kinesis import KinesisWriter
@@ -33,18 +35,7 @@ tracer = LazyTracer(service="clickstream-etl-extract")
 
 def continuation_event(notice: ObjectNotice) -> dict[str, Any]:
     """An S3-shaped event for one object, sent to a fresh invocation to resume it."""
-    return {
-        "Records": [
-            {
-                "eventSource": "aws:s3",
-                "eventName": "ObjectCreated:Continuation",
-                "s3": {
-                    "bucket": {"name": notice.bucket},
-                    "object": {"key": quote_plus(notice.key, safe="/"), "eTag": notice.etag, "size": notice.size},
-                },
-            }
-        ]
-    }
+    return object_created_event(notice, event_name="ObjectCreated:Continuation")
 
 
 def build_deps(
@@ -115,7 +106,13 @@ def handle(event: dict[str, Any], context: Any, deps: ExtractDeps) -> dict[str, 
         )
     retried = _retried_entries(deps) - retried_before
     metrics.add_metric(name="PutRetries", unit=MetricUnit.Count, value=retried)
-    return {"objects": [{"object": r.object.uri, "outcome": r.outcome, **r.counts()} for r in results]}
+    retry = redelivery(notices.objects, results)
+    metrics.add_metric(name="RetryLater", unit=MetricUnit.Count, value=len(retry.sqs_message_ids) + len(retry.direct))
+    retry.raise_for_direct()
+    return {
+        "objects": [{"object": r.object.uri, "outcome": r.outcome, **r.counts()} for r in results],
+        "batchItemFailures": retry.batch_item_failures(),
+    }
 
 
 @logger.inject_lambda_context(log_event=False)

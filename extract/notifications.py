@@ -3,7 +3,10 @@
 Pure: a Lambda event in, :class:`ObjectNotice` values and counted ignores out.  Keys in S3
 notifications are form-encoded (space as ``+``, a literal ``+`` as ``%2B``; moto also
 encodes ``/``), so they are decoded with ``unquote_plus`` exactly once; EventBridge keys
-arrive decoded.
+arrive decoded.  A notice remembers the SQS message that carried it, so the handler can
+report that message as a batch item failure when its object must be tried again later.
+:func:`object_created_event` builds the S3-shaped event the pipeline sends itself
+(continuations, re-drives by the reconciler).
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import unquote_plus
+from urllib.parse import quote_plus, unquote_plus
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +26,9 @@ class ObjectNotice:
     etag: str
     size: int | None
     sequencer: str = ""
+    sqs_message_id: str = ""
+    """The SQS message that delivered this notice; "" when Lambda was invoked directly (S3,
+    EventBridge, a continuation or a re-drive), where only a failed invocation brings it back."""
 
 
 @dataclass
@@ -35,7 +41,7 @@ def _strip_etag(etag: str) -> str:
     return etag.strip('"')
 
 
-def _from_s3_record(record: Mapping[str, Any], out: Notices) -> None:
+def _from_s3_record(record: Mapping[str, Any], out: Notices, message_id: str) -> None:
     name = str(record.get("eventName", ""))
     if not name.startswith("ObjectCreated:"):
         out.ignored[f"event:{name or 'unknown'}"] += 1
@@ -53,11 +59,12 @@ def _from_s3_record(record: Mapping[str, Any], out: Notices) -> None:
             _strip_etag(str(obj.get("eTag") or obj.get("etag") or "")),
             obj.get("size"),
             str(obj.get("sequencer", "")),
+            message_id,
         )
     )
 
 
-def _from_eventbridge(event: Mapping[str, Any], out: Notices) -> None:
+def _from_eventbridge(event: Mapping[str, Any], out: Notices, message_id: str) -> None:
     if event.get("detail-type") != "Object Created":
         out.ignored[f"eventbridge:{event.get('detail-type')}"] += 1
         return
@@ -69,12 +76,17 @@ def _from_eventbridge(event: Mapping[str, Any], out: Notices) -> None:
         return
     out.objects.append(
         ObjectNotice(
-            bucket, obj["key"], _strip_etag(str(obj.get("etag", ""))), obj.get("size"), str(obj.get("sequencer", ""))
+            bucket,
+            obj["key"],
+            _strip_etag(str(obj.get("etag", ""))),
+            obj.get("size"),
+            str(obj.get("sequencer", "")),
+            message_id,
         )
     )
 
 
-def _walk(event: Any, out: Notices, depth: int = 0) -> None:
+def _walk(event: Any, out: Notices, depth: int = 0, message_id: str = "") -> None:
     if depth > 3 or not isinstance(event, Mapping):
         out.ignored["malformed_event"] += 1
         return
@@ -82,7 +94,7 @@ def _walk(event: Any, out: Notices, depth: int = 0) -> None:
         out.ignored["s3:TestEvent"] += 1
         return
     if "detail-type" in event:
-        _from_eventbridge(event, out)
+        _from_eventbridge(event, out, message_id)
         return
     records = event.get("Records")
     if not isinstance(records, list):
@@ -97,9 +109,10 @@ def _walk(event: Any, out: Notices, depth: int = 0) -> None:
             except ValueError:
                 out.ignored["malformed_sqs_body"] += 1
                 continue
-            _walk(body, out, depth + 1)
+            # An SQS record without a messageId (not Lambda's shape) is treated as direct.
+            _walk(body, out, depth + 1, str(record.get("messageId") or message_id))
         elif "s3" in record:
-            _from_s3_record(record, out)
+            _from_s3_record(record, out, message_id)
         else:
             out.ignored["malformed_record"] += 1
 
@@ -109,3 +122,23 @@ def parse_notifications(event: Any) -> Notices:
     out = Notices()
     _walk(event, out)
     return out
+
+
+def object_created_event(notice: ObjectNotice, *, event_name: str = "ObjectCreated:Continuation") -> dict[str, Any]:
+    """An S3-shaped event for one object, as the pipeline sends it to a fresh Extract invocation.
+
+    ``event_name`` (after ``ObjectCreated:``) says why in the logs: a continuation of a
+    checkpointed object, or a re-drive by the reconciler.  The key is form-encoded like S3's.
+    """
+    return {
+        "Records": [
+            {
+                "eventSource": "aws:s3",
+                "eventName": event_name,
+                "s3": {
+                    "bucket": {"name": notice.bucket},
+                    "object": {"key": quote_plus(notice.key, safe="/"), "eTag": notice.etag, "size": notice.size},
+                },
+            }
+        ]
+    }

@@ -8,15 +8,21 @@ line up to its last one is durable, which is where a checkpoint may be taken.  G
 boundaries depend only on the input from the start line, so a resumed or replayed object
 produces the same records, the same ids and the same bad-row objects.
 
-The object is acknowledged (ledger COMPLETE) only once everything is durable.  Near the
-invocation's timeout it checkpoints, releases its lease and asks for a continuation.
+The object is acknowledged (ledger COMPLETE) only once everything is durable.  Every
+durable group is checkpointed; near the invocation's timeout the checkpoint also releases
+the lease and a continuation is asked for.  The lease lasts until the invocation's own
+timeout, so an invocation killed without a chance to release it (out of memory, a runtime
+crash) blocks its object until then, and no longer: a later attempt takes the lease over and
+resumes at the last checkpoint.  An attempt that finds the object leased ("busy") is not an
+answer: :func:`redelivery` says which notifications must come back (see extract.reconciler
+for the ones that never do).
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
@@ -29,15 +35,31 @@ from pipeline.aws.ledger import Claim, ClaimRefused, Ledger, ObjectId
 from pipeline.badrows import BadRow, SourceRef
 from pipeline.config import PipelineConfig
 from pipeline.formats import get_format
-from pipeline.formats.base import FieldLayout, LogFormat, LogLine, ReadLimits, ReadStats
+from pipeline.formats.base import FieldLayout, LogFormat, LogLine, ReadLimits, ReadProgress, ReadStats
 from pipeline.records import RawBatch, encode_raw
 
 # Room for the record's fixed fields (bucket, key, etag, layout) besides its lines.
 _RECORD_OVERHEAD: Final = 8 * 1024
 _MAX_PENDING_BAD: Final = 5000
 _MAX_PENDING_BAD_BYTES: Final = 16 * 1024 * 1024  # raw payloads held before a flush (bounded memory)
+# Skipped lines count toward the checkpoint cadence too: after this many lines read since the
+# last checkpoint (blank lines, headers), one is taken even though nothing was shipped.
+_SKIPPED_LINES_PER_CHECKPOINT: Final = 1_000_000
+
+# Lambda's longest timeout.  The lease is the invocation's remaining time, which in Lambda ends
+# at its timeout; the cap keeps a caller reporting more time (a fake context) from holding an
+# object past any real invocation's end.
+MAX_LEASE_MS: Final = 15 * 60 * 1000
 
 Outcome = Literal["complete", "continued", "deferred", "duplicate", "busy", "failed", "ignored"]
+RETRY_LATER: Final[frozenset[Outcome]] = frozenset({"busy"})
+"""Outcomes that consume nothing: another invocation's lease is still valid, so the notification
+must be delivered again once it can have expired (the holder may have been killed)."""
+
+
+class ObjectBusyError(ExtractTransientError):
+    """An object noticed directly (S3, EventBridge, a continuation, a re-drive) is leased to another
+    invocation: the invocation fails so that Lambda retries it, by which time the lease may be free."""
 
 
 @dataclass
@@ -145,7 +167,7 @@ def extract_object(
     Raises TransientError when it must be retried.
     """
     obj = ObjectId(notice.bucket, notice.key, notice.etag)
-    claimed = ledger.claim(obj, _owner_token(request_id, obj), lease_ms=remaining_ms())
+    claimed = ledger.claim(obj, _owner_token(request_id, obj), lease_ms=min(remaining_ms(), MAX_LEASE_MS))
     if isinstance(claimed, ClaimRefused):
         outcome: Outcome = (
             "duplicate" if claimed.reason == "complete" else ("busy" if claimed.reason == "busy" else "failed")
@@ -260,6 +282,18 @@ def _ship(  # noqa: PLR0915 - one object's read-pack-flush-checkpoint loop; its 
             if type(item) is LogLine:
                 packer.add(item)
                 last_line = item.line_no
+            elif type(item) is ReadProgress:
+                # A stretch of blank lines or headers: nothing to ship, but the clock runs
+                # (a newline bomb must not time out on every attempt).
+                last_line = item.line_no
+                near_timeout = remaining_ms() < margin
+                if near_timeout or last_line - group_start >= _SKIPPED_LINES_PER_CHECKPOINT:
+                    flush(last_line)
+                    claim = ledger.checkpoint(claim, last_line, counts_now(), release=near_timeout)
+                    if near_timeout:
+                        result.outcome = "continued"
+                        return result
+                continue
             else:
                 bad: BadRow = item  # type: ignore[assignment]
                 pending_bad.append(bad)
@@ -272,10 +306,14 @@ def _ship(  # noqa: PLR0915 - one object's read-pack-flush-checkpoint loop; its 
                 or pending_bad_bytes >= _MAX_PENDING_BAD_BYTES
             ):
                 # Every line up to last_line is now yielded or skipped; after this flush all of
-                # them are durable, so last_line is a safe checkpoint.
+                # them are durable, so last_line is a safe checkpoint.  It is taken after every
+                # group, not only near the timeout: an invocation killed without running any
+                # handler leaves its progress here, and the one that takes the lease over later
+                # resends at most one group (identical records, so the sinks dedupe them).
                 flush(last_line)
-                if remaining_ms() < margin:
-                    ledger.checkpoint(claim, last_line, counts_now(), release=True)
+                near_timeout = remaining_ms() < margin
+                claim = ledger.checkpoint(claim, last_line, counts_now(), release=near_timeout)
+                if near_timeout:
                     result.outcome = "continued"
                     return result
     finally:
@@ -351,6 +389,45 @@ def handle_notices(
     return results
 
 
+@dataclass(frozen=True)
+class Redelivery:
+    """The notifications of one invocation that must come back later, by how they came."""
+
+    sqs_message_ids: tuple[str, ...] = ()
+    """SQS messages to report as batch item failures: SQS redelivers them after the queue's
+    visibility timeout (see pipeline.topology.notification_mapping), when the lease can have expired."""
+    direct: tuple[ObjectId, ...] = ()
+    """Objects noticed directly: only a failed invocation makes Lambda retry those."""
+
+    def batch_item_failures(self) -> list[dict[str, str]]:
+        """The ``batchItemFailures`` of an SQS partial batch response."""
+        return [{"itemIdentifier": message_id} for message_id in self.sqs_message_ids]
+
+    def raise_for_direct(self) -> None:
+        """Fail the invocation (ObjectBusyError, retryable) when a directly noticed object must come back."""
+        if self.direct:
+            objects = ", ".join(obj.uri for obj in self.direct)
+            raise ObjectBusyError(f"leased to another invocation, retry later: {objects}")
+
+
+def redelivery(notices: Sequence[ObjectNotice], results: Sequence[ExtractResult]) -> Redelivery:
+    """Which of ``notices`` must be delivered again, given their ``results`` (one each, in order).
+
+    Only :data:`RETRY_LATER` outcomes: everything else is done, continued in a fresh
+    invocation, or deliberately ignored, and acknowledging its notification is right.
+    """
+    messages: dict[str, None] = {}
+    direct: list[ObjectId] = []
+    for notice, result in zip(notices, results, strict=True):
+        if result.outcome not in RETRY_LATER:
+            continue
+        if notice.sqs_message_id:
+            messages[notice.sqs_message_id] = None  # one message may carry several notices
+        else:
+            direct.append(result.object)
+    return Redelivery(tuple(messages), tuple(direct))
+
+
 def check_limits(config: PipelineConfig) -> None:
     """Refuse a configuration whose longest line could not fit one Kinesis record."""
     from pipeline.errors import ConfigError
@@ -361,27 +438,3 @@ def check_limits(config: PipelineConfig) -> None:
             f"twice extract.max_line_bytes ({config.extract.max_line_bytes}) plus record overhead must fit "
             f"stream.record_max_bytes ({config.stream.record_max_bytes}, at most 1 MiB)"
         )
-
-
-# ------------------------------------------------------------------ reconciliation
-def find_unprocessed(
-    s3: Any, ledger: Ledger, bucket: str, prefix: str, config: PipelineConfig, *, limit: int | None = None
-) -> list[ObjectNotice]:
-    """Objects under ``prefix`` whose current version the ledger has not completed.
-
-    The answer to lost notifications (S3 delivers at least once, but async invocations can be
-    dropped): list the bucket, and re-drive every object missing from the ledger or left
-    in progress with an expired lease.  Own outputs and folder markers are left out.
-    """
-    found: list[ObjectNotice] = []
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-        for item in page.get("Contents", []):
-            notice = ObjectNotice(bucket, item["Key"], item["ETag"].strip('"'), item.get("Size"))
-            if notice.key.endswith("/") or is_own_output(notice, config):
-                continue
-            entry = ledger.get(ObjectId(notice.bucket, notice.key, notice.etag))
-            if entry is None or (entry.status == "IN_PROGRESS" and entry.lease_until < ledger.now_ms()):
-                found.append(notice)
-                if limit is not None and len(found) >= limit:
-                    return found
-    return found

@@ -2,11 +2,15 @@
 
 A thin adapter over :func:`load.sink.write_batch` with dependencies built once per
 container.  Nothing is created at import, and pyarrow is imported only when the first
-batch is written.
+batch is written.  A batch is written as a whole: any failure (including a failed undo)
+raises, so Lambda retries the batch, possibly grouped otherwise; the invocation's remaining
+time bounds the lease of its claims (see :mod:`load.sink`).
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -34,6 +38,10 @@ class SinkDeps:
     """A boto3 S3 client (boto3 ships no type stubs)."""
     ledger: ClaimLedger
     bad_sink: BadRowWriter
+    clock: Callable[[], float] = time.time
+    """Epoch seconds: leases and expiries of the claims (a fake clock in tests)."""
+    sleep: Callable[[float], None] = time.sleep
+    """Waits out another attempt's lease that runs out soon (the fake clock's ``advance`` in tests)."""
 
 
 def build_deps(config: PipelineConfig, *, s3: Any, dynamodb: Any) -> SinkDeps:
@@ -53,15 +61,31 @@ def default_deps() -> SinkDeps:
     return build_deps(config, s3=make_client("s3", config.aws), dynamodb=make_client("dynamodb", config.aws))
 
 
-def handle(event: dict[str, Any], deps: SinkDeps) -> dict[str, Any]:
-    result = write_batch(event, s3=deps.s3, ledger=deps.ledger, bad_sink=deps.bad_sink, config=deps.config)
+def handle(event: dict[str, Any], deps: SinkDeps, context: Any = None) -> dict[str, Any]:
+    result = write_batch(
+        event,
+        s3=deps.s3,
+        ledger=deps.ledger,
+        bad_sink=deps.bad_sink,
+        config=deps.config,
+        clock=deps.clock,
+        sleep=deps.sleep,
+        remaining_ms=context.get_remaining_time_in_millis() if context is not None else None,
+    )
     metrics.add_metric(name="Events", unit=MetricUnit.Count, value=result.events)
     metrics.add_metric(name="RowsWritten", unit=MetricUnit.Count, value=result.rows_written)
     metrics.add_metric(name="ReplayedChunks", unit=MetricUnit.Count, value=result.replayed_chunks)
     metrics.add_metric(name="BadRows", unit=MetricUnit.Count, value=len(result.bad))
+    metrics.add_metric(name="ClaimsTakenOver", unit=MetricUnit.Count, value=result.claims_taken_over)
     logger.info(
         "batch written",
-        extra={"batch": result.batch_key, "objects": len(result.objects), "rows": result.rows_written},
+        extra={
+            "batch": result.batch_key,
+            "objects": len(result.objects),
+            "rows": result.rows_written,
+            "claims_taken_over": result.claims_taken_over,
+            "already_committed": result.already_committed,
+        },
     )
     return {"batch": result.batch_key, "rows_written": result.rows_written, "objects": result.objects}
 
@@ -70,4 +94,4 @@ def handle(event: dict[str, Any], deps: SinkDeps) -> dict[str, Any]:
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return handle(event, default_deps())
+    return handle(event, default_deps(), context)

@@ -2,10 +2,12 @@
 
 Object keys are ``<events_prefix>event_date=D/event_hour=H/<shard>-<first seq>-<last seq>.parquet``
 (:func:`batch_key`): a retried batch (same records, same boundaries) overwrites its own
-objects.  This requires stable batch boundaries: the sink's event source mapping must not
-bisect (``BisectBatchOnFunctionError: false``).
+objects.  A retry with other boundaries (grown, shrunk, bisected, re-driven) writes other
+keys; the ledger's claims, which :mod:`load.sink` takes, keep each event in one object even
+then, whatever point the failed attempt reached (:func:`judge_holder` decides what a batch
+does about a claim another attempt holds).
 
-The plan is made in two steps around the ledger's claims, which :mod:`load.sink` takes:
+The plan is made in two steps around those claims:
 
 1. :func:`screen_batch` keeps the records whose chunk this batch claimed -- a chunk
    replayed upstream arrives again with a new sequence number but the same chunk id, and
@@ -25,9 +27,11 @@ from collections import defaultdict
 from collections.abc import Container, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any
 
 from load.partitions import PartitionKey
+from pipeline.aws.ledger import ClaimHolder, SinkBatch
 from pipeline.badrows import BadRow, FailureKind, SourceRef, undecodable_record
 from pipeline.records import RecordDecodeError, decode_events, event_problems
 from pipeline.schema import CanonicalEvent
@@ -166,3 +170,42 @@ def plan_objects(batch: ScreenedBatch, key: str, prefix: str, granted: AbstractS
         batch.bad,
         batch.etl_tstamp,
     )
+
+
+class Held(Enum):
+    """What a batch does about a claim that another attempt holds (:func:`judge_holder`)."""
+
+    DONE = "done"
+    """The holder's outputs are durable: the chunk is a replay, the event a natural duplicate; skip it."""
+    CHECK_OUTPUTS = "check_outputs"
+    """The holder is PENDING and listed its outputs: find out whether all of them exist, then judge again."""
+    ROLL_FORWARD = "roll_forward"
+    """The holder wrote every output and died before its commit: commit it on its behalf; then DONE."""
+    ABANDON = "abandon"
+    """The holder's attempt is over without a commit: abort it, delete what it listed, then TAKE_OVER."""
+    TAKE_OVER = "take_over"
+    """The holder's attempt was replaced by a later one of its batch, which deleted its outputs: take its claims."""
+    BUSY = "busy"
+    """The holder may still be running and has not written everything: retry later."""
+
+
+def judge_holder(
+    holder: ClaimHolder, batch: SinkBatch | None, *, now_ms: int, outputs_exist: bool | None = None
+) -> Held:
+    """What to do about a claim ``holder`` holds, given the record of its batch (``batch``).
+
+    ``outputs_exist`` says whether every output the attempt listed is in S3 (None: not asked
+    yet).  A claim of an earlier version (no attempt) or one whose batch record is gone counts
+    as final: skipping it can only repeat the old behaviour, never write an event twice.
+    """
+    if not holder.attempt or batch is None:
+        return Held.DONE
+    if batch.attempt != holder.attempt:
+        return Held.TAKE_OVER
+    if batch.status != "PENDING":
+        return Held.DONE if batch.status == "COMMITTED" else Held.ABANDON
+    if batch.outputs is not None and outputs_exist is not False:
+        # Outputs are listed before the first of them is put, and a new attempt deletes its
+        # predecessor's before it starts: when all exist, this attempt wrote all of them.
+        return Held.CHECK_OUTPUTS if outputs_exist is None else Held.ROLL_FORWARD
+    return Held.ABANDON if batch.lease_until_ms < now_ms else Held.BUSY

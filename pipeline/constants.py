@@ -17,6 +17,18 @@ LIBRARY_LOG_LEVEL_ENV: Final = "CLICKSTREAM_ETL_LIBRARY_LOG_LEVEL"
 """Level of botocore's, boto3's and urllib3's loggers in the handlers (default WARNING: at DEBUG
 botocore logs request payloads, which hold log lines and addresses)."""
 
+# ---- the Extract reconciler (extract.reconciler; pipeline.topology sets them in the deployment)
+EXTRACT_FUNCTION_NAME_ENV: Final = "CLICKSTREAM_ETL_EXTRACT_FUNCTION"
+"""Name of the Extract function the reconciler invokes for each object it re-drives
+(default ``clickstream-etl-extract``)."""
+RECONCILE_PREFIX_ENV: Final = "CLICKSTREAM_ETL_RECONCILE_PREFIX"
+"""Key prefix of the log objects in ``resources.log_bucket`` (default "": the whole bucket)."""
+RECONCILE_MAX_OBJECTS_ENV: Final = "CLICKSTREAM_ETL_RECONCILE_MAX_OBJECTS"
+"""At most this many objects are re-driven per run (default 200); the next run goes on from there."""
+RECONCILE_MIN_AGE_S_ENV: Final = "CLICKSTREAM_ETL_RECONCILE_MIN_AGE_S"
+"""An object without a ledger entry is re-driven only once it is this old (seconds, default 900),
+so that a notification still on its way is not raced."""
+
 # ---- AWS Lambda's runtime
 LAMBDA_FUNCTION_NAME_ENV: Final = "AWS_LAMBDA_FUNCTION_NAME"
 

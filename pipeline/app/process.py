@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from typing import IO
 
 from pipeline.badrows import BadRow, SourceRef
-from pipeline.formats.base import NO_LAYOUT, LogFormat, LogLine, ReadLimits, ReadStats, Request, Skip
+from pipeline.formats.base import NO_LAYOUT, LogFormat, LogLine, ReadLimits, ReadProgress, ReadStats, Request, Skip
 from pipeline.schema import CanonicalEvent
 from pipeline.summary import FileSummary
 from transform.canonicalize import Canonicalizer
@@ -53,7 +53,7 @@ def process_stream(
                     if result.messages[0] == NO_LAYOUT:  # type: ignore[union-attr]
                         summary.lines_without_layout += 1
                     yield result  # type: ignore[misc]
-            else:
+            elif type(item) is not ReadProgress:
                 bad += 1
                 bad_kinds[item.kind.value] += 1  # type: ignore[union-attr]
                 yield item  # type: ignore[misc]

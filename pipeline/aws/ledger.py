@@ -4,8 +4,10 @@ One item per S3 object version (bucket, key, ETag) records whether it is in prog
 complete or failed, who holds it (a lease that expires), the next line to read and the
 counts so far.  Duplicate notifications of a complete object are no-ops; an invocation
 near its timeout checkpoints its line and releases the lease so that a fresh invocation
-resumes exactly there.  A second kind of item claims stream-2 event chunks for the
-Parquet sink, so a chunk replayed upstream is written to one object only.
+resumes exactly there.  A second kind of item records the Parquet sink's batch attempts and
+their claims on stream-2 chunks and events, provisional until the attempt commits (the
+protocol is in :mod:`load.sink`), so every event is written to one object only.  A third keeps
+where the Extract reconciler's listing of a bucket stopped, so its next run goes on from there.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from pipeline.aws.errors import aws_exceptions, classify, error_code
 from pipeline.errors import TerminalError, TransientError
@@ -82,6 +84,95 @@ def _event_pk(event_id: str, fingerprint: str) -> str:
     return f"event#{event_id}#{fingerprint}"
 
 
+def chunk_claim_id(chunk_id: str) -> str:
+    """The ledger item claiming a stream-2 chunk (its partition key) for the Parquet sink."""
+    return _chunk_pk(chunk_id)
+
+
+def event_claim_id(event_id: str, fingerprint: str) -> str:
+    """The ledger item claiming a natural event for the Parquet sink (the cross-batch manifest)."""
+    return _event_pk(event_id, fingerprint)
+
+
+def _sink_batch_pk(key: str) -> str:
+    return f"sink#{key}"
+
+
+SinkBatchStatus = Literal["PENDING", "COMMITTED", "ABORTED"]
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimHolder:
+    """Who holds a Parquet-sink claim: a batch key and the attempt that claimed it.
+
+    ``attempt`` is "" for a claim written before attempts were recorded; it counts as final.
+    """
+
+    batch: str
+    attempt: str
+
+
+@dataclass(frozen=True, slots=True)
+class SinkBatch:
+    """The ledger's record of a sink batch: its latest attempt and how far that got (see :mod:`load.sink`)."""
+
+    key: str
+    attempt: str
+    status: SinkBatchStatus
+    lease_until_ms: int
+    """Until when the attempt may still be running (past it, Lambda has stopped it)."""
+    outputs: tuple[str, ...] | None
+    """The S3 keys the attempt writes, recorded before the first of them is put; None until planned."""
+    rows_written: int
+
+
+def _sink_batch(key: str, item: Mapping[str, Any]) -> SinkBatch:
+    outputs = item.get("outputs")
+    return SinkBatch(
+        key,
+        item["attempt"]["S"],
+        item["status"]["S"],
+        int(item["lease_until"]["N"]),
+        tuple(value["S"] for value in outputs["L"]) if outputs is not None else None,
+        int(item.get("rows_written", {}).get("N", "0")),
+    )
+
+
+def _claim_item(claim_id: str, holder: ClaimHolder, expires_at_s: int) -> dict[str, Any]:
+    return {
+        "pk": {"S": claim_id},
+        "owner": {"S": holder.batch},
+        "attempt": {"S": holder.attempt},
+        "expires_at": {"N": str(expires_at_s)},
+    }
+
+
+def _claim_holder(item: Mapping[str, Any]) -> ClaimHolder:
+    # Chunk claims of earlier versions named their batch in ``object_key`` and had no attempt.
+    batch = item.get("owner", item.get("object_key", {})).get("S", "")
+    return ClaimHolder(batch, item.get("attempt", {}).get("S", ""))
+
+
+def _each(call: Callable[[str], Any], claim_ids: Sequence[str], concurrency: int) -> list[Any]:
+    """``call`` on each id, in order; on a thread pool of ``concurrency`` when that is > 1."""
+    if concurrency <= 1 or len(claim_ids) < 2:
+        return [call(claim_id) for claim_id in claim_ids]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=concurrency) as pool:
+        return list(pool.map(call, claim_ids))
+
+
+def _cursor_pk(scope: str) -> str:
+    return f"reconcile#{scope}"
+
+
+# BatchGetItem reads at most 100 keys a call; keys it leaves unprocessed (throttling) are asked
+# again a few times, then read one by one (GetItem, retried by botocore).
+_BATCH_GET_KEYS: Final = 100
+_BATCH_GET_ROUNDS: Final = 3
+
+
 def _is_conditional_failure(exc: Exception) -> bool:
     return error_code(exc) == "ConditionalCheckFailedException"
 
@@ -99,8 +190,11 @@ class Ledger:
         return int(self._clock() * 1000)
 
     def _call(self, method: str, **kwargs: Any) -> Any:
+        return self._request(method, TableName=self._table, **kwargs)
+
+    def _request(self, method: str, **kwargs: Any) -> Any:
         try:
-            return getattr(self._client, method)(TableName=self._table, **kwargs)
+            return getattr(self._client, method)(**kwargs)
         except aws_exceptions() as exc:
             if _is_conditional_failure(exc):
                 raise
@@ -111,18 +205,35 @@ class Ledger:
     # ----------------------------------------------------------------- objects
     def get(self, obj: ObjectId) -> LedgerEntry | None:
         item = self._call("get_item", Key={"pk": {"S": obj.pk}}, ConsistentRead=True).get("Item")
-        if not item:
-            return None
-        counts = {name: int(v["N"]) for name, v in item.get("counts", {}).get("M", {}).items()}
-        return LedgerEntry(
-            obj,
-            item["status"]["S"],
-            int(item.get("next_line", {}).get("N", "0")),
-            item.get("owner", {}).get("S", ""),
-            int(item.get("lease_until", {}).get("N", "0")),
-            counts,
-            item.get("detail", {}).get("S", ""),
-        )
+        return _entry(obj, item) if item else None
+
+    def get_many(self, objects: Sequence[ObjectId]) -> dict[ObjectId, LedgerEntry]:
+        """The entries of ``objects`` that exist (strongly consistent reads, 100 keys per call).
+
+        An object missing from the answer has no entry.  Raises LedgerError (retry) or
+        LedgerAccessError like :meth:`get`.
+        """
+        by_pk = {obj.pk: obj for obj in objects}
+        found: dict[ObjectId, LedgerEntry] = {}
+        pks = list(by_pk)
+        for start in range(0, len(pks), _BATCH_GET_KEYS):
+            keys: list[dict[str, Any]] = [{"pk": {"S": pk}} for pk in pks[start : start + _BATCH_GET_KEYS]]
+            for _ in range(_BATCH_GET_ROUNDS):
+                response = self._request(
+                    "batch_get_item", RequestItems={self._table: {"Keys": keys, "ConsistentRead": True}}
+                )
+                for item in response.get("Responses", {}).get(self._table, []):
+                    obj = by_pk[item["pk"]["S"]]
+                    found[obj] = _entry(obj, item)
+                keys = list(response.get("UnprocessedKeys", {}).get(self._table, {}).get("Keys", []))
+                if not keys:
+                    break
+            for key in keys:
+                obj = by_pk[key["pk"]["S"]]
+                entry = self.get(obj)
+                if entry is not None:
+                    found[obj] = entry
+        return found
 
     def claim(self, obj: ObjectId, owner: str, lease_ms: int) -> Claim | ClaimRefused:
         """Take the object for ``lease_ms``: new, or in progress with an expired or released lease."""
@@ -218,88 +329,193 @@ class Ledger:
             },
         )
 
-    # ------------------------------------------------------------------ chunks
-    def _claim_item(self, pk: str, owner_field: str, owner: str, extra: dict[str, Any] | None = None) -> bool:
-        """Conditional put of a claim: True when ``pk`` is new or already held by ``owner``."""
-        try:
-            self._call(
+    # ------------------------------------------------------------------ reconciliation
+    def reconcile_cursor(self, scope: str) -> str:
+        """The key after which the reconciler's next listing of ``scope`` starts ("" from the start)."""
+        item = self._call("get_item", Key={"pk": {"S": _cursor_pk(scope)}}, ConsistentRead=True).get("Item")
+        return str(item["start_after"]["S"]) if item else ""
+
+    def save_reconcile_cursor(self, scope: str, start_after: str) -> None:
+        """Remember where the listing of ``scope`` stopped ("" once it reached the end)."""
+        self._call(
+            "put_item",
+            Item={
+                "pk": {"S": _cursor_pk(scope)},
+                "start_after": {"S": start_after},
+                "updated_ms": {"N": str(self.now_ms())},
+            },
+        )
+
+    # ------------------------------------------------------------- sink claims
+    # The Parquet sink's items (the protocol is in load.sink): one record per sink batch
+    # ("sink#<batch key>": its latest attempt, PENDING -> COMMITTED or ABORTED), and one claim
+    # per stream-2 chunk ("chunk#<id>") or natural event ("event#<id>#<fingerprint>") naming the
+    # batch and attempt that holds it.  Every item carries ``expires_at`` (epoch seconds) for the
+    # table's TTL; TTL deletes lazily (within days), so a claim past ``expires_at`` counts as free.
+    def sink_batch(self, key: str) -> SinkBatch | None:
+        """The record of sink batch ``key`` (a strongly consistent read), None when there is none."""
+        item = self._call("get_item", Key={"pk": {"S": _sink_batch_pk(key)}}, ConsistentRead=True).get("Item")
+        return _sink_batch(key, item) if item else None
+
+    def open_sink_batch(
+        self, key: str, attempt: str, *, lease_until_ms: int, expires_at_s: int, replacing: str | None
+    ) -> bool:
+        """Record ``attempt`` as the live (PENDING) attempt of batch ``key`` until ``lease_until_ms``.
+
+        ``replacing`` is the attempt of the record read before, which must be ABORTED by now
+        (None: there was no record).  False when the record is not as read (retry the read).
+        """
+        condition = "attribute_not_exists(pk)" if replacing is None else "#a = :previous AND #s = :aborted"
+        values = {":previous": {"S": replacing}, ":aborted": {"S": "ABORTED"}} if replacing is not None else None
+        item = {
+            "pk": {"S": _sink_batch_pk(key)},
+            "status": {"S": "PENDING"},
+            "attempt": {"S": attempt},
+            "lease_until": {"N": str(lease_until_ms)},
+            "expires_at": {"N": str(expires_at_s)},
+        }
+        names = {"#a": "attempt", "#s": "status"} if replacing is not None else None
+        return self._conditional("put_item", Item=item, ConditionExpression=condition, names=names, values=values)
+
+    def record_sink_outputs(self, key: str, attempt: str, outputs: Sequence[str], rows_written: int) -> bool:
+        """List the S3 keys ``attempt`` is about to write; False when it is no longer the live attempt."""
+        return self._conditional(
+            "update_item",
+            Key={"pk": {"S": _sink_batch_pk(key)}},
+            UpdateExpression="SET outputs = :outputs, rows_written = :rows",
+            ConditionExpression="#a = :attempt AND #s = :pending",
+            names={"#a": "attempt", "#s": "status"},
+            values={
+                ":outputs": {"L": [{"S": output} for output in outputs]},
+                ":rows": {"N": str(rows_written)},
+                ":attempt": {"S": attempt},
+                ":pending": {"S": "PENDING"},
+            },
+        )
+
+    def settle_sink_batch(self, key: str, attempt: str, status: Literal["COMMITTED", "ABORTED"]) -> bool:
+        """Turn ``attempt`` of batch ``key`` from PENDING to ``status``; False when it is not PENDING (any more)."""
+        return self._conditional(
+            "update_item",
+            Key={"pk": {"S": _sink_batch_pk(key)}},
+            UpdateExpression="SET #s = :status",
+            ConditionExpression="#a = :attempt AND #s = :pending",
+            names={"#a": "attempt", "#s": "status"},
+            values={":status": {"S": status}, ":attempt": {"S": attempt}, ":pending": {"S": "PENDING"}},
+        )
+
+    def claim_for_sink(
+        self, claim_ids: Sequence[str], holder: ClaimHolder, *, expires_at_s: int, concurrency: int = 1
+    ) -> list[ClaimHolder | None]:
+        """Claim each of ``claim_ids`` (:func:`chunk_claim_id`, :func:`event_claim_id`) for ``holder``.
+
+        None where the claim is ``holder``'s now: it was free, expired, or already its batch's
+        (any attempt: a retry with the same boundaries); else who holds it.  One conditional put
+        per claim (TransactWriteItems would refuse a whole group for one held claim);
+        ``concurrency`` > 1 runs them on a thread pool (boto3 clients are thread-safe).
+        """
+
+        def claim(claim_id: str) -> ClaimHolder | None:
+            for _ in range(2):  # a claim given back between our put and our read is tried once more
+                try:
+                    self._call(
+                        "put_item",
+                        Item=_claim_item(claim_id, holder, expires_at_s),
+                        ConditionExpression=(
+                            "attribute_not_exists(pk) OR expires_at < :now OR #o = :batch OR object_key = :batch"
+                        ),
+                        ExpressionAttributeNames={"#o": "owner"},
+                        ExpressionAttributeValues={
+                            ":batch": {"S": holder.batch},
+                            ":now": {"N": str(self.now_ms() // 1000)},
+                        },
+                        ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                    )
+                except Exception as exc:
+                    if not _is_conditional_failure(exc):
+                        raise
+                    item = getattr(exc, "response", {}).get("Item") or self._call(
+                        "get_item", Key={"pk": {"S": claim_id}}, ConsistentRead=True
+                    ).get("Item")
+                    if item:
+                        return _claim_holder(item)
+                    continue
+                return None
+            raise LedgerError(f"claim {claim_id} keeps changing hands; retry")
+
+        return _each(claim, claim_ids, concurrency)
+
+    def take_over_claims(
+        self,
+        claim_ids: Sequence[str],
+        previous: ClaimHolder,
+        holder: ClaimHolder,
+        *,
+        expires_at_s: int,
+        concurrency: int = 1,
+    ) -> list[bool]:
+        """Move each claim from ``previous`` (an attempt that is over) to ``holder``; False where
+        ``previous`` no longer holds it."""
+
+        def take(claim_id: str) -> bool:
+            return self._conditional(
                 "put_item",
-                Item={"pk": {"S": pk}, owner_field: {"S": owner}, **(extra or {})},
-                ConditionExpression="attribute_not_exists(pk) OR #f = :owner",
-                ExpressionAttributeNames={"#f": owner_field},
-                ExpressionAttributeValues={":owner": {"S": owner}},
+                Item=_claim_item(claim_id, holder, expires_at_s),
+                ConditionExpression="#o = :batch AND #a = :attempt",
+                names={"#o": "owner", "#a": "attempt"},
+                values={":batch": {"S": previous.batch}, ":attempt": {"S": previous.attempt}},
             )
+
+        return _each(take, claim_ids, concurrency)
+
+    def release_claims(self, claim_ids: Sequence[str], holder: ClaimHolder) -> None:
+        """Give back the claims ``holder`` holds among ``claim_ids`` (its batch failed and was aborted).
+
+        A claim another attempt took over meanwhile stays as it is; any other failure raises
+        (:class:`LedgerError`: retry), so the caller knows its claims may still be held.
+        """
+        for claim_id in claim_ids:
+            self._conditional(
+                "delete_item",
+                Key={"pk": {"S": claim_id}},
+                ConditionExpression="#o = :batch AND #a = :attempt",
+                names={"#o": "owner", "#a": "attempt"},
+                values={":batch": {"S": holder.batch}, ":attempt": {"S": holder.attempt}},
+            )
+
+    def _conditional(
+        self,
+        method: str,
+        *,
+        names: dict[str, str] | None = None,
+        values: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> bool:
+        """A conditional write: False when its condition does not hold, else True (errors raise)."""
+        if names:
+            kwargs["ExpressionAttributeNames"] = names
+        if values:
+            kwargs["ExpressionAttributeValues"] = values
+        try:
+            self._call(method, **kwargs)
         except Exception as exc:
             if _is_conditional_failure(exc):
                 return False
             raise
         return True
 
-    def claim_chunk(self, chunk_id: str, object_key: str) -> bool:
-        """Assign a stream-2 chunk to the sink object ``object_key``.
 
-        True when the chunk is new or already assigned to the same object (a retried batch);
-        False when another object holds it (a replay of the chunk: skip it).
-        """
-        return self._claim_item(_chunk_pk(chunk_id), "object_key", object_key)
-
-    # ------------------------------------------------------------------ events
-    def claim_event(self, event_id: str, fingerprint: str, owner: str, *, expires_at_s: int) -> bool:
-        """Grant (event_id, fingerprint) to ``owner``: True when new or already its own.
-
-        The cross-batch event manifest, as Snowplow's: a key another batch holds is a
-        natural duplicate (False).  A retried batch (same owner) is granted its keys again.
-        The item carries ``expires_at`` for DynamoDB's TTL.
-        """
-        return self._claim_item(
-            _event_pk(event_id, fingerprint), "owner", owner, {"expires_at": {"N": str(expires_at_s)}}
-        )
-
-    def claim_events(
-        self, keys: Sequence[tuple[str, str]], owner: str, *, expires_at_s: int, concurrency: int = 1
-    ) -> set[int]:
-        """Indices of the distinct ``keys`` granted to ``owner`` (see :meth:`claim_event`).
-
-        One conditional put per key (TransactWriteItems would refuse a whole group for one
-        duplicate); ``concurrency`` > 1 runs them on a thread pool (boto3 clients are thread-safe).
-        """
-
-        def claim(index: int) -> bool:
-            event_id, fingerprint = keys[index]
-            return self.claim_event(event_id, fingerprint, owner, expires_at_s=expires_at_s)
-
-        if concurrency <= 1 or len(keys) < 2:
-            return {index for index in range(len(keys)) if claim(index)}
-        from concurrent.futures import ThreadPoolExecutor
-
-        with ThreadPoolExecutor(max_workers=concurrency) as pool:
-            results = list(pool.map(claim, range(len(keys))))
-        return {index for index, ok in enumerate(results) if ok}
-
-
-    def _release_item(self, prefix: str, owner: str, field: str) -> None:
-        """Delete a claim item ``prefix`` held by ``owner`` (its ``field``); best effort by design."""
-        try:
-            self._call(
-                "delete_item",
-                Key={"pk": {"S": prefix}},
-                ConditionExpression="#f = :owner",
-                ExpressionAttributeNames={"#f": field},
-                ExpressionAttributeValues={":owner": {"S": owner}},
-            )
-        except Exception as exc:
-            if not _is_conditional_failure(exc):
-                raise
-
-    def release_claims(self, chunk_ids: Sequence[str], events: Sequence[tuple[str, str]], owner: str) -> None:
-        """Give back the chunk and event claims of ``owner`` (a batch whose write failed).
-
-        A retry, even one whose records Lambda grouped differently, can then claim them again.
-        """
-        for chunk_id in chunk_ids:
-            self._release_item(_chunk_pk(chunk_id), owner, "object_key")
-        for event_id, fingerprint in events:
-            self._release_item(_event_pk(event_id, fingerprint), owner, "owner")
+def _entry(obj: ObjectId, item: Mapping[str, Any]) -> LedgerEntry:
+    counts = {name: int(v["N"]) for name, v in item.get("counts", {}).get("M", {}).items()}
+    return LedgerEntry(
+        obj,
+        item["status"]["S"],
+        int(item.get("next_line", {}).get("N", "0")),
+        item.get("owner", {}).get("S", ""),
+        int(item.get("lease_until", {}).get("N", "0")),
+        counts,
+        item.get("detail", {}).get("S", ""),
+    )
 
 
 def create_table(client: Any, table: str) -> None:

@@ -88,6 +88,14 @@ class ReadStats:
     skipped: Counter[str] = field(default_factory=Counter)
 
 
+class ReadProgress(NamedTuple):
+    """What a reader yields after a stretch of lines that gave nothing to yield (blank lines,
+    headers): every line up to ``line_no`` has been read and counted.  A consumer may look at
+    its clock or checkpoint there; it is neither a line nor a bad row, and counts nothing."""
+
+    line_no: int
+
+
 class Request(NamedTuple):
     """One HTTP request as the transform needs it, whatever format logged it.
 
@@ -162,7 +170,7 @@ class LogFormat(Protocol):
         *,
         expect_gzip: bool | None = None,
         start_line: int = 0,
-    ) -> Iterator[LogLine | BadRow]: ...
+    ) -> Iterator[LogLine | BadRow | ReadProgress]: ...
 
     def parse(self, line: LogLine, source: SourceRef, screen: RequestScreen | None = None) -> Request | BadRow | Skip:
         """The line's request; a bad row when the line cannot be read; ``screen``'s Skip when it is not wanted."""

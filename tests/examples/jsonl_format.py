@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from typing import IO
 
 from pipeline.badrows import BadRow, FailureKind, SourceRef
-from pipeline.formats.base import LogLine, ReadLimits, ReadStats, Request, RequestScreen, Skip
+from pipeline.formats.base import LogLine, ReadLimits, ReadProgress, ReadStats, Request, RequestScreen, Skip
 from pipeline.formats.cloudfront import read_lines
 
 
@@ -29,7 +29,7 @@ class JsonLines:
         *,
         expect_gzip: bool | None = None,
         start_line: int = 0,
-    ) -> Iterator[LogLine | BadRow]:
+    ) -> Iterator[LogLine | BadRow | ReadProgress]:
         # Line splitting, gzip and the caps are the same as CloudFront's; only the parse differs.
         return read_lines(stream, source, limits, stats, expect_gzip=expect_gzip, start_line=start_line)
 

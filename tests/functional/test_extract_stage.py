@@ -1,4 +1,4 @@
-"""Extract on moto: S3 object -> stream 1, ledger, bad rows, and the faults F01-F07, F09."""
+"""Extract on moto: S3 object -> stream 1, ledger, bad rows, and the faults F01-F07, F09 (reliability catalogue)."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ from botocore.exceptions import ClientError
 from moto import mock_aws
 
 from extract.handler import continuation_event, handle
-from extract.stage import ExtractResult
+from extract.stage import MAX_LEASE_MS, ExtractResult, ObjectBusyError
 from pipeline.aws.kinesis import KinesisAccessError, KinesisPutError
-from pipeline.aws.ledger import ObjectId
+from pipeline.aws.ledger import Ledger, ObjectId
 from pipeline.testing import LogBuilder, tracker_query
 from pipeline.testing.lambda_events import (
     FakeClock,
@@ -25,6 +25,8 @@ from pipeline.testing.lambda_events import (
     sqs_wrapped,
 )
 from tests.functional.aws_chain import Chain, chain_config
+from transform.canonicalize import Canonicalizer
+from transform.stage import LineFormats, transform_batch
 
 SMALL_GROUPS = {"stream.record_target_bytes": 2048, "stream.put_batch_records": 2}
 
@@ -121,19 +123,24 @@ def test_given_duplicate_notifications_when_one_arrives_mid_processing_then_line
     notice = chain.upload("cf/concurrent.gz", log_text(60))
     event = s3_object_created_event(notice.bucket, notice.key, etag=notice.etag)
     inner = chain.writer(chain.config.resources.raw_stream)
-    during: list[str] = []
+    during: list[BaseException] = []
 
     class InterleavingWriter:
         stats = inner.stats
 
         def put(self, records: list[Any]) -> None:
             if not during:
-                during.extend(r["outcome"] for r in run(chain, event))
+                # The live holder keeps its lease: the duplicate is turned away, and it fails
+                # (retryable) instead of answering "busy" and being consumed.
+                with pytest.raises(ObjectBusyError) as busy:
+                    run(chain, event)
+                during.append(busy.value)
             inner.put(records)
 
     [first] = run(chain, event, writer=InterleavingWriter())
     [after] = run(chain, event)
-    assert (first["outcome"], during, after["outcome"]) == ("complete", ["busy"], "duplicate")
+    assert (first["outcome"], after["outcome"]) == ("complete", "duplicate")
+    assert len(during) == 1 and getattr(during[0], "retryable", False)
     assert sum(shipped_lines(chain).values()) == 60 and set(shipped_lines(chain).values()) == {1}
 
 
@@ -340,14 +347,188 @@ def test_f06_near_timeout_checkpoints_and_a_continuation_resumes_exactly(aws: No
     assert sum(r["lines_read"] for r in invocations) == 68
 
 
-def test_f07_a_busy_object_is_left_to_its_holder(aws: None) -> None:
+def test_f07_a_busy_object_noticed_directly_fails_the_invocation_so_lambda_retries_it(aws: None) -> None:
+    """Reliability catalogue F07: a busy object is left to its holder and its notification is not consumed."""
     chain = Chain.create(chain_config())
     notice = chain.upload("cf/busy.gz", log_text(3))
     obj = ObjectId(notice.bucket, notice.key, notice.etag)
     holder = chain.ledger().claim(obj, "other-invocation", lease_ms=60_000)
     assert not isinstance(holder, ExtractResult)
-    [result] = run(chain, s3_object_created_event(notice.bucket, notice.key, etag=notice.etag))
-    assert result["outcome"] == "busy" and chain.raw_batches() == []
+    with pytest.raises(ObjectBusyError) as busy:
+        run(chain, s3_object_created_event(notice.bucket, notice.key, etag=notice.etag))
+    assert busy.value.retryable and notice.key in str(busy.value)
+    entry = chain.ledger().get(obj)
+    assert chain.raw_batches() == [] and entry is not None and entry.owner == "other-invocation"
+
+
+def test_f07_a_busy_object_delivered_by_sqs_is_a_batch_item_failure_and_its_redelivery_completes(
+    aws: None,
+) -> None:
+    """Reliability catalogue F07: the busy message comes back (SQS redelivery), the other one is consumed."""
+    chain = Chain.create(chain_config())
+    clock = FakeClock()
+    busy = chain.upload("cf/held.gz", log_text(3))
+    free = chain.upload("cf/free.gz", log_text(4))
+    ledger = chain.ledger(clock=clock.now)
+    ledger.claim(ObjectId(busy.bucket, busy.key, busy.etag), "killed-invocation", lease_ms=60_000)
+    event = sqs_wrapped([s3_object_created_event(n.bucket, n.key, etag=n.etag) for n in (busy, free)])
+    busy_message = event["Records"][0]["messageId"]
+    deps = chain.extract_deps(ledger=ledger)
+
+    first = handle(event, FakeLambdaContext(clock=clock.now), deps)
+    assert [r["outcome"] for r in first["objects"]] == ["busy", "complete"]
+    assert first["batchItemFailures"] == [{"itemIdentifier": busy_message}]
+
+    clock.advance(6 * 300)  # the queue's visibility timeout: the killed holder's lease has expired
+    redelivered = {"Records": [event["Records"][0]]}
+    again = handle(redelivered, FakeLambdaContext(clock=clock.now), deps)
+    assert [r["outcome"] for r in again["objects"]] == ["complete"] and again["batchItemFailures"] == []
+    assert Counter(b.key for b in chain.raw_batches() for _ in b.lines) == {busy.key: 3, free.key: 4}
+
+
+def test_f07_duplicate_notifications_direct_or_through_sqs_are_consumed_as_no_ops(aws: None) -> None:
+    """Reliability catalogue F07: a duplicate of a COMPLETE object is acknowledged and sends nothing."""
+    chain = Chain.create(chain_config(SMALL_GROUPS))
+    notice = chain.upload("cf/dup-twice.gz", log_text(20))
+    event = s3_object_created_event(notice.bucket, notice.key, etag=notice.etag)
+    first = handle(event, FakeLambdaContext(), chain.extract_deps())
+    shipped = shipped_lines(chain)
+    direct = handle(event, FakeLambdaContext(), chain.extract_deps())
+    through_sqs = handle(sqs_wrapped([event, event]), FakeLambdaContext(), chain.extract_deps())
+    assert first["objects"][0]["outcome"] == "complete"
+    assert [r["outcome"] for r in direct["objects"] + through_sqs["objects"]] == ["duplicate"] * 3
+    assert direct["batchItemFailures"] == through_sqs["batchItemFailures"] == []
+    assert shipped_lines(chain) == shipped and set(shipped.values()) == {1}
+
+
+def test_the_lease_ends_at_the_invocation_timeout_and_never_later_than_lambda_allows(aws: None) -> None:
+    chain = Chain.create(chain_config())
+    clock = FakeClock()
+    seen: list[int] = []
+
+    class LeaseWatchingWriter:
+        """Reads the object's lease while the invocation holds it."""
+
+        def __init__(self, inner: Any, obj: ObjectId) -> None:
+            self.inner, self.obj, self.stats = inner, obj, inner.stats
+
+        def put(self, records: list[Any]) -> None:
+            entry = chain.ledger().get(self.obj)
+            assert entry is not None
+            seen.append(entry.lease_until - int(clock.now() * 1000))
+            self.inner.put(records)
+
+    for index, remaining in enumerate((100_000, 2 * MAX_LEASE_MS)):
+        notice = chain.upload(f"cf/lease-{index}.gz", log_text(3))
+        writer = LeaseWatchingWriter(chain.writer(chain.config.resources.raw_stream), ObjectId(*_id(notice)))
+        deps = chain.extract_deps(writer=writer, ledger=chain.ledger(clock=clock.now))
+        context = FakeLambdaContext(remaining_ms=remaining, clock=clock.now)
+        handle(s3_object_created_event(notice.bucket, notice.key, etag=notice.etag), context, deps)
+    # The invocation's own deadline; a context claiming more time than Lambda's longest timeout is capped.
+    assert seen == [100_000, MAX_LEASE_MS]
+
+
+def _id(notice: Any) -> tuple[str, str, str]:
+    return notice.bucket, notice.key, notice.etag
+
+
+class Killed(BaseException):
+    """The runtime dies (out of memory, SIGKILL): no handler of ours runs after this."""
+
+
+class DyingProcess:
+    """What one invocation's clients see: once it is dead, no call of theirs reaches AWS."""
+
+    def __init__(self) -> None:
+        self.dead = False
+
+    def client(self, inner: Any) -> Any:
+        process = self
+
+        class Mortal:
+            def __getattr__(self, name: str) -> Any:
+                attribute = getattr(inner, name)
+                if not callable(attribute):
+                    return attribute
+
+                def call(*args: Any, **kwargs: Any) -> Any:
+                    if process.dead:
+                        raise Killed
+                    return attribute(*args, **kwargs)
+
+                return call
+
+        return Mortal()
+
+
+def test_f05_killed_mid_object_a_retry_is_refused_while_the_lease_holds_then_takes_it_over_and_resumes(
+    aws: None,
+) -> None:
+    """Reliability catalogue F05 (abrupt death): Lambda's retries of an invocation killed without releasing its lease.
+
+    GIVEN an invocation killed after its third PutRecords (durable, not yet checkpointed)
+    WHEN Lambda retries while the lease holds, then again after it expired
+    THEN the first retry fails (retryable) without shipping, the second resumes at the checkpoint,
+         every line reaches stream 1 with one event_id (a resent line keeps its id) and the object is COMPLETE.
+    """
+    config = chain_config(SMALL_GROUPS)
+    chain = Chain.create(config)
+    notice = chain.upload("cf/oom.gz", log_text(40))
+    obj = ObjectId(*_id(notice))
+    event = s3_object_created_event(notice.bucket, notice.key, etag=notice.etag)
+    clock = FakeClock()
+    process = DyingProcess()
+    inner = chain.writer(config.resources.raw_stream)
+    puts = {"n": 0}
+
+    class KilledAfterThirdPut:
+        stats = inner.stats
+
+        def put(self, records: list[Any]) -> None:
+            inner.put(records)
+            clock.advance(5)
+            puts["n"] += 1
+            if puts["n"] == 3:
+                process.dead = True
+                raise Killed
+
+    dying_ledger = Ledger(process.client(chain.dynamodb), config.resources.ledger_table, clock=clock.now)
+    dying = chain.extract_deps(writer=KilledAfterThirdPut(), ledger=dying_ledger)
+    with pytest.raises(Killed):
+        handle(event, FakeLambdaContext(remaining_ms=120_000, clock=clock.now), dying)
+    left = chain.ledger(clock=clock.now).get(obj)
+    assert left is not None and left.status == "IN_PROGRESS" and left.lease_until > clock.now() * 1000
+    assert 0 < left.next_line  # the groups checkpointed before the kill
+    shipped_by_the_killed = len(chain.raw_batches())
+
+    retry_deps = chain.extract_deps(ledger=chain.ledger(clock=clock.now))
+    clock.advance(60)  # Lambda's first retry of an asynchronous invocation: the lease still holds
+    with pytest.raises(ObjectBusyError) as busy:
+        handle(event, FakeLambdaContext(remaining_ms=120_000, clock=clock.now), retry_deps)
+    assert busy.value.retryable and len(chain.raw_batches()) == shipped_by_the_killed
+
+    clock.advance(120)  # the second retry: past the killed invocation's timeout, so past its lease
+    [retry] = handle(event, FakeLambdaContext(remaining_ms=120_000, clock=clock.now), retry_deps)["objects"]
+    assert retry["outcome"] == "complete"
+    assert retry["lines_read"] == 2 + 40 - left.next_line  # resumed at the checkpoint, not from the start
+
+    batches = chain.raw_batches()
+    lines = Counter(n for b in batches for n in b.line_numbers)
+    assert set(lines) == set(range(3, 43)) and sum(lines.values()) > 40  # nothing lost; one group resent
+    ids_by_line: dict[int, set[str]] = {}
+    contents_by_batch: dict[str, set[tuple[tuple[int, ...], tuple[str, ...]]]] = {}
+    canonicalizer = Canonicalizer(config.transform)
+    for batch in batches:
+        contents_by_batch.setdefault(batch.batch_id, set()).add((batch.line_numbers, batch.lines))
+        out = transform_batch(batch, canonicalizer, config.stream.record_target_bytes, LineFormats())
+        for number, transformed in zip(batch.line_numbers, out.events, strict=True):
+            ids_by_line.setdefault(number, set()).add(transformed["event_id"])
+    assert all(len(ids) == 1 for ids in ids_by_line.values())  # a line sent twice carries the same event_id
+    assert len({i for ids in ids_by_line.values() for i in ids}) == 40
+    assert all(len(contents) == 1 for contents in contents_by_batch.values())  # resent records are identical
+    entry = chain.ledger(clock=clock.now).get(obj)
+    assert entry is not None and entry.status == "COMPLETE"
+    assert entry.counts["lines_read"] == 42 == entry.counts["lines_shipped"] + entry.counts["skipped"]
 
 
 def test_an_object_noticed_with_too_little_time_left_is_deferred_unclaimed(aws: None) -> None:
@@ -358,3 +539,42 @@ def test_an_object_noticed_with_too_little_time_left_is_deferred_unclaimed(aws: 
     assert result["outcome"] == "deferred"
     assert [(n.bucket, n.key, n.etag) for n in chain.continuations] == [(notice.bucket, notice.key, notice.etag)]
     assert chain.ledger().get(ObjectId(notice.bucket, notice.key, notice.etag)) is None
+
+
+def test_a_newline_bomb_checks_the_clock_while_skipping_and_continues_instead_of_timing_out(aws: None) -> None:
+    """Audit item 9: an object of mostly blank lines yields nothing for millions of lines, so
+    Extract used to look at its clock only at the end, and would time out on every attempt.
+    Reading blank lines costs time (here 15 s of the invocation per look at the clock); it must
+    checkpoint and continue, and every line still ends shipped or counted."""
+    config = chain_config({"stream.timeout_margin_ms": 30_000})
+    chain = Chain.create(config)
+    builder = LogBuilder()
+    stretch = "\n" * 1_500_000
+    for n in range(3):
+        builder.add(uri_stem="/i", query=tracker_query({"e": "pv", "url": f"https://shop.example/{n}"}))
+        builder.add_raw(stretch[:-1])  # add_raw adds the last newline
+    data = builder.to_gzip()
+    assert len(data) < 200_000  # a small object
+    notice = chain.upload("cf/bomb.gz", data)
+    clock = FakeClock()
+    deps = chain.extract_deps(ledger=chain.ledger(clock=clock.now))
+
+    def slow_clock() -> float:
+        clock.advance(15)
+        return clock.now()
+
+    pending = [s3_object_created_event(notice.bucket, notice.key, etag=notice.etag)]
+    results: list[dict[str, Any]] = []
+    while pending and len(results) < 50:
+        context = FakeLambdaContext(remaining_ms=100_000, clock=slow_clock)
+        results.extend(handle(pending.pop(), context, deps)["objects"])
+        pending.extend(continuation_event(n) for n in chain.continuations)
+        chain.continuations.clear()
+    outcomes = [r["outcome"] for r in results]
+    assert outcomes[-1] == "complete" and "continued" in outcomes
+    lines = Counter(n for b in chain.raw_batches() for n in b.line_numbers)
+    assert sorted(lines) == [3, 1_500_004, 3_000_005] and set(lines.values()) == {1}
+    entry = chain.ledger(clock=clock.now).get(ObjectId(notice.bucket, notice.key, notice.etag))
+    assert entry is not None and entry.status == "COMPLETE"
+    total = 2 + 3 * 1_500_001
+    assert entry.counts["lines_read"] == total == entry.counts["lines_shipped"] + entry.counts["skipped"]

@@ -21,7 +21,14 @@ def test_module_imports_without_pyarrow_or_boto3(module: str) -> None:
 
 @pytest.mark.parametrize(
     "module",
-    ["extract.handler", "transform.handler", "load.firehose_handler", "load.sink_handler", "load.redshift_handler"],
+    [
+        "extract.handler",
+        "extract.reconciler",
+        "transform.handler",
+        "load.firehose_handler",
+        "load.sink_handler",
+        "load.redshift_handler",
+    ],
 )
 def test_handler_modules_import_without_pyarrow_or_boto3(module: str) -> None:
     # Clients are created on the first invocation, not at import; the Parquet sink imports

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.badrows import BadRow, FailureKind, SourceRef
-from pipeline.formats.base import LogLine, ReadLimits, ReadStats
+from pipeline.formats.base import LogLine, ReadLimits, ReadProgress, ReadStats
 from pipeline.formats.cloudfront import GENERATIONS, LEGACY_FIELDS, legacy_layout, read_lines
 from pipeline.testing import LogBuilder
 
@@ -231,3 +231,59 @@ def test_resuming_past_an_invalid_utf8_fields_header_keeps_the_layout_a_fresh_re
     resumed = [i for i in read_lines(io.BytesIO(data), SourceRef("f"), start_line=3) if isinstance(i, LogLine)]
     assert fresh[-1].layout == resumed[-1].layout and resumed[-1].layout is not None
     assert resumed[-1].layout.names == ("a", "b", "c")
+
+
+# ---------------------------------------------------------------- newline bombs (audit item 9)
+_LINE_KINDS = ["2024-11-15\t10:00:00\t/x", "#Version: 1.0", "#not a header", "\r", "x\r"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.one_of(st.sampled_from(_LINE_KINDS), st.integers(min_value=0, max_value=30_000)),
+        min_size=1,
+        max_size=12,
+    ),
+    st.booleans(),
+)
+def test_runs_of_blank_lines_are_read_exactly_as_lines_one_by_one(segments: list[str | int], gzipped: bool) -> None:
+    """The blank-run path (C-speed counting) gives the same lines, numbers and counts as the
+    line-by-line definition; a stretch with nothing to yield ends with a ReadProgress."""
+    lines = ["#Fields: date time cs-uri-stem"]
+    for segment in segments:
+        lines.extend([""] * segment if isinstance(segment, int) else [segment])
+    payload = ("\n".join(lines) + "\n").encode()
+    data = gzip.compress(payload) if gzipped else payload
+    stats = ReadStats()
+    items = list(read_lines(io.BytesIO(data), SOURCE, None, stats))
+    expected_lines: list[int] = []
+    expected_bad: list[int] = []
+    blank = header = 0
+    for number, text in enumerate(lines, start=1):
+        stripped = text[:-1] if text.endswith("\r") else text
+        if not stripped:
+            blank += 1
+        elif stripped.startswith(("#Fields:", "#Version:")):
+            header += 1
+        elif stripped.startswith("#"):
+            expected_bad.append(number)
+        else:
+            expected_lines.append(number)
+    assert [i.line_no for i in items if type(i) is LogLine] == expected_lines
+    assert [i.source.line for i in items if isinstance(i, BadRow)] == expected_bad
+    assert stats.skipped == {k: v for k, v in {"blank": blank, "header": header}.items() if v}
+    assert stats.lines_read == len(lines)
+    marks = [i.line_no for i in items if type(i) is ReadProgress]
+    assert marks == sorted(marks) and all(0 < m <= len(lines) for m in marks)
+
+
+def test_a_newline_bomb_is_counted_not_looped_and_says_where_it_is() -> None:
+    """255 KB of gzip holding 250 million newlines took minutes one Python turn per line; the
+    reader now yields ReadProgress marks through the stretch (what Extract looks at its clock on)."""
+    payload = b"#Fields: date time cs-uri-stem\n" + b"\n" * 3_000_000 + b"2024-11-15\t10:00:00\t/x\n"
+    stats = ReadStats()
+    items = list(read_lines(io.BytesIO(gzip.compress(payload)), SOURCE, None, stats))
+    marks = [i for i in items if type(i) is ReadProgress]
+    assert len(marks) >= 2 and marks[-1].line_no <= 3_000_001
+    assert [i.line_no for i in items if type(i) is LogLine] == [3_000_002]
+    assert stats.skipped == {"blank": 3_000_000, "header": 1} and stats.lines_read == 3_000_002

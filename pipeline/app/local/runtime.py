@@ -3,8 +3,9 @@
 It creates the configured resources, uploads the logs and drives the chain as AWS would:
 
 * S3 notifications go to an SQS queue (moto delivers them); messages are handed to the
-  Extract handler in SQS-shaped events and deleted only when it succeeds.  Continuations
-  of checkpointed objects are invoked the same way.
+  Extract handler in SQS-shaped events and deleted only when it succeeds and does not
+  report them as batch item failures.  Continuations of checkpointed objects, and objects
+  the Extract reconciler re-drives when the chain is quiet, are invoked the same way.
 * Stream 1 feeds the Transform handler and stream 2 the Parquet sink, through the event
   source mapping simulator (:mod:`pipeline.app.local.esm`): batch size, checkpoints at the
   lowest reported failure, retries, bisection, on-failure records.
@@ -32,7 +33,7 @@ from extract.handler import build_deps as build_extract_deps
 from extract.handler import continuation_event
 from extract.handler import handle as extract_handle
 from extract.notifications import ObjectNotice
-from extract.stage import find_unprocessed
+from extract.reconciler import ReconcileDeps, ReconcileSettings, reconcile
 from load.firehose_handler import handle as handle_firehose
 from load.sink_handler import build_deps as build_sink_deps
 from load.sink_handler import handle as handle_sink
@@ -44,13 +45,12 @@ from pipeline.config import PipelineConfig
 from pipeline.constants import AWS_CREDENTIAL_ENVS
 from pipeline.errors import PipelineError
 from pipeline.testing.lambda_events import FakeLambdaContext
-from pipeline.topology import StreamMapping, stream_mappings
+from pipeline.topology import NOTIFICATION_QUEUE, StreamMapping, stream_mappings
 from transform.handler import build_deps as build_transform_deps
 from transform.handler import handle as transform_handle
 from transform.stage import TransformOutput
 
 LOG_PREFIX: Final = "cloudfront/"
-NOTIFICATION_QUEUE: Final = "clickstream-etl-notifications"
 MAX_MESSAGE_ATTEMPTS: Final = 3
 MAX_ROUNDS: Final = 1000
 
@@ -241,6 +241,12 @@ class LocalChain:
         )
         self.transform_deps = build_transform_deps(config, s3=self.s3, kinesis=self.kinesis)
         self.sink_deps = build_sink_deps(config, s3=self.s3, dynamodb=self.dynamodb)
+        # The deployed reconciler's code, re-driving into the local continuations.  Nothing here
+        # is a late notification (the chain is quiet when it runs), so objects need no age.
+        self.reconcile_settings = ReconcileSettings(resources.log_bucket, LOG_PREFIX, min_age_ms=0)
+        self.reconcile_deps = ReconcileDeps(
+            config, self.s3, self.extract_deps.ledger, redrive=self.continuations.append
+        )
         self.firehose = FirehoseEmulator(
             self.kinesis,
             self.s3,
@@ -295,6 +301,7 @@ class LocalChain:
         return FakeLambdaContext(remaining_ms=900_000, function_name=function)
 
     def _run_extract(self, event: dict[str, Any]) -> bool:
+        """Whether the invocation consumed its event: it did not fail nor report a batch item failure."""
         try:
             response = extract_handle(event, self._context("clickstream-etl-extract"), self.extract_deps)
         except PipelineError:
@@ -305,7 +312,7 @@ class LocalChain:
             self.report.extract_bad += item["bad"]
             self.report.extract_skipped += item["skipped"]
             self.report.raw_records += item["records"]
-        return True
+        return not response["batchItemFailures"]
 
     def _notifications(self) -> int:
         """Deliver queued S3 notifications to Extract; returns how many messages were handled."""
@@ -389,13 +396,14 @@ class LocalChain:
             progressed += transform.records_in + sink.records_in + firehose.records_in
             if not progressed:
                 # Quiet: re-drive objects whose notification was lost, as the reconciler does in AWS.
-                lost = find_unprocessed(
-                    self.s3, self.extract_deps.ledger, self.config.resources.log_bucket, LOG_PREFIX, self.config
+                reconciled = reconcile(
+                    self.reconcile_settings,
+                    self.reconcile_deps,
+                    remaining_ms=self._context("clickstream-etl-extract-reconciler").get_remaining_time_in_millis,
                 )
-                if not lost:
+                if not reconciled.total_redriven and reconciled.stopped == "end":
                     break
-                self.report.redriven_objects += len(lost)
-                self.continuations.extend(lost)
+                self.report.redriven_objects += reconciled.total_redriven
         else:  # pragma: no cover - a runaway loop would be a bug
             raise LocalRunError(f"the chain did not settle after {MAX_ROUNDS} rounds")
         report = self.report

@@ -10,14 +10,19 @@ from __future__ import annotations
 
 import base64
 
+import pytest
+
 from load.sink_plan import (
+    Held,
     SinkRecord,
     batch_key,
     event_origin,
+    judge_holder,
     plan_objects,
     records_from_event,
     screen_batch,
 )
+from pipeline.aws.ledger import ClaimHolder, SinkBatch, SinkBatchStatus
 
 HOUR_09 = 1_731_661_200_123  # 2024-11-15 09:00:00.123 UTC
 HOUR_10 = 1_731_664_800_000  # 2024-11-15 10:00:00.000 UTC
@@ -105,3 +110,46 @@ def test_objects_are_keyed_by_collector_hour_and_batch_and_hold_only_granted_eve
         "events/event_date=2024-11-15/event_hour=10/shardId-000000000001-100-100.parquet",
     ]
     assert everything.duplicates_dropped == 0 and everything.records == 1 and everything.events == 3
+
+
+NOW_MS = 1_731_700_000_000
+HOLDER = ClaimHolder("shardId-000000000001-100-199", "attempt-1")
+OUTPUTS = ("events/event_date=2024-11-15/event_hour=09/shardId-000000000001-100-199.parquet",)
+
+
+def record(
+    status: SinkBatchStatus = "PENDING",
+    *,
+    attempt: str = "attempt-1",
+    lease_left_ms: int = 60_000,
+    outputs: tuple[str, ...] | None = OUTPUTS,
+) -> SinkBatch:
+    return SinkBatch(HOLDER.batch, attempt, status, NOW_MS + lease_left_ms, outputs, 2)
+
+
+@pytest.mark.parametrize(
+    ("holder", "batch", "outputs_exist", "verdict"),
+    [
+        # Claims of earlier versions (no attempt) and claims whose batch record is gone are final.
+        (ClaimHolder(HOLDER.batch, ""), None, None, Held.DONE),
+        (HOLDER, None, None, Held.DONE),
+        (HOLDER, record("COMMITTED"), None, Held.DONE),
+        # A later attempt of the holder's batch replaced it (and deleted its outputs first).
+        (HOLDER, record("PENDING", attempt="attempt-2"), None, Held.TAKE_OVER),
+        (HOLDER, record("ABORTED"), None, Held.ABANDON),
+        # PENDING with listed outputs: ask S3 first; all there means it died just before its commit.
+        (HOLDER, record(), None, Held.CHECK_OUTPUTS),
+        (HOLDER, record(lease_left_ms=-1), True, Held.ROLL_FORWARD),
+        (HOLDER, record(), True, Held.ROLL_FORWARD),
+        # Not all written: it may still be running within its lease, and is over after it.
+        (HOLDER, record(), False, Held.BUSY),
+        (HOLDER, record(lease_left_ms=-1), False, Held.ABANDON),
+        (HOLDER, record(outputs=None), None, Held.BUSY),
+        (HOLDER, record(outputs=None, lease_left_ms=-1), None, Held.ABANDON),
+    ],
+)
+def test_a_claim_held_by_another_attempt_is_judged_by_that_attempt_s_record(
+    holder: ClaimHolder, batch: SinkBatch | None, outputs_exist: bool | None, verdict: Held
+) -> None:
+    """GIVEN the holder's batch record and whether its listed outputs exist THEN what the batch does about its claim."""
+    assert judge_holder(holder, batch, now_ms=NOW_MS, outputs_exist=outputs_exist) is verdict
