@@ -1,6 +1,6 @@
 """Errors of the extract stage."""
 
-from pipeline.errors import InputError, PipelineError, TransientError
+from pipeline.errors import InputError, PipelineError, TerminalError, TransientError
 
 
 class ExtractError(PipelineError):
@@ -13,3 +13,12 @@ class SourceUnreadableError(ExtractError, InputError):
 
 class ExtractTransientError(ExtractError, TransientError):
     """A retryable failure while reading a source."""
+
+
+class ObjectBusyError(ExtractTransientError):
+    """An object noticed directly (S3, EventBridge, a continuation, a re-drive) is leased to another
+    invocation: the invocation fails so that Lambda retries it, by which time the lease may be free."""
+
+
+class RedriveRefusedError(ExtractError, TerminalError):
+    """Extract could not be invoked for a reason retries will not fix (permissions, a missing function)."""

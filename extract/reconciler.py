@@ -34,7 +34,7 @@ from typing import Any, Final, Literal
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
-from extract.errors import ExtractError, ExtractTransientError, SourceUnreadableError
+from extract.errors import ExtractTransientError, RedriveRefusedError, SourceUnreadableError
 from extract.notifications import ObjectNotice, object_created_event
 from extract.stage import is_own_output
 from pipeline.aws.clients import make_client
@@ -48,7 +48,7 @@ from pipeline.constants import (
     RECONCILE_MIN_AGE_S_ENV,
     RECONCILE_PREFIX_ENV,
 )
-from pipeline.errors import ConfigError, TerminalError
+from pipeline.errors import ConfigError
 from pipeline.observability import LazyTracer
 from pipeline.topology import EXTRACT_FUNCTION
 
@@ -60,10 +60,6 @@ REDRIVE_EVENT_NAME: Final = "ObjectCreated:Reconciled"
 
 Reason = Literal["unrecorded", "lease_expired"]
 Stop = Literal["end", "max_objects", "time"]
-
-
-class RedriveRefusedError(ExtractError, TerminalError):
-    """Extract could not be invoked for a reason retries will not fix (permissions, a missing function)."""
 
 
 @dataclass(frozen=True)

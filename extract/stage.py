@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
-from extract.errors import ExtractTransientError
+from extract.errors import ExtractTransientError, ObjectBusyError
 from extract.notifications import ObjectNotice
 from pipeline.aws.badsink import BadRowWriter
 from pipeline.aws.errors import aws_exceptions, classify, error_code
@@ -55,11 +55,6 @@ Outcome = Literal["complete", "continued", "deferred", "duplicate", "busy", "fai
 RETRY_LATER: Final[frozenset[Outcome]] = frozenset({"busy"})
 """Outcomes that consume nothing: another invocation's lease is still valid, so the notification
 must be delivered again once it can have expired (the holder may have been killed)."""
-
-
-class ObjectBusyError(ExtractTransientError):
-    """An object noticed directly (S3, EventBridge, a continuation, a re-drive) is leased to another
-    invocation: the invocation fails so that Lambda retries it, by which time the lease may be free."""
 
 
 @dataclass

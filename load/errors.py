@@ -50,3 +50,13 @@ class DataApiError(LoadError, TransientError):
 
 class DataApiRequestError(LoadError, TerminalError):
     """The Redshift Data API refused the request (validation, access denied, unknown target)."""
+
+
+class SinkClaimBusyError(LoadError, TransientError):
+    """A chunk or event of the batch is held by an attempt that may still be running (its lease
+    has not run out, or its record kept changing): retry the batch later."""
+
+
+class SinkUndoError(LoadError, TransientError):
+    """An attempt failed and could not give its work back either: retry the batch; the retry
+    takes the attempt's claims over (at once if its abort was recorded, after its lease otherwise)."""

@@ -80,7 +80,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, Protocol
 
-from load.errors import LoadError, SinkWriteError
+from load.errors import SinkClaimBusyError, SinkUndoError, SinkWriteError
 from load.sink_plan import (
     Held,
     SinkRecord,
@@ -96,7 +96,6 @@ from pipeline.aws.errors import aws_exceptions, error_code
 from pipeline.aws.ledger import ClaimHolder, SinkBatch, chunk_claim_id, event_claim_id
 from pipeline.badrows import BadRow
 from pipeline.config import PipelineConfig
-from pipeline.errors import TransientError
 
 CLAIM_TAKEOVER_AGE_S: Final = 15 * 60
 """The lease of an attempt that does not know its deadline (run-local, tests): Lambda's
@@ -110,16 +109,6 @@ retry within the margin after a timeout, and every refused retry uses one of the
 _JUDGE_ROUNDS: Final = 3
 """Re-reads of a holder's record when it changed under a conditional write, before giving up (busy)."""
 _MISSING_OBJECT_CODES: Final = frozenset({"404", "NoSuchKey", "NotFound"})
-
-
-class SinkClaimBusyError(LoadError, TransientError):
-    """A chunk or event of the batch is held by an attempt that may still be running (its lease
-    has not run out, or its record kept changing): retry the batch later."""
-
-
-class SinkUndoError(LoadError, TransientError):
-    """An attempt failed and could not give its work back either: retry the batch; the retry
-    takes the attempt's claims over (at once if its abort was recorded, after its lease otherwise)."""
 
 
 class ClaimLedger(Protocol):

@@ -70,9 +70,10 @@ def stream_mappings(config: PipelineConfig) -> dict[str, StreamMapping]:
             function="clickstream-etl-parquet-sink",
             stream=r.events_stream,
             batch_size=500,
-            # Object keys come from the batch's sequence range: a bisected retry would write
-            # new keys beside the old ones, so whole batches are retried instead.
-            bisect_on_error=False,
+            # A bisected retry writes new keys (they come from the batch's sequence range), and
+            # that is safe: it takes the failed attempt's claims over and deletes what it listed
+            # (load/sink.py), so a batch that keeps failing is split down to what fails.
+            bisect_on_error=True,
             maximum_retry_attempts=5,
             maximum_record_age_s=6 * 3600,
             report_batch_item_failures=False,  # the sink writes a batch as a whole

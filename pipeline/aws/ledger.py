@@ -22,6 +22,9 @@ from pipeline.errors import TerminalError, TransientError
 
 Status = Literal["IN_PROGRESS", "COMPLETE", "FAILED"]
 
+TTL_ATTRIBUTE: Final = "expires_at"
+"""The attribute the table's time to live reads (epoch seconds)."""
+
 
 class LedgerAccessError(TerminalError):
     """The ledger refused the call for a reason retries will not fix (permissions, missing table)."""
@@ -143,7 +146,7 @@ def _claim_item(claim_id: str, holder: ClaimHolder, expires_at_s: int) -> dict[s
         "pk": {"S": claim_id},
         "owner": {"S": holder.batch},
         "attempt": {"S": holder.attempt},
-        "expires_at": {"N": str(expires_at_s)},
+        TTL_ATTRIBUTE: {"N": str(expires_at_s)},
     }
 
 
@@ -372,7 +375,7 @@ class Ledger:
             "status": {"S": "PENDING"},
             "attempt": {"S": attempt},
             "lease_until": {"N": str(lease_until_ms)},
-            "expires_at": {"N": str(expires_at_s)},
+            TTL_ATTRIBUTE: {"N": str(expires_at_s)},
         }
         names = {"#a": "attempt", "#s": "status"} if replacing is not None else None
         return self._conditional("put_item", Item=item, ConditionExpression=condition, names=names, values=values)
@@ -525,4 +528,9 @@ def create_table(client: Any, table: str) -> None:
         KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
         AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
         BillingMode="PAY_PER_REQUEST",
+    )
+    # Sink claims and batch records expire (stream.dedupe_window_days); object entries carry
+    # no expires_at and stay.  The deployment sets the same TTL attribute.
+    client.update_time_to_live(
+        TableName=table, TimeToLiveSpecification={"Enabled": True, "AttributeName": TTL_ATTRIBUTE}
     )

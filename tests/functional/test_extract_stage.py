@@ -12,8 +12,9 @@ from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
+from extract.errors import ObjectBusyError
 from extract.handler import continuation_event, handle
-from extract.stage import MAX_LEASE_MS, ExtractResult, ObjectBusyError
+from extract.stage import MAX_LEASE_MS, ExtractResult
 from pipeline.aws.kinesis import KinesisAccessError, KinesisPutError
 from pipeline.aws.ledger import Ledger, ObjectId
 from pipeline.testing import LogBuilder, tracker_query

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from extract.errors import ObjectBusyError
 from extract.notifications import parse_notifications
-from extract.stage import RETRY_LATER, ExtractResult, ObjectBusyError, Outcome, redelivery
+from extract.stage import RETRY_LATER, ExtractResult, Outcome, redelivery
 from pipeline.aws.ledger import ObjectId
 from pipeline.testing.lambda_events import eventbridge_object_created, s3_object_created_event, sqs_wrapped
 

@@ -371,3 +371,12 @@ def test_bisected_retries_after_a_failed_put_and_a_failed_undo_write_each_event_
     assert not outcome.discarded
     assert len(outcome.invocations) == 3  # the batch, then its two halves
     assert_each_event_once(chain, records)
+
+
+def test_the_ledger_table_expires_claims_on_their_expires_at(aws: None) -> None:
+    """Expiry the docs promise needs the table's TTL on the attribute the claims carry."""
+    from pipeline.aws.ledger import TTL_ATTRIBUTE
+
+    chain = Chain.create(chain_config())
+    described = chain.dynamodb.describe_time_to_live(TableName=chain.config.resources.ledger_table)
+    assert described["TimeToLiveDescription"] == {"TimeToLiveStatus": "ENABLED", "AttributeName": TTL_ATTRIBUTE}
