@@ -16,7 +16,7 @@ from typing import IO, Any, Protocol
 
 class Progress(Protocol):
     def phase(self, name: str, total: int, unit: str) -> None:
-        """Start a phase of ``total`` units (``"B"`` for bytes); ends the previous one."""
+        """Start a phase of ``total`` units (``"B"`` for bytes; 0 when not known); ends the previous one."""
         ...
 
     def update(self, done: int, note: str = "") -> None:
@@ -56,7 +56,7 @@ class TerminalProgress:
             from tqdm import tqdm
 
             self._bar = tqdm(
-                total=total,
+                total=total or None,  # 0: not known in advance (a count without a percentage)
                 desc=name,
                 unit=unit,
                 unit_scale=unit == "B",

@@ -139,3 +139,24 @@ def test_files_that_are_not_logs_are_reported_per_file_and_counted(tmp_path: Pat
     assert sorted(Path(p).name for p in report["not_logs"]) == ["export.csv", "notes.txt"]
     # Nothing is lost: their lines are still bad rows with their raw text.
     assert report["bad_by_kind"]["schema_mismatch"] >= 302
+
+
+def test_run_local_reports_its_upload_and_each_round_of_the_chain() -> None:
+    from moto import mock_aws
+
+    from pipeline.app.local.runtime import LocalChain
+    from pipeline.bundled import sample_logs
+
+    progress = RecordedProgress()
+    with mock_aws():
+        chain = LocalChain(load_config(overrides={"aws.endpoint_url": ""}))
+        chain.create_resources()
+        files = sorted(str(p) for p in sample_logs().glob("*.gz"))
+        chain.upload(files, progress)
+        report = chain.run(progress)
+    assert [name for name, _, _ in progress.phases] == ["uploading", "running the chain"]
+    uploads = [done for phase, done, _ in progress.updates if phase == "uploading"]
+    assert uploads == [1, 2, 3]
+    rounds = [(done, note) for phase, done, note in progress.updates if phase == "running the chain"]
+    assert rounds[0][1].startswith("round 1:") and rounds[-1][0] >= report.transform_records > 0
+    assert progress.closed and report.complete

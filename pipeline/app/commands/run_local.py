@@ -13,6 +13,7 @@ from typing import Final
 
 from pipeline.app.arguments import config_argument, positive_int
 from pipeline.app.cli import EXIT_FAILED, EXIT_OK
+from pipeline.app.progress import TerminalProgress
 from pipeline.bundled import sample_logs
 from pipeline.constants import (
     METRICS_NAMESPACE,
@@ -84,8 +85,9 @@ def run(args: argparse.Namespace) -> int:
             config = load_config(args.config, overrides={"aws.endpoint_url": endpoint})
         chain = LocalChain(config, shards=args.shards)
         chain.create_resources()
-        chain.upload([s.path for s in sources])
-        report = chain.run()
+        progress = TerminalProgress()
+        chain.upload([s.path for s in sources], progress)
+        report = chain.run(progress)
         if args.output:
             chain.export(Path(args.output))
     seconds = time.perf_counter() - started

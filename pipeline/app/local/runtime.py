@@ -39,6 +39,7 @@ from load.sink_handler import build_deps as build_sink_deps
 from load.sink_handler import handle as handle_sink
 from pipeline.app.local.esm import EsmSettings, KinesisPoller
 from pipeline.app.local.firehose import FirehoseEmulator
+from pipeline.app.progress import NoProgress, Progress
 from pipeline.aws.clients import make_client
 from pipeline.aws.ledger import create_table
 from pipeline.config import PipelineConfig
@@ -285,14 +286,17 @@ class LocalChain:
             },
         )
 
-    def upload(self, paths: Sequence[str]) -> list[str]:
+    def upload(self, paths: Sequence[str], progress: Progress | None = None) -> list[str]:
         """Upload log files under ``cloudfront/`` (their base names kept, as event ids use them)."""
+        progress = progress or NoProgress()
+        progress.phase("uploading", len(paths), "file")
         keys: list[str] = []
         for path in paths:
             key = LOG_PREFIX + os.path.basename(path)
             with open(path, "rb") as body:
                 self.s3.put_object(Bucket=self.config.resources.log_bucket, Key=key, Body=body.read())
             keys.append(key)
+            progress.update(len(keys))
         self.report.objects += len(keys)
         return keys
 
@@ -368,9 +372,15 @@ class LocalChain:
     def _sink(self, event: dict[str, Any], context: Any) -> Any:
         return handle_sink(event, self.sink_deps)
 
-    def run(self) -> Reconciliation:
-        """Drive the chain until nothing is left to do, then reconcile."""
-        for _ in range(MAX_ROUNDS):
+    def run(self, progress: Progress | None = None) -> Reconciliation:
+        """Drive the chain until nothing is left to do, then reconcile.
+
+        ``progress`` hears, after each round, how many records the stages have taken in.
+        """
+        progress = progress or NoProgress()
+        progress.phase("running the chain", 0, "record")
+        records = 0
+        for round_number in range(1, MAX_ROUNDS + 1):
             progressed = self._notifications() + self._continue()
             transform = self._poller.drain(
                 self.config.resources.raw_stream,
@@ -394,6 +404,12 @@ class LocalChain:
             self.report.firehose_dropped += firehose.dropped
             self.report.firehose_failed += firehose.failed
             progressed += transform.records_in + sink.records_in + firehose.records_in
+            records += transform.records_in + sink.records_in + firehose.records_in
+            progress.update(
+                records,
+                f"round {round_number}: {self.report.transform_invocations} transform and "
+                f"{self.report.sink_invocations} sink invocations",
+            )
             if not progressed:
                 # Quiet: re-drive objects whose notification was lost, as the reconciler does in AWS.
                 reconciled = reconcile(
@@ -406,6 +422,7 @@ class LocalChain:
                 self.report.redriven_objects += reconciled.total_redriven
         else:  # pragma: no cover - a runaway loop would be a bug
             raise LocalRunError(f"the chain did not settle after {MAX_ROUNDS} rounds")
+        progress.close()
         report = self.report
         report.transform_records = len(self._transform_outputs)
         for lines, events, bad, skipped, chunks in self._transform_outputs.values():
