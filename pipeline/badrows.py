@@ -39,7 +39,10 @@ class FailureKind(StrEnum):
     TRACKER_PROTOCOL = "tracker_protocol_violation"
     """A tracker request whose parameters break the tracker protocol (event type, eid, numbers, JSON)."""
     SCHEMA_VIOLATION = "schema_violation"
-    """The canonical event failed validation (types, byte widths)."""
+    """The canonical event failed validation (types, byte widths), or one of its
+    self-describing entities failed its Iglu schema."""
+    RESOLUTION_ERROR = "resolution_error"
+    """An entity's Iglu schema is in no registry, and ``transform.unknown_schemas`` is ``reject``."""
     RECORD_INVALID = "record_invalid"
     """A stream record that cannot be decoded (not written by this pipeline, or corrupted)."""
 

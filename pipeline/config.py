@@ -77,6 +77,15 @@ class RedactConfig:
 
 
 @dataclass(frozen=True)
+class IgluConfig:
+    validate: bool
+    registries: tuple[str, ...]
+    bundled: bool
+    cache_size: int
+    timeout_ms: int
+
+
+@dataclass(frozen=True)
 class TransformConfig:
     tracker_paths: tuple[str, ...]
     non_tracker_policy: Literal["skip", "page_view"]
@@ -92,6 +101,8 @@ class TransformConfig:
     campaign: CampaignConfig
     pseudonymize: PseudonymizeConfig
     redact: RedactConfig
+    unknown_schemas: Literal["pass", "reject"]
+    iglu: IgluConfig
 
 
 @dataclass(frozen=True)
@@ -178,6 +189,7 @@ class PipelineConfig:
 _CHOICES: Final[dict[str, tuple[str, ...]]] = {
     "transform.non_tracker_policy": ("skip", "page_view"),
     "transform.fingerprint_algorithm": ("md5", "sha1", "sha256"),
+    "transform.unknown_schemas": ("pass", "reject"),
 }
 
 T = TypeVar("T")

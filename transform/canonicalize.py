@@ -22,12 +22,16 @@ from pipeline import ARTIFACT, __version__
 from pipeline.badrows import BadRow, FailureKind, SourceRef
 from pipeline.cache import BoundedCache
 from pipeline.config import TransformConfig
+from pipeline.errors import ConfigError
 from pipeline.formats.base import Request, Skip
+from pipeline.iglu import Resolver, S3Fetch, resolver_from_settings
 from pipeline.schema import CanonicalEvent, validate
+from transform.cleaning import clean_text
 from transform.enrichments import Enrichment, EnrichmentSetup, Hit, Part, build_enrichments
 from transform.errors import TransformConfigError
 from transform.tracker import EVENT_TYPES, QueryDecoder
 from transform.urls import Redaction, UrlParts, split_url
+from transform.validation import VALID, EntityValidator, Verdict
 
 V_ETL: Final = f"{ARTIFACT}-{__version__}"
 # Namespace of the deterministic event ids derived from a request (uuid5).
@@ -77,8 +81,26 @@ def resolve_pseudonymization_key(config: TransformConfig, environ: dict[str, str
     return key.encode("utf-8")
 
 
+def default_resolver(config: TransformConfig, s3_fetch: S3Fetch | None = None) -> Resolver:
+    """The resolver of ``transform.iglu`` (an S3 registry needs ``s3_fetch``)."""
+    iglu = config.iglu
+    try:
+        return resolver_from_settings(
+            iglu.registries,
+            bundled=iglu.bundled,
+            cache_size=iglu.cache_size,
+            timeout_s=iglu.timeout_ms / 1000,
+            s3_fetch=s3_fetch,
+        )
+    except ConfigError as exc:
+        raise TransformConfigError(str(exc)) from exc
+
+
 def _url_columns(column: str, part_columns: tuple[str, ...], redaction: Redaction | None, url: str) -> _UrlPart:
-    """The URL column and its split columns, redacted and validated (memoised per distinct URL)."""
+    """The URL column and its split columns, cleaned, redacted and validated (memoised per distinct URL)."""
+    url = clean_text(url)  # tabs and control characters, as every string column (transform.cleaning)
+    if not url:
+        return _UrlPart(Part({}, ()), None, url, ())
     tags: tuple[str, ...] = ()
     if redaction is not None:
         url, redacted = redaction.apply(url)
@@ -99,10 +121,14 @@ class Canonicalizer:
         *,
         pseudonymization_key: bytes | None = None,
         enrichments: Sequence[Enrichment] | None = None,
+        validator: EntityValidator | None = None,
+        s3_fetch: S3Fetch | None = None,
     ) -> None:
         """Build the transform of ``config``.
 
-        ``enrichments`` replaces the steps ``config`` would build (``transform.enrichments``).
+        ``enrichments`` replaces the steps ``config`` would build (``transform.enrichments``);
+        ``validator`` the entity validation over ``transform.iglu``'s registries (give one
+        or ``s3_fetch`` when a registry is in S3: this package never creates AWS clients).
         Raises TransformConfigError when a step cannot be set up.
         """
         self.config = config
@@ -127,6 +153,9 @@ class Canonicalizer:
         self._flag_email_user_ids = not config.pseudonymize.enabled
         self.notices: Counter[str] = Counter()
         """Counts of what the run summary points out (redacted URL parameters, e-mail-shaped user ids)."""
+        if validator is None and config.iglu.validate:
+            validator = EntityValidator(default_resolver(config, s3_fetch), config.unknown_schemas)
+        self._validator = validator
         if enrichments is None:
             enrichments = build_enrichments(config, EnrichmentSetup(pseudonymization_key))
         self.enrichments: tuple[Enrichment, ...] = tuple(enrichments)
@@ -192,8 +221,15 @@ class Canonicalizer:
             # One bad row says everything wrong: add what validation finds in the decoded fields.
             errors.extend(validate(event))
             return self._bad(FailureKind.TRACKER_PROTOCOL, errors, request, source)
+        if self._validator is not None and ("contexts" in event or "unstruct_event" in event):
+            verdict = self._validator.check(event.get("unstruct_event"), event.get("contexts"))
+            if verdict is not VALID:
+                bad = self._entity_verdict(verdict, flags, request, source)
+                if bad is not None:
+                    return bad
         page_url = specials.get("url") or request.referer
-        useragent = specials.get("ua") or request.useragent
+        # Cleaned as every string column (transform.cleaning): the enrichment parses it as stored.
+        useragent = clean_text(specials.get("ua") or request.useragent or "")
         if useragent:
             event["useragent"] = useragent
         # derived_tstamp as Snowplow computes it: true_tstamp when sent; else collector_tstamp
@@ -218,7 +254,7 @@ class Canonicalizer:
         refr, tracker_ip = specials.get("refr"), specials.get("ip")
         parts = self._enrich(event, request, page_url, refr, useragent, tracker_ip, fingerprinted, flags)
         if flags:
-            event["etl_tags"] = ",".join(flags)[:500]
+            event["etl_tags"] = clean_text(",".join(flags))[:500]
         return self._finish(event, parts, request, source)
 
     def _request_page_view(self, request: Request, source: SourceRef, etl_tstamp: int) -> Result:
@@ -239,14 +275,15 @@ class Canonicalizer:
             page_url = f"{scheme}://{request.host}{request.path}"
             if request.query:
                 page_url += "?" + request.query
-        if request.useragent:
-            event["useragent"] = request.useragent
+        useragent = clean_text(request.useragent) if request.useragent else None
+        if useragent:
+            event["useragent"] = useragent
         event["derived_tstamp"] = request.collector_tstamp
         event["event_id"] = self._derived_event_id(request, source)
         flags: list[str] = []
-        parts = self._enrich(event, request, page_url, request.referer, request.useragent, None, None, flags)
+        parts = self._enrich(event, request, page_url, request.referer, useragent or None, None, None, flags)
         if flags:
-            event["etl_tags"] = ",".join(flags)[:500]
+            event["etl_tags"] = clean_text(",".join(flags))[:500]
         return self._finish(event, parts, request, source)
 
     def _enrich(
@@ -269,14 +306,14 @@ class Canonicalizer:
         if page_url:
             cached = self._pages[page_url]
             parts.append(cached.part)
-            page, page_url = cached.parts, cached.url
+            page, page_url = cached.parts, cached.url or None
             if cached.tags:
                 flags.extend(cached.tags)
                 self.notices["redacted_url_parameters"] += 1
         if referrer:
             cached = self._referrers[referrer]
             parts.append(cached.part)
-            refr, referrer = cached.parts, cached.url
+            refr, referrer = cached.parts, cached.url or None
             if cached.tags:
                 flags.extend(tag for tag in cached.tags if tag not in flags)
                 self.notices["redacted_url_parameters"] += 1
@@ -286,6 +323,19 @@ class Canonicalizer:
             if part is not None:
                 parts.append(part)
         return parts
+
+    def _entity_verdict(
+        self, verdict: Verdict, flags: list[str], request: Request, source: SourceRef
+    ) -> BadRow | None:
+        """The bad row an entity verdict makes, or None (unknown schemas passed, and tagged)."""
+        if verdict.unresolved and self.config.unknown_schemas == "reject":
+            messages = [f"{uri}: no registry has this schema" for uri in verdict.unresolved]
+            return self._bad(FailureKind.RESOLUTION_ERROR, [*verdict.invalid, *messages], request, source)
+        if verdict.invalid:
+            return self._bad(FailureKind.SCHEMA_VIOLATION, list(verdict.invalid), request, source)
+        for uri in verdict.unresolved:
+            flags.append("unknown_schema:" + uri[len("iglu:") :].replace("/jsonschema/", "/"))
+        return None
 
     @staticmethod
     def _derived_event_id(request: Request, source: SourceRef) -> str:

@@ -25,6 +25,7 @@ from aws_lambda_powertools.utilities.data_classes.kinesis_stream_event import Ki
 from pipeline.aws.badsink import BadRowWriter, S3BadRowSink
 from pipeline.aws.clients import make_client
 from pipeline.aws.kinesis import KinesisWriter, OutRecord, RecordWriter
+from pipeline.aws.registry import s3_schema_fetch
 from pipeline.config import PipelineConfig, load_config
 from pipeline.constants import METRICS_NAMESPACE
 from pipeline.observability import LazyTracer
@@ -55,7 +56,9 @@ def build_deps(config: PipelineConfig, *, s3: Any, kinesis: Any) -> TransformDep
     return TransformDeps(
         config=config,
         canonicalizer=Canonicalizer(
-            config.transform, pseudonymization_key=resolve_pseudonymization_key(config.transform)
+            config.transform,
+            pseudonymization_key=resolve_pseudonymization_key(config.transform),
+            s3_fetch=s3_schema_fetch(s3),
         ),
         writer=KinesisWriter(kinesis, resources.events_stream, config.stream),
         bad_sink=S3BadRowSink(s3, resources.output_bucket, resources.bad_prefix),

@@ -102,11 +102,12 @@ class DestinationInUseError(InputError):
 LOCK_FILE: Final = "_lock"
 
 
-def check_destination(dest: Path, sources: Sequence[str]) -> None:
+def check_destination(dest: Path, sources: Sequence[str], files: Sequence[SourceFile] = ()) -> None:
     """Refuse a DEST that cannot hold the output, before anything is read.
 
-    DEST must be creatable and writable, and must not lie inside a SOURCE folder (each rerun
-    would read the previous run's output as logs).  Raises InputError saying which.
+    DEST must be creatable and writable, must not lie inside a SOURCE folder (each rerun
+    would read the previous run's output as logs), and must hold none of the planned ``files``
+    (a glob such as ``'logs/**/*'`` matching a previous run's output).  Raises InputError saying which.
     """
     target = dest.resolve()
     for source in sources:
@@ -115,6 +116,12 @@ def check_destination(dest: Path, sources: Sequence[str]) -> None:
             raise InputError(
                 f"--output {dest} is inside SOURCE {source}: the next run would read this run's output as "
                 "logs; choose a DEST outside the source folders"
+            )
+    for file in files:
+        if target in Path(file.path).resolve().parents:
+            raise InputError(
+                f"--output {dest} holds {file.path}, which SOURCE matches: the run would read its own output as "
+                "logs; choose a DEST outside what SOURCE matches"
             )
     try:
         dest.mkdir(parents=True, exist_ok=True)
@@ -193,7 +200,13 @@ class WorkerSetup:
 
     def parts(self) -> Parts:
         """The format reader and the canonicalizer (raises ConfigError when they cannot be built)."""
-        canonicalizer = Canonicalizer(self.config.transform, pseudonymization_key=self.key)
+        s3_fetch = None
+        if any(entry.startswith("s3://") for entry in self.config.transform.iglu.registries):
+            from pipeline.aws.clients import make_client
+            from pipeline.aws.registry import s3_schema_fetch
+
+            s3_fetch = s3_schema_fetch(make_client("s3", self.config.aws))
+        canonicalizer = Canonicalizer(self.config.transform, pseudonymization_key=self.key, s3_fetch=s3_fetch)
         return get_format(self.config.extract.format), canonicalizer
 
 
@@ -366,7 +379,7 @@ def run_backfill(
     """
     started = time.perf_counter()
     setup, parts = WorkerSetup.check(config, dest, environ)
-    check_destination(dest, source_roots)
+    check_destination(dest, source_roots, sources)
     with destination_lock(dest):
         return _run_locked(sources, dest, setup, parts, workers, progress, started)
 

@@ -100,6 +100,13 @@ def test_the_wheel_holds_the_data_package_and_no_top_level_config(tmp_path: Path
     names = zipfile.ZipFile(wheel).namelist()
     tops = {name.split("/", 1)[0] for name in names if "/" in name and ".dist-info" not in name}
     assert tops == {"pipeline", "extract", "transform", "load", DATA_PACKAGE}
-    for data in ("default.toml", "referers.json", "samples/cloudfront/E3LEGACY23FLDS.2024-11-15-11.c87ea15c.gz"):
+    for data in (
+        "default.toml",
+        "referers.json",
+        "samples/cloudfront/E3LEGACY23FLDS.2024-11-15-11.c87ea15c.gz",
+        "iglu/MANIFEST.json",
+        "iglu/LICENSE",
+        "iglu/schemas/com.snowplowanalytics.snowplow/web_page/jsonschema/1-0-0",
+    ):
         assert f"{DATA_PACKAGE}/{data}" in names
     assert "pipeline/canonical_event.tsv" in names
