@@ -22,3 +22,11 @@ class ObjectBusyError(ExtractTransientError):
 
 class RedriveRefusedError(ExtractError, TerminalError):
     """Extract could not be invoked for a reason retries will not fix (permissions, a missing function)."""
+
+
+class MalformedNotificationError(ExtractError, TerminalError):
+    """Extract was invoked directly with an event that is not an S3 notification it understands.
+
+    Retrying will not change the event; the invocation fails so that it ends at the function's
+    on-failure destination (and in its Errors metric) instead of succeeding silently.
+    """

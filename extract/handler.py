@@ -17,6 +17,7 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
+from extract.errors import MalformedNotificationError
 from extract.notifications import ObjectNotice, object_created_event, parse_notifications
 from extract.stage import ExtractDeps, check_limits, handle_notices, redelivery
 from pipeline.aws.badsink import S3BadRowSink
@@ -109,9 +110,16 @@ def handle(event: dict[str, Any], context: Any, deps: ExtractDeps) -> dict[str, 
     retry = redelivery(notices.objects, results)
     metrics.add_metric(name="RetryLater", unit=MetricUnit.Count, value=len(retry.sqs_message_ids) + len(retry.direct))
     retry.raise_for_direct()
+    if notices.malformed_direct:
+        # Not a notification (reliability catalogue A16): fail, so it reaches the on-failure destination.
+        malformed = {reason: n for reason, n in sorted(notices.ignored.items()) if reason.startswith("malformed")}
+        raise MalformedNotificationError(f"parts of the event are not S3 notifications: {malformed}")
+    failures = retry.batch_item_failures()
+    # Malformed SQS messages come back until the queue's redrive policy moves them to its dead-letter queue.
+    failures += [{"itemIdentifier": m} for m in notices.malformed_messages if m not in retry.sqs_message_ids]
     return {
         "objects": [{"object": r.object.uri, "outcome": r.outcome, **r.counts()} for r in results],
-        "batchItemFailures": retry.batch_item_failures(),
+        "batchItemFailures": failures,
     }
 
 

@@ -5,6 +5,8 @@ notifications are form-encoded (space as ``+``, a literal ``+`` as ``%2B``; moto
 encodes ``/``), so they are decoded with ``unquote_plus`` exactly once; EventBridge keys
 arrive decoded.  A notice remembers the SQS message that carried it, so the handler can
 report that message as a batch item failure when its object must be tried again later.
+Something that is not a notification (reliability catalogue A16) is counted and remembered by
+the message that carried it, so the handler can refuse it instead of succeeding silently.
 :func:`object_created_event` builds the S3-shaped event the pipeline sends itself
 (continuations, re-drives by the reconciler).
 """
@@ -35,6 +37,19 @@ class ObjectNotice:
 class Notices:
     objects: list[ObjectNotice] = field(default_factory=list)
     ignored: Counter[str] = field(default_factory=Counter)
+    malformed_messages: list[str] = field(default_factory=list)
+    """SQS messages (ids) holding something that is not a notification: the handler reports them as
+    batch item failures, so the queue's redrive policy moves them to its dead-letter queue."""
+    malformed_direct: int = 0
+    """Malformed parts of a directly invoked event: the handler fails the invocation for them."""
+
+
+def _malformed(out: Notices, reason: str, message_id: str) -> None:
+    out.ignored[reason] += 1
+    if not message_id:
+        out.malformed_direct += 1
+    elif message_id not in out.malformed_messages:
+        out.malformed_messages.append(message_id)
 
 
 def _strip_etag(etag: str) -> str:
@@ -50,7 +65,7 @@ def _from_s3_record(record: Mapping[str, Any], out: Notices, message_id: str) ->
     bucket = (s3.get("bucket") or {}).get("name")
     obj = s3.get("object") or {}
     if not bucket or "key" not in obj:
-        out.ignored["malformed_record"] += 1
+        _malformed(out, "malformed_record", message_id)
         return
     out.objects.append(
         ObjectNotice(
@@ -72,7 +87,7 @@ def _from_eventbridge(event: Mapping[str, Any], out: Notices, message_id: str) -
     bucket = (detail.get("bucket") or {}).get("name")
     obj = detail.get("object") or {}
     if not bucket or "key" not in obj:
-        out.ignored["malformed_record"] += 1
+        _malformed(out, "malformed_record", message_id)
         return
     out.objects.append(
         ObjectNotice(
@@ -88,7 +103,7 @@ def _from_eventbridge(event: Mapping[str, Any], out: Notices, message_id: str) -
 
 def _walk(event: Any, out: Notices, depth: int = 0, message_id: str = "") -> None:
     if depth > 3 or not isinstance(event, Mapping):
-        out.ignored["malformed_event"] += 1
+        _malformed(out, "malformed_event", message_id)
         return
     if event.get("Event") == "s3:TestEvent":
         out.ignored["s3:TestEvent"] += 1
@@ -98,23 +113,24 @@ def _walk(event: Any, out: Notices, depth: int = 0, message_id: str = "") -> Non
         return
     records = event.get("Records")
     if not isinstance(records, list):
-        out.ignored["malformed_event"] += 1
+        _malformed(out, "malformed_event", message_id)
         return
     for record in records:
         if not isinstance(record, Mapping):
-            out.ignored["malformed_record"] += 1
+            _malformed(out, "malformed_record", message_id)
         elif record.get("eventSource") == "aws:sqs" or ("body" in record and "s3" not in record):
+            # An SQS record without a messageId (not Lambda's shape) is treated as direct.
+            sqs_message_id = str(record.get("messageId") or message_id)
             try:
                 body = json.loads(record.get("body") or "")
-            except ValueError:
-                out.ignored["malformed_sqs_body"] += 1
+            except (TypeError, ValueError):  # not JSON, or not even a string
+                _malformed(out, "malformed_sqs_body", sqs_message_id)
                 continue
-            # An SQS record without a messageId (not Lambda's shape) is treated as direct.
-            _walk(body, out, depth + 1, str(record.get("messageId") or message_id))
+            _walk(body, out, depth + 1, sqs_message_id)
         elif "s3" in record:
             _from_s3_record(record, out, message_id)
         else:
-            out.ignored["malformed_record"] += 1
+            _malformed(out, "malformed_record", message_id)
 
 
 def parse_notifications(event: Any) -> Notices:

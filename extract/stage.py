@@ -346,9 +346,14 @@ class ExtractDeps:
 
 
 def is_own_output(notice: ObjectNotice, config: PipelineConfig) -> bool:
-    """Recursion guard: the pipeline's output prefixes are never read as logs."""
+    """Recursion guard: the pipeline's output prefixes are never read as logs.
+
+    They are the dataset's, the bad rows', Firehose's and the Redshift load's COPY manifests
+    (written to the dataset's bucket); an empty prefix guards nothing rather than everything.
+    """
     resources = config.resources
-    return notice.bucket == resources.output_bucket and notice.key.startswith(resources.output_prefixes)
+    prefixes = tuple(p for p in (*resources.output_prefixes, config.redshift.manifest_prefix) if p)
+    return notice.bucket == resources.output_bucket and notice.key.startswith(prefixes)
 
 
 def handle_notices(

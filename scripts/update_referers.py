@@ -3,11 +3,16 @@
 
 Usage::
 
-    python scripts/update_referers.py SOURCE [--output PATH] [--check]
+    python scripts/update_referers.py SOURCE [--rev REV] [--output PATH] [--check]
 
 SOURCE is a path (or an ``http(s)://`` / ``file://`` URL) to Snowplow's
 ``referers.yml`` or to one of the generated ``referers-*.json`` files from
-https://github.com/snowplow-referer-parser/referer-parser (``resources/``).
+https://github.com/snowplow-referer-parser/referer-parser (``resources/``), or a local
+copy of that repository: a checkout (its ``resources/referers.yml`` is read) or a git
+directory such as a bare mirror (``resources/referers.yml`` at ``--rev``, default
+``HEAD``, read with ``git show``).  For a repository the script prints the commit and
+its date; it always prints the SHA-256 of the output, which ``config/REFERERS.md``
+records.
 
 The structure is validated (medium -> source name -> {"domains": [...],
 "parameters"?: [...]}), normalised (domains stripped and lower-cased, domains
@@ -27,7 +32,9 @@ YAML source is given (it is *not* a runtime dependency of clickstream-etl).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import subprocess
 import sys
 import urllib.request
 from pathlib import Path
@@ -37,18 +44,52 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUTPUT = REPO_ROOT / "config" / "referers.json"
 RESERVED_MEDIA = frozenset({"internal"})  # produced by the classifier itself, never by the data
 ALLOWED_ENTRY_KEYS = frozenset({"domains", "parameters"})
+REPOSITORY_FILE = "resources/referers.yml"
 
 
 class DatasetError(ValueError):
     """The source does not have the referer-parser structure."""
 
 
-def _read_source(source: str) -> tuple[str, str]:
-    """Return (text, name) for a path or URL."""
+def _git(git_dir: Path, *args: str) -> str:
+    """Run git on ``git_dir`` (a work tree or a git directory); its stdout, or DatasetError."""
+    option = "-C" if (git_dir / ".git").exists() else "--git-dir"
+    try:
+        done = subprocess.run(["git", option, str(git_dir), *args], capture_output=True, check=True, text=True)
+    except FileNotFoundError as exc:
+        raise DatasetError("git is needed to read a repository SOURCE but is not installed") from exc
+    except subprocess.CalledProcessError as exc:
+        raise DatasetError(f"git {' '.join(args)} failed in {git_dir}: {exc.stderr.strip()}") from exc
+    return done.stdout
+
+
+def _read_repository(directory: Path, rev: str) -> tuple[str, str, str | None]:
+    """(text, name, "commit (date)") of ``resources/referers.yml`` in a checkout or git directory."""
+    checkout = directory / REPOSITORY_FILE
+    if checkout.is_file() and rev == "HEAD":
+        text = checkout.read_text(encoding="utf-8")
+        try:
+            commit = _git(directory, "log", "-1", "--format=%H (%cs)", "HEAD").strip()
+        except DatasetError:
+            commit = "(not a git checkout: no commit known)"
+        return text, str(checkout), commit
+    text = _git(directory, "show", f"{rev}:{REPOSITORY_FILE}")
+    commit = _git(directory, "log", "-1", "--format=%H (%cs)", rev, "--", REPOSITORY_FILE).strip()
+    head = _git(directory, "log", "-1", "--format=%H (%cs)", rev).strip()
+    if head != commit:
+        commit = f"{head}; {REPOSITORY_FILE} last changed in {commit}"
+    return text, f"{directory}:{REPOSITORY_FILE}", commit
+
+
+def _read_source(source: str, rev: str = "HEAD") -> tuple[str, str, str | None]:
+    """Return (text, name, commit or None) for a path, URL or repository."""
     if source.startswith(("http://", "https://", "file://")):
         with urllib.request.urlopen(source, timeout=60) as resp:  # noqa: S310 - operator-supplied URL
-            return resp.read().decode("utf-8"), source
-    return Path(source).read_text(encoding="utf-8"), source
+            return resp.read().decode("utf-8"), source, None
+    path = Path(source)
+    if path.is_dir():
+        return _read_repository(path, rev)
+    return path.read_text(encoding="utf-8"), source, None
 
 
 def _load_yaml(text: str) -> Any:
@@ -151,7 +192,10 @@ def counts(dataset: dict[str, dict[str, dict[str, list[str]]]]) -> dict[str, tup
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
-    parser.add_argument("source", help="referers.yml / referers*.json path or URL")
+    parser.add_argument("source", help="referers.yml / referers*.json path or URL, or a referer-parser repository")
+    parser.add_argument(
+        "--rev", default="HEAD", help="revision to read when SOURCE is a git repository (default: HEAD)"
+    )
     parser.add_argument(
         "--output",
         type=Path,
@@ -165,11 +209,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
-    text, name = _read_source(args.source)
     try:
+        text, name, commit = _read_source(args.source, args.rev)
         dataset, warnings = normalise(parse_source(text, name))
     except (DatasetError, json.JSONDecodeError) as exc:
-        print(f"error: invalid referer database {name}: {exc}", file=sys.stderr)
+        print(f"error: invalid referer database {args.source}: {exc}", file=sys.stderr)
         return 2
     for warning in warnings:
         print(f"warning: {warning}", file=sys.stderr)
@@ -181,6 +225,9 @@ def main(argv: list[str] | None = None) -> int:
         total_sources += n_sources
         total_domains += n_domains
     print(f"{'total':<10} {total_sources:>5} sources {total_domains:>6} domains")
+    if commit is not None:
+        print(f"source commit {commit}")
+    print(f"sha256 {hashlib.sha256(rendered.encode('utf-8')).hexdigest()}  (of the rendered output)")
 
     output: Path = args.output
     existing = output.read_text(encoding="utf-8") if output.exists() else None

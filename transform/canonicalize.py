@@ -31,7 +31,7 @@ from transform.enrichments import Enrichment, EnrichmentSetup, Hit, Part, build_
 from transform.errors import TransformConfigError
 from transform.tracker import EVENT_TYPES, QueryDecoder
 from transform.urls import Redaction, UrlParts, split_url
-from transform.validation import VALID, EntityValidator, Verdict
+from transform.validation import VALID, EntityValidator
 
 V_ETL: Final = f"{ARTIFACT}-{__version__}"
 # Namespace of the deterministic event ids derived from a request (uuid5).
@@ -222,11 +222,9 @@ class Canonicalizer:
             errors.extend(validate(event))
             return self._bad(FailureKind.TRACKER_PROTOCOL, errors, request, source)
         if self._validator is not None and ("contexts" in event or "unstruct_event" in event):
-            verdict = self._validator.check(event.get("unstruct_event"), event.get("contexts"))
-            if verdict is not VALID:
-                bad = self._entity_verdict(verdict, flags, request, source)
-                if bad is not None:
-                    return bad
+            bad = self._entity_verdict(event, flags, request, source)
+            if bad is not None:
+                return bad
         page_url = specials.get("url") or request.referer
         # Cleaned as every string column (transform.cleaning): the enrichment parses it as stored.
         useragent = clean_text(specials.get("ua") or request.useragent or "")
@@ -325,9 +323,13 @@ class Canonicalizer:
         return parts
 
     def _entity_verdict(
-        self, verdict: Verdict, flags: list[str], request: Request, source: SourceRef
+        self, event: CanonicalEvent, flags: list[str], request: Request, source: SourceRef
     ) -> BadRow | None:
-        """The bad row an entity verdict makes, or None (unknown schemas passed, and tagged)."""
+        """The bad row the event's entities make, or None (valid, or unknown schemas passed and tagged)."""
+        assert self._validator is not None
+        verdict = self._validator.check(event.get("unstruct_event"), event.get("contexts"))
+        if verdict is VALID:
+            return None
         if verdict.unresolved and self.config.unknown_schemas == "reject":
             messages = [f"{uri}: no registry has this schema" for uri in verdict.unresolved]
             return self._bad(FailureKind.RESOLUTION_ERROR, [*verdict.invalid, *messages], request, source)

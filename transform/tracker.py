@@ -20,6 +20,7 @@ from urllib.parse import unquote_plus
 
 from pipeline.cache import BoundedCache
 from pipeline.schema import FIELDS, INT32_MAX, INT32_MIN, MAX_EPOCH_MS, MIN_EPOCH_MS, CanonicalEvent
+from transform.cleaning import TSV_SAFE, clean_text
 
 # Bounded so that a worker's memory does not grow with the input (about 20 MB at most).
 _DECODED_CACHE_SIZE: Final = 40_000
@@ -291,6 +292,10 @@ class QueryDecoder:
                 value = raw
             kind, field = spec
             if kind == _K_STRING:
+                if not value.isprintable():  # a control character: cleaned as Snowplow does (transform.cleaning)
+                    value = value.translate(TSV_SAFE)
+                    if not value:
+                        continue
                 event[field] = value
             elif kind == _K_SPECIAL:
                 if name == "e":
@@ -306,10 +311,14 @@ class QueryDecoder:
                 event[field] = int(value)  # the common case; parse_* handle signs and ranges
             else:
                 parsed = _KIND_PARSERS[kind](value)
-                if parsed is None:
-                    errors.append(f"{name}: {value[:100]!r} is not a valid {_KIND_NAMES[kind]} for {field}")
-                else:
+                if parsed is not None:
                     event[field] = parsed
+                elif (kind == _K_INT or kind == _K_DOUBLE) and len(value) == 4 and value.lower() == "null":  # noqa: PLR1714
+                    # The JavaScript tracker once sent the text "null" for numbers it did not have;
+                    # Snowplow reads it (any case) as null, as here: the last value of the parameter wins.
+                    event.pop(field, None)
+                else:
+                    errors.append(f"{name}: {value[:100]!r} is not a valid {_KIND_NAMES[kind]} for {field}")
         if event_type is None:
             errors.append("e: the event type parameter is missing")
             return
@@ -321,6 +330,8 @@ class QueryDecoder:
         else:
             event.update(naming)
         if event_type == "ue" and "event_name" not in event and not errors:
+            # Deliberately stricter than Snowplow's Enrich, which keeps such an event as an unnamed
+            # "unstruct" with no data: here it is a bad row that keeps the request (README, "Snowplow compatibility").
             errors.append("ue: a self-describing event needs ue_pr or ue_px")
 
 
@@ -347,7 +358,9 @@ def _apply_special(event: CanonicalEvent, name: str, value: str, errors: list[st
         else:
             event[width_field], event[height_field] = w, h
     elif name == "cv":
-        event["v_collector"] = value
+        value = clean_text(value)
+        if value:
+            event["v_collector"] = value
     elif name in _COMBINED:
         specials[name] = value
 

@@ -27,7 +27,8 @@ _SAFE_KEY = re.compile(r"[A-Za-z0-9!_.*()/=-]+")
 _ROLE_ARN = re.compile(r"arn:aws[a-z-]*:iam::\d{12}:role/[A-Za-z0-9+=,.@_/-]{1,512}")
 # The backfill's part-NNNNN.parquet files and the Parquet sink's <shard>-<first>-<last>.parquet
 # objects alike; hidden and temporary files are not data.
-_PART = re.compile(r"event_date=(\d{4}-\d{2}-\d{2})/event_hour=(\d{2})/[A-Za-z0-9][A-Za-z0-9_.-]*\.parquet")
+# ASCII digits only: str patterns let \d match any Unicode digit ("event_hour=٠٩" would be hour 9).
+_PART = re.compile(r"event_date=(\d{4}-\d{2}-\d{2})/event_hour=(\d{2})/[A-Za-z0-9][A-Za-z0-9_.-]*\.parquet", re.ASCII)
 
 
 @dataclass(frozen=True, slots=True)

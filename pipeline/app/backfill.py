@@ -52,7 +52,11 @@ class SourceFile:
     @property
     def fragment(self) -> str:
         """A file-system-safe id, unique per path and stable across runs."""
-        digest = hashlib.sha256(self.path.encode("utf-8", "surrogateescape")).hexdigest()[:12]
+        try:  # a file name's undecodable bytes come back as they were read
+            raw = self.path.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:  # a surrogate no file system gives, from a caller's string
+            raw = self.path.encode("utf-8", "surrogatepass")
+        digest = hashlib.sha256(raw).hexdigest()[:12]
         stem = _UNSAFE.sub("_", os.path.basename(self.path))[:80]
         return f"{stem}-{digest}"
 

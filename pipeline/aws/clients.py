@@ -21,7 +21,9 @@ def client_config(config: AwsConfig) -> Any:
 
     return Config(
         region_name=config.region,
-        retries={"mode": config.retry_mode, "max_attempts": max(config.max_attempts, 1)},
+        # aws.max_attempts counts every attempt, the first included, as AWS_MAX_ATTEMPTS does;
+        # botocore's "max_attempts" key would count retries only (one attempt more).
+        retries={"mode": config.retry_mode, "total_max_attempts": max(config.max_attempts, 1)},
         connect_timeout=config.connect_timeout_ms / 1000,
         read_timeout=config.read_timeout_ms / 1000,
     )

@@ -7,7 +7,9 @@ has no ``\\n`` at all) and turns every problem into a bad row.  Lines are tab-se
 CloudFront URL-encodes the header values it logs (``cs(User-Agent)``, ``cs(Referer)``,
 ``x-forwarded-for``) and encodes ``%`` in ``cs-uri-query`` once more (a tracker's ``%3A``
 is logged as ``%253A``), which :class:`CloudFrontW3C` undoes exactly once when it parses a
-line into a :class:`~pipeline.formats.base.Request`.
+line into a :class:`~pipeline.formats.base.Request`.  The generations of 2013-2014
+(:data:`DOUBLE_ENCODED_GENERATIONS`) encoded the user agent and referer twice as well
+(``%2520`` for a space); those decode to the same value as a single-encoded one.
 
 Every physical line ends as exactly one of: a :class:`LogLine` (yielded), a
 :class:`~pipeline.badrows.BadRow` (yielded) or a counted skip (``ReadStats.skipped``).
@@ -80,6 +82,11 @@ LEGACY_FIELDS: Final[tuple[str, ...]] = (
 
 # Field counts of the legacy generations (the header is the source of truth, never the count).
 GENERATIONS: Final[tuple[int, ...]] = (12, 15, 18, 19, 23, 24, 26, 33)
+# The generations CloudFront wrote while it encoded the '%' of cs(User-Agent) and cs(Referer) a
+# second time (from 14 September 2013, in the 15-field generation, until the 23-field one of
+# 1 July 2014): a space in a user agent is logged "%2520" there, "%20" before and since.
+# Snowplow's CloudFront loader collapsed "%25XX" to "%XX" in these fields for the same reason.
+DOUBLE_ENCODED_GENERATIONS: Final[tuple[int, ...]] = (15, 18, 19)
 
 GZIP_MAGIC: Final = b"\x1f\x8b"
 _READ_SIZE: Final = 256 * 1024
@@ -130,7 +137,10 @@ def _gzip_chunks(stream: IO[bytes], first: bytes, limit: int) -> Iterator[bytes]
             produced += len(out)
             yield out
         if decompressor.eof:
-            rest = decompressor.unused_data + pending
+            # Every byte after the member is in unused_data.  After an output-limited call
+            # unconsumed_tail may still hold the same bytes (CPython 3.11), so reading it too
+            # decoded the next member twice, and a member over _READ_SIZE without end.
+            rest = decompressor.unused_data
             # A new member may follow (multi-member gzip); zero padding is tolerated.
             while True:
                 if rest.strip(b"\x00"):
@@ -494,6 +504,8 @@ class _Binding:
     protocol: int
     forwarded_for: int
     sc_bytes: int
+    double_encoded: bool
+    """The layout is a generation that encoded the user agent's and referer's '%' twice."""
     identity: Callable[[list[str]], Sequence[str]]
     """The fields that identify a request (those the layout has), in a fixed order."""
     missing: tuple[str, ...]
@@ -533,6 +545,7 @@ def _bind(layout: FieldLayout) -> _Binding:
         protocol=at("cs-protocol"),
         forwarded_for=at("x-forwarded-for"),
         sc_bytes=at("sc-bytes"),
+        double_encoded=layout.names in _DOUBLE_ENCODED_LAYOUTS,
         identity=_getter(tuple(index[name] for name in identity if name in index)),
         missing=tuple(missing),
     )
@@ -603,6 +616,7 @@ class CloudFrontW3C:
         self._dates: BoundedCache[str, int | None] = BoundedCache(10_000, date_ms)
         self._times: BoundedCache[str, int | None] = BoundedCache(200_000, time_ms)
         self._decoded: BoundedCache[str, str] = BoundedCache(50_000, _unescape, max_key_length=2048)
+        self._decoded_twice: BoundedCache[str, str] = BoundedCache(50_000, _unescape_twice, max_key_length=2048)
 
     def read(
         self,
@@ -652,7 +666,7 @@ class CloudFrontW3C:
             collector, errors = self._collector_tstamp(f, b)
         if b.status >= 0:
             status = f[b.status]
-            if not (len(status) == 3 and status.isdigit()) and status != "-":
+            if not (len(status) == 3 and status.isdigit() and status.isascii()) and status != "-":
                 errors.append(f"sc-status: {status[:50]!r} is not a 3-digit HTTP status")
         if b.sc_bytes >= 0:
             sc_bytes = f[b.sc_bytes]
@@ -670,17 +684,19 @@ class CloudFrontW3C:
                 return skip
         # The common cases inline (absent, or no escapes); escaped values through the memo.
         decoded = self._decoded
+        headers = self._decoded_twice if b.double_encoded else decoded
         query = f[b.query] if b.query >= 0 else "-"
         referer: str | None = f[b.referer] if b.referer >= 0 else None
         if referer == "-" or not referer:
             referer = None
         elif "%" in referer:
-            referer = decoded[referer]
+            # CloudFront leaves a bare '%' at the end of some referers: dropped, as Snowplow's loader did.
+            referer = headers[referer[:-1] if referer[-1] == "%" else referer] or None
         useragent: str | None = f[b.useragent] if b.useragent >= 0 else None
         if useragent == "-" or not useragent:
             useragent = None
         elif "%" in useragent:
-            useragent = decoded[useragent]
+            useragent = headers[useragent]
         forwarded: str | None = f[b.forwarded_for] if b.forwarded_for >= 0 else None
         if forwarded == "-" or not forwarded:
             forwarded = None
@@ -770,6 +786,15 @@ def _epoch_seconds(text: str) -> tuple[int | None, str | None]:
     if millis > MAX_EPOCH_MS:  # within the last millisecond of 9999, rounded up
         return None, f"timestamp: {text[:50]!r} is after {_LATEST}"
     return millis, None
+
+
+_DOUBLE_ENCODED_PERCENT: Final = re.compile(r"%25([0-9A-Fa-f]{2})")
+_DOUBLE_ENCODED_LAYOUTS: Final = frozenset(LEGACY_FIELDS[:count] for count in DOUBLE_ENCODED_GENERATIONS)
+
+
+def _unescape_twice(text: str) -> str:
+    """A header value of a :data:`DOUBLE_ENCODED_GENERATIONS` log: ``%25XX`` made ``%XX``, then :func:`_unescape`."""
+    return _unescape(_DOUBLE_ENCODED_PERCENT.sub(r"%\1", text))
 
 
 def _unescape(text: str) -> str:

@@ -80,6 +80,7 @@ def test_backfill_writes_a_hive_dataset_bad_rows_and_a_conserving_summary(logs: 
 
 
 def test_rerun_into_the_same_dest_gives_identical_files(logs: Path, tmp_path: Path) -> None:
+    """Reliability catalogue F20: backfilling an already-processed window again rewrites identical files."""
     dest = tmp_path / "dest"
     assert run_cli("backfill", str(logs / "a"), "--output", str(dest), "--workers", "1") == 0
     first = {p.relative_to(dest): p.read_bytes() for p in (dest / "events").rglob("*.parquet")}
@@ -303,7 +304,10 @@ def test_concurrent_backfills_into_one_dest_never_both_succeed_with_fewer_rows(l
 
 
 def test_an_output_inside_the_source_is_refused_before_any_work(logs: Path, tmp_path: Path) -> None:
-    """Audit item 5: `backfill . --output out` read its own output on every rerun."""
+    """Audit item 5: `backfill . --output out` read its own output on every rerun.
+
+    Reliability catalogue S11: a DEST inside a SOURCE folder is refused.
+    """
     source = tmp_path / "src"
     source.mkdir()
     (source / "x.log").write_bytes((logs / "c" / "header-only.log").read_bytes())

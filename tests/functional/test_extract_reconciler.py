@@ -109,6 +109,7 @@ def test_f08_an_object_younger_than_min_age_waits_for_its_notification(aws: None
 
 
 def test_a_run_stops_at_max_objects_and_the_next_run_goes_on_from_there(aws: None) -> None:
+    """Reliability catalogue L07 (listing part): pages of the listing, a bound per run, and resumption."""
     setup = Setup(page_size=2, max_objects=2, min_age_ms=0)
     keys = [setup.chain.upload(f"cf/k{index}.gz", log(1)).key for index in range(5)]
     runs = [setup.reconcile() for _ in range(3)]

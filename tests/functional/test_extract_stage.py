@@ -80,6 +80,10 @@ def test_given_log_object_when_extracted_then_every_line_is_shipped_bad_or_skipp
 )
 @pytest.mark.parametrize("wrap", ["direct", "sqs", "encoded_slash"])
 def test_given_awkward_keys_when_notified_then_the_object_is_found(aws: None, key: str, wrap: str) -> None:
+    """Reliability catalogue A15: spaces, plus signs, Unicode and %2F in keys.
+
+    Direct, through SQS, and with the slash encoded as moto encodes it.
+    """
     chain = Chain.create(chain_config())
     notice = chain.upload(key, log_text(3))
     event = s3_object_created_event(notice.bucket, key, etag=notice.etag, encode_slash=wrap == "encoded_slash")
@@ -89,6 +93,7 @@ def test_given_awkward_keys_when_notified_then_the_object_is_found(aws: None, ke
 
 
 def test_given_test_event_folder_key_or_own_output_when_notified_then_nothing_is_read(aws: None) -> None:
+    """Reliability catalogue A16: an s3:TestEvent is ignored; also S05: the pipeline's own output is never read."""
     config = chain_config()
     chain = Chain.create(config)
     own = chain.upload(
@@ -106,6 +111,7 @@ def test_given_test_event_folder_key_or_own_output_when_notified_then_nothing_is
 
 
 def test_given_duplicate_notifications_when_handled_sequentially_then_the_second_is_a_no_op(aws: None) -> None:
+    """Reliability catalogue F07: a duplicate notification handled after the first is a no-op."""
     chain = Chain.create(chain_config(SMALL_GROUPS))
     notice = chain.upload("cf/dup.gz", log_text(20))
     event = s3_object_created_event(notice.bucket, notice.key, etag=notice.etag)
@@ -118,6 +124,7 @@ def test_given_duplicate_notifications_when_handled_sequentially_then_the_second
 def test_given_duplicate_notifications_when_one_arrives_mid_processing_then_lines_are_shipped_once(
     aws: None,
 ) -> None:
+    """Reliability catalogue F07: a duplicate notification handled while the first is still shipping."""
     # moto's backends are not thread-safe, so concurrency is interleaved deterministically:
     # the duplicate is handled while the first invocation is inside its first PutRecords.
     chain = Chain.create(chain_config(SMALL_GROUPS))
@@ -146,6 +153,7 @@ def test_given_duplicate_notifications_when_one_arrives_mid_processing_then_line
 
 
 def test_given_an_overwritten_key_when_notified_then_the_new_version_is_processed(aws: None) -> None:
+    """Reliability catalogue F09: a key overwritten with new content is read again as a new object."""
     chain = Chain.create(chain_config())
     old = chain.upload("cf/same.gz", log_text(3))
     run(chain, s3_object_created_event(old.bucket, old.key, etag=old.etag))
@@ -158,6 +166,7 @@ def test_given_an_overwritten_key_when_notified_then_the_new_version_is_processe
 
 
 def test_given_corrupt_gzip_when_extracted_then_a_bad_row_is_written_and_the_object_completes(aws: None) -> None:
+    """Reliability catalogue A08: corrupt gzip on moto: a bad row in S3 and a COMPLETE ledger entry."""
     chain = Chain.create(chain_config())
     data = log_text(30)
     notice = chain.upload("cf/truncated.gz", data[: len(data) // 2])

@@ -29,7 +29,10 @@ def debug_everywhere(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_a_load_handler_sets_the_sdk_loggers_to_warning_and_logs_no_payload(debug_everywhere: None) -> None:
     """GIVEN botocore at DEBUG WHEN the Firehose transformation Lambda runs THEN botocore is at WARNING
-    and the handler's own log names counts, never an address or URL of the events."""
+    and the handler's own log names counts, never an address or URL of the events.
+
+    Reliability catalogue S09: no payload, address or URL in a handler's logs.
+    """
     from load import firehose_handler
 
     stream = io.StringIO()

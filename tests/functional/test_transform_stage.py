@@ -69,6 +69,7 @@ def test_given_a_batch_when_transformed_then_events_bad_rows_and_skips_account_f
 
 
 def test_f10_a_poison_record_becomes_a_bad_row_and_is_acknowledged(aws: None) -> None:
+    """Reliability catalogue A14: an undecodable record is a record_invalid bad row and is not a batch item failure."""
     chain = Chain.create(chain_config(GROUPS))
     records = extracted(chain, junk=False)
     poison = KinesisRecord(b"\x01\xff\xfe garbage", "poison", "49999", records[0].shard_id)

@@ -178,6 +178,7 @@ EMBEDDINGS: dict[str, Callable[[int, random.Random], int]] = {
 def test_given_ipv6_embedding_ipv4_when_anonymized_then_every_address_of_a_24_gives_the_24(
     embedding: str, ipv6_prefix: int
 ) -> None:
+    """Reliability catalogue S06: IPv6 that embeds IPv4 is masked as that IPv4's /24."""
     anonymizer = IpAnonymizer(24, ipv6_prefix)
     rng = random.Random(embedding)
     outputs = set()

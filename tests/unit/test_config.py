@@ -65,6 +65,7 @@ def test_missing_overlay_file_is_a_config_error(tmp_path: Path) -> None:
 
 
 def test_pseudonymize_config_repr_hides_the_key() -> None:
+    """Reliability catalogue S07: the key never shows in the configuration's repr."""
     config = load_config(environ={}, overrides={"transform.pseudonymize.key": "super-secret-key-123456"})
     assert "super-secret" not in repr(config)
 

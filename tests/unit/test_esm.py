@@ -109,6 +109,7 @@ def test_the_handler_gets_a_parseable_event_and_a_fresh_context_each_time() -> N
 
 
 def test_partial_failure_rewinds_to_the_lowest_id_and_redelivers_successes() -> None:
+    """Reliability catalogue F11: the mapping rewinds to the lowest reported failure."""
     # GIVEN a handler that reports records 4 and 2 as failed the first time
     handler = RecordingHandler(lambda seqs, call: failures("4", "2") if call == 0 else None)
     # WHEN the batch of 5 is delivered
@@ -188,6 +189,7 @@ def test_a_record_that_keeps_failing_partially_is_discarded_after_max_retries() 
 
 
 def test_function_error_retries_the_whole_batch_then_discards_metadata_only() -> None:
+    """Reliability catalogue F12: a batch that always fails is retried, then discarded with metadata only."""
     # GIVEN a handler that always raises and maximum_retry_attempts=2
     def respond(seqs: list[str], call: int) -> Any:
         raise RuntimeError("downstream unavailable")

@@ -41,6 +41,7 @@ def test_legacy_generations_have_the_documented_field_counts() -> None:
 
 @pytest.mark.parametrize("count", GENERATIONS)
 def test_header_binds_columns_by_name_for_every_generation(count: int) -> None:
+    """Reliability catalogue A02: headers are counted as skipped and columns bound by name in every generation."""
     data = LogBuilder(fields=count).add().add().to_gzip()
     lines, bad, stats = read_all(data)
     assert not bad
@@ -73,6 +74,7 @@ def test_lines_without_any_header_have_no_layout_unless_a_default_is_configured(
 
 
 def test_only_newline_ends_a_line_and_trailing_cr_is_dropped() -> None:
+    """Reliability catalogue A06: only LF (and a trailing CR) ends a line."""
     data = "#Fields: a b\r\nx\u2028y\tz\x85w\r\nlast\tbare\rcr".encode()
     lines, bad, _ = read_all(data)
     assert not bad
@@ -86,6 +88,7 @@ def test_blank_lines_and_comments_are_counted_skips() -> None:
 
 
 def test_invalid_utf8_line_is_a_bad_row_with_its_bytes_and_the_rest_is_read() -> None:
+    """Reliability catalogue A05: an invalid UTF-8 line is a bad row with its bytes as base64."""
     data = b"#Fields: a b\nok\tline\nbad\xff\xfe\tline\nok2\tline\n"
     lines, bad, _ = read_all(data)
     assert [line.text for line in lines] == ["ok\tline", "ok2\tline"]
@@ -98,6 +101,7 @@ def test_invalid_utf8_line_is_a_bad_row_with_its_bytes_and_the_rest_is_read() ->
 
 @pytest.mark.parametrize("size", [64 * 1024 + 1, 5 * 1024 * 1024])
 def test_huge_line_is_a_size_violation_with_truncated_payload_and_bounded_memory(size: int) -> None:
+    """Reliability catalogue A07: a huge line is a truncated size_violation in bounded memory."""
     data = b"#Fields: a\nbefore\n" + b"x" * size + b"\nafter\n"
     tracemalloc.start()
     lines, bad, _ = read_all(gzip.compress(data), ReadLimits(max_line_bytes=64 * 1024))
@@ -111,6 +115,7 @@ def test_huge_line_is_a_size_violation_with_truncated_payload_and_bounded_memory
 
 
 def test_truncated_gzip_keeps_complete_lines_and_adds_one_file_bad_row() -> None:
+    """Reliability catalogue A08: a truncated gzip keeps its complete lines and adds one file-level bad row."""
     body = b"#Fields: a\n" + b"".join(b"line%d\n" % i for i in range(2000))
     data = gzip.compress(body)
     lines, bad, stats = read_all(data[: len(data) // 2])
@@ -146,18 +151,21 @@ def test_zero_padding_after_gzip_is_tolerated() -> None:
 
 
 def test_multi_member_gzip_is_read_whole() -> None:
+    """Reliability catalogue A09: every member of a concatenated gzip is read."""
     data = gzip.compress(b"#Fields: a\nx1\n") + gzip.compress(b"x2\n") + gzip.compress(b"x3\nx4\n")
     lines, bad, _ = read_all(data)
     assert [line.text for line in lines] == ["x1", "x2", "x3", "x4"] and not bad
 
 
 def test_line_split_across_gzip_members_is_one_line() -> None:
+    """Reliability catalogue A09: a line split across members is one line."""
     data = gzip.compress(b"#Fields: a\nfir") + gzip.compress(b"st\n")
     lines, _, _ = read_all(data)
     assert [line.text for line in lines] == ["first"]
 
 
 def test_gzip_bomb_stops_at_the_decompressed_cap_with_bounded_memory() -> None:
+    """Reliability catalogue A10: a gzip bomb stops at the decompressed cap with bounded memory."""
     line = b"z" * 99 + b"\n"
     bomb = zlib.compressobj(9, zlib.DEFLATED, 31)
     data = bomb.compress(b"#Fields: a\n" + line * (200 * 1024 * 1024 // 100)) + bomb.flush()

@@ -62,6 +62,7 @@ def test_only_unrecorded_objects_old_enough_and_expired_leases_are_redriven(conf
 
 
 def test_the_pipelines_own_outputs_are_never_redriven(config: PipelineConfig) -> None:
+    """Reliability catalogue S05: the reconciler never re-drives the pipeline's own output."""
     r = config.resources
     page = [listed(r.bad_prefix + "x.jsonl"), listed(r.events_prefix + "y.parquet"), listed("logs/z.gz")]
     plan = plan_redrives(r.output_bucket, page, {}, now_ms=NOW, min_age_ms=0, config=config)

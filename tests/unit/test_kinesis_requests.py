@@ -46,6 +46,7 @@ def test_raw_batches_round_trip_through_their_codec(lines: list[str], key: str) 
     "data", [b"", b"\x02abc", b"\x01", b"\x01\xff\xff\xff\xff\xff", b"\x01" + b"\x00" * 3 + b"junk"]
 )
 def test_undecodable_raw_records_raise_a_terminal_decode_error(data: bytes) -> None:
+    """Reliability catalogue A14: garbage and truncated Avro raise only the terminal RecordDecodeError."""
     from pipeline.records import RecordDecodeError
 
     with pytest.raises(RecordDecodeError):

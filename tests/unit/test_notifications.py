@@ -15,6 +15,7 @@ from pipeline.testing.lambda_events import (
 
 
 def test_direct_sqs_and_eventbridge_notices_decode_keys_exactly_once() -> None:
+    """Reliability catalogue A15: keys are form-decoded exactly once."""
     key = "logs/a b+c%/ü.gz"
     direct = s3_object_created_event("b", key, etag="e1", size=10)
     notices = parse_notifications(direct).objects + parse_notifications(sqs_wrapped(direct)).objects
@@ -24,6 +25,7 @@ def test_direct_sqs_and_eventbridge_notices_decode_keys_exactly_once() -> None:
 
 
 def test_test_events_removals_and_garbage_are_counted_not_raised() -> None:
+    """Reliability catalogue A16: parsing counts test events, removals and garbage; the handler refuses the garbage."""
     removed = s3_object_created_event("b", "k", event_name="ObjectRemoved:Delete")
     events = [
         s3_test_event("b"),

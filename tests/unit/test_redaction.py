@@ -38,6 +38,7 @@ def event_of(params: dict[str, str], canon: Canonicalizer | None = None, **value
 
 @pytest.mark.parametrize("name", ["email", "token", "password", "code", "access_token", "Email", "API_KEY"])
 def test_given_a_sensitive_page_parameter_when_transformed_then_its_value_is_nowhere_in_the_event(name: str) -> None:
+    """Reliability catalogue S08: denylisted query values are redacted."""
     url = f"https://shop.example/account?lang=en&{name}={SECRET}"
     event = event_of({"e": "pv", "url": url})
     assert SECRET not in json.dumps(event)

@@ -82,9 +82,10 @@ def test_given_google_imgres_path_when_classified_then_host_path_rule_before_hos
     assert clf.classify("google.co.uk", "/imgres", "q=dog&imgurl=x", PAGE) == RefererClass(
         "search", "Google Images", "dog"
     )
-    # referer-parser semantics: each level is fully tried before stripping a label, so the
-    # exact www.google.co.uk entry (Google) wins over google.co.uk/imgres one level down
-    assert clf.classify("www.google.co.uk", "/imgres", "q=dog", PAGE) == RefererClass("search", "Google", "dog")
+    # referer-parser semantics: host+path rules at every level before any bare host, so
+    # google.co.uk/imgres one level down wins over the exact www.google.co.uk entry (Google)
+    assert clf.classify("www.google.co.uk", "/imgres", "q=dog", PAGE) == RefererClass("search", "Google Images", "dog")
+    assert clf.classify("www.google.co.uk", "/search", "q=dog", PAGE) == RefererClass("search", "Google", "dog")
 
 
 def test_given_yahoo_with_p_param_when_classified_then_term_from_p(clf: RefererClassifier) -> None:

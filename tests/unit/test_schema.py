@@ -61,6 +61,7 @@ def test_validate_accepts_a_minimal_event() -> None:
 
 
 def test_validate_counts_utf8_bytes_not_characters() -> None:
+    """Reliability catalogue F18: the validator measures widths in UTF-8 bytes, as Redshift does (error 1204)."""
     title_ok = "é" * 1000  # 2000 bytes
     title_over = "é" * 1001  # 2002 bytes, 1001 characters
     assert validate({"page_title": title_ok}) == []
@@ -86,6 +87,7 @@ def test_validate_reports_every_problem_at_once() -> None:
 
 
 def test_validate_rejects_lone_surrogates() -> None:
+    """Reliability catalogue A05: a lone surrogate never passes validation on its way to Parquet or Redshift."""
     errors = validate({"page_title": "a\udcff" * 200})
     assert errors == ["page_title: contains characters that are not valid Unicode"]
 

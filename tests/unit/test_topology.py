@@ -31,6 +31,7 @@ def test_the_notification_queue_reports_item_failures_and_hides_a_busy_message_p
 
 
 def test_the_extract_reconciler_is_a_scheduled_function_that_invokes_extract(config: PipelineConfig) -> None:
+    """Reliability catalogue L07 (listing part): one run at a time (reserved concurrency 1) over a shared cursor."""
     reconciler = scheduled_functions(config)["extract_reconciler"]
     assert reconciler.schedule == "rate(15 minutes)"
     assert reconciler.rule()["ScheduleExpression"] == "rate(15 minutes)"

@@ -262,6 +262,7 @@ def test_given_numeric_param_when_decoded_then_typed_value(
 def test_given_malformed_numeric_param_when_decoded_then_tracker_protocol_bad_row_naming_it(
     canon: Canonicalizer, param: str, raw: str
 ) -> None:
+    """Reliability catalogue A11: non-numeric values and 32-bit overflows are bad rows naming the parameter."""
     kind, messages = bad_of(canon, {"e": "se", param: raw})
     assert kind == "tracker_protocol_violation"
     assert any(m.startswith(f"{param}:") for m in messages), messages

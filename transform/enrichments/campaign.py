@@ -9,6 +9,7 @@ from typing import Final
 from pipeline.cache import BoundedCache
 from pipeline.config import TransformConfig
 from pipeline.schema import CanonicalEvent, validate
+from transform.cleaning import clean_columns
 from transform.enrichments.base import EnrichmentSetup, Hit, Part
 from transform.urls import query_params
 
@@ -82,5 +83,5 @@ class CampaignEnrichment:
         return self._parts[page.query]
 
     def _part(self, query: str) -> Part:
-        columns = dict(self._rules.columns(query_params(query)))
+        columns = clean_columns(dict(self._rules.columns(query_params(query))))
         return Part(columns, tuple(validate(columns)))

@@ -23,8 +23,13 @@ _NAT64_LOCAL: Final = ipaddress.IPv6Network("64:ff9b:1::/48")
 
 
 def first_valid_ip(candidates: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    """The first valid address of a comma-separated list (X-Forwarded-For), else None."""
-    for candidate in candidates.split(","):
+    """The first valid address of a list (X-Forwarded-For), else None.
+
+    Addresses are separated by commas, ``|`` or spaces, the separators Snowplow's Enrich splits
+    the tracker's ``ip`` on.  Enrich keeps the first item whatever it is; here an item that is
+    not an address is passed over (README, "Snowplow compatibility").
+    """
+    for candidate in candidates.replace("|", ",").replace(" ", ",").split(","):
         address = _parse(candidate.strip())
         if address is not None:
             return address

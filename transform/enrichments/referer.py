@@ -5,16 +5,20 @@ form (``config/referers.json``; provenance in ``config/REFERERS.md``)::
 
     {medium: {source name: {"domains": [...], "parameters": [...]?}}}
 
-Lookup rules, as in referer-parser:
+Lookup rules, as in referer-parser (``Parser.scala`` of scala-referer-parser, which
+Snowplow's Enrich runs):
 
-* no referer host -> ``None``;
+* no referer host, a host that is not a host name (``bigcommerce%20wordpress%20plugin``,
+  ``exa_mple.com``, ``a..b``) or an IP address, or a scheme other than ``http``,
+  ``https`` and ``android-app`` -> ``None`` (no referer columns at all);
 * referer host equal to the page host, or equal to / a subdomain of a configured
   internal domain -> ``RefererClass("internal", None, None)``;
-* otherwise the host is looked up, trying at each level ``host + path`` rules first
-  (data entries such as ``bing.com/images/search``; matched as a path prefix on a
-  segment boundary) and then the bare host, then stripping leading labels one at a
-  time (``www.google.co.uk`` -> ``google.co.uk`` -> ``co.uk`` -> ``uk``), which also
-  covers ``www.`` stripping;
+* otherwise the host and its parents (``www.google.co.uk`` -> ``google.co.uk`` ->
+  ``co.uk`` -> ``uk``, which also covers ``www.`` stripping) are looked up, the
+  ``host + path`` rules first (data entries such as ``google.fr/imgres``; matched as a
+  path prefix on a segment boundary), the longest path first at every host level,
+  and only then the bare hosts, the most specific first: ``www.google.fr/imgres`` is
+  Google Images although ``www.google.fr`` itself is listed under Google;
 * no match -> ``RefererClass("unknown", None, None)``;
 * for the ``search`` medium the term is the value of the first query parameter (in
   query-string order) whose name is one of the engine's ``parameters``, decoded
@@ -28,8 +32,10 @@ order wins (``scripts/update_referers.py`` removes such duplicates anyway).
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
@@ -39,6 +45,7 @@ from pipeline.bundled import data_text
 from pipeline.cache import BoundedCache
 from pipeline.config import TransformConfig
 from pipeline.schema import CanonicalEvent, validate
+from transform.cleaning import clean_columns
 from transform.enrichments.base import EnrichmentSetup, Hit, Part
 from transform.urls import split_url
 
@@ -74,6 +81,11 @@ class _Plan:
     entry: _Entry | None
 
 
+# referer-parser's valid URIs: these schemes, and a host Java's URI parses as a host name or an
+# IP address (else its getHost() is null).  Letters beyond ASCII are accepted here (IDN hosts).
+_SCHEMES: Final = frozenset({"http", "https", "android-app"})
+_LABEL: Final = r"[^\W_]+(?:-+[^\W_]+)*"  # letters and digits, hyphens inside only
+_HOST_NAME: Final = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
 _INTERNAL_RESULT: Final = RefererClass(INTERNAL, None, None)
 _UNKNOWN_RESULT: Final = RefererClass(UNKNOWN, None, None)
 _INTERNAL_PLAN: Final = _Plan((), _Entry(_INTERNAL_RESULT, None))
@@ -96,6 +108,19 @@ def _norm_path(path: str) -> str:
     if not p.startswith("/"):
         p = "/" + p
     return p.rstrip("/")  # "" for the root; compared on segment boundaries
+
+
+def _is_host(host: str) -> bool:
+    """A host name (labels of letters, digits and inner hyphens) or an IP address."""
+    if _HOST_NAME.fullmatch(host):
+        return True
+    if host.startswith("[") and "]" in host:  # "[2001:db8::1]", "[2001:db8::1]:443"
+        host = host[1 : host.index("]")]
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def _path_matches(rule: str, path: str) -> bool:
@@ -176,7 +201,9 @@ class RefererClassifier:
             host: tuple(sorted(rules, key=lambda r: -len(r[0]))) for host, rules in paths.items()
         }
         self._internal = frozenset(h for h in (_norm_host(d) for d in internal_domains) if h)
-        self._cache: BoundedCache[tuple[str, str], _Plan] = BoundedCache(_CACHE_MAX, lambda key: self._plan(*key))
+        self._cache: BoundedCache[tuple[str, str], _Plan | None] = BoundedCache(
+            _CACHE_MAX, lambda key: self._plan(*key)
+        )
 
     @classmethod
     def from_file(
@@ -192,7 +219,10 @@ class RefererClassifier:
                 text = fh.read()
         return cls(json.loads(text), internal_domains)
 
-    def _plan(self, host: str, page_host: str) -> _Plan:
+    def _plan(self, host: str, page_host: str) -> _Plan | None:
+        """How to classify a referer from ``host``; None when it is not a host (no referer)."""
+        if not _is_host(host):
+            return None
         if host == page_host:
             return _INTERNAL_PLAN
         path_rules: list[tuple[str, _Entry]] = []
@@ -201,15 +231,16 @@ class RefererClassifier:
         for candidate in _suffixes(host):
             if candidate in internal:
                 return _INTERNAL_PLAN
+            rules = self._paths.get(candidate)
+            if rules:
+                path_rules.extend(rules)
             if entry is None:
-                rules = self._paths.get(candidate)
-                if rules:
-                    path_rules.extend(rules)
                 entry = self._exact.get(candidate)
-            elif not internal:
-                break
         if not path_rules:
             return _Plan((), entry) if entry is not None else _UNKNOWN_PLAN
+        # Every level's path rules before any bare host, as referer-parser does; the longest
+        # path first, and among equal paths the most specific host (the sort is stable).
+        path_rules.sort(key=lambda rule: -len(rule[0]))
         return _Plan(tuple(path_rules), entry)
 
     def classify(
@@ -218,12 +249,21 @@ class RefererClassifier:
         refr_path: str | None,
         refr_query: str | None,
         page_host: str | None,
+        *,
+        scheme: str | None = None,
     ) -> RefererClass | None:
+        """The referer's class, or None when there is no referer (see the module docstring).
+
+        ``scheme`` (lower case) is checked when given: referer-parser classifies ``http``,
+        ``https`` and ``android-app`` referers only.
+        """
         host = _norm_host(refr_host)
-        if not host:
+        if not host or (scheme is not None and scheme not in _SCHEMES):
             return None
         key = (host, _norm_host(page_host))
         plan = self._cache[key]
+        if plan is None:
+            return None
 
         entry = plan.entry
         if plan.path_rules:
@@ -273,11 +313,12 @@ class RefererEnrichment:
         columns: dict[str, Any] = {}
         refr = split_url(referrer)
         if refr is not None:
-            found = self._classifier.classify(refr.host, refr.path, refr.query, page_host)
+            found = self._classifier.classify(refr.host, refr.path, refr.query, page_host, scheme=refr.scheme)
             if found is not None:
                 columns["refr_medium"] = found.medium
                 if found.source:
                     columns["refr_source"] = found.source
                 if found.term:
                     columns["refr_term"] = found.term
+        clean_columns(columns)  # a search term may hold a decoded tab or control character
         return Part(columns, tuple(validate(columns)))

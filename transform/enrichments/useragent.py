@@ -11,6 +11,7 @@ from typing import Any, Final
 from pipeline.cache import BoundedCache
 from pipeline.config import TransformConfig
 from pipeline.schema import CanonicalEvent, validate
+from transform.cleaning import clean_columns
 from transform.enrichments.base import EnrichmentSetup, Hit, Part
 
 _TABLET_HINTS: Final = ("ipad", "tablet", "kindle", "silk", "playbook", "nexus 7", "nexus 9", "sm-t", "tab ")
@@ -115,5 +116,5 @@ class UserAgentEnrichment:
     def _part(self, useragent: str) -> Part:
         if self._parser is None:
             self._parser = UserAgentParser()
-        columns = self._parser.columns(useragent)
+        columns = clean_columns(self._parser.columns(useragent))
         return Part(columns, tuple(validate(columns)))

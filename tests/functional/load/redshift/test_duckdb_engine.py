@@ -91,6 +91,7 @@ def natural_keys(events: list[dict[str, Any]]) -> set[tuple[str, str]]:
 def test_stream_merge_loads_each_natural_event_once_and_a_replay_changes_nothing(
     config: PipelineConfig, tables: RedshiftTables, sample_events: list[dict[str, Any]]
 ) -> None:
+    """Reliability catalogue F19: natural duplicates go in once, and loading a batch again changes nothing."""
     # GIVEN a Firehose batch with every sample event, tracker retries among them, plus
     # redelivered copies (same id and fingerprint, collected later)
     retries = [with_changes(e, collector_tstamp=e["collector_tstamp"] + 1500) for e in sample_events[:10]]
@@ -130,6 +131,7 @@ def test_stream_merge_loads_each_natural_event_once_and_a_replay_changes_nothing
 def test_synthetic_duplicates_are_kept_under_deterministic_ids(
     config: PipelineConfig, tables: RedshiftTables, sample_events: list[dict[str, Any]]
 ) -> None:
+    """Reliability catalogue F19: synthetic duplicates (same id, other payload) are all kept, under stable ids."""
     a, b, c = sample_events[0], sample_events[1], sample_events[2]
     executor = engine(tables)
     # GIVEN a first batch with a, b and c, and in the same batch a different event that
@@ -174,6 +176,7 @@ def test_synthetic_duplicates_are_kept_under_deterministic_ids(
 def test_over_width_multibyte_strings_are_rejected_by_bytes_not_characters(
     config: PipelineConfig, tables: RedshiftTables, sample_events: list[dict[str, Any]]
 ) -> None:
+    """Reliability catalogue F18: a row Redshift would refuse (width in bytes, CHAR) is rejected, not truncated."""
     base = sample_events[3]
     ids = iter(f"00000000-0000-4000-8000-00000000000{n}" for n in range(10))
     # 666 three-byte characters + 2 ASCII = 2000 bytes: fits VARCHAR(2000)
@@ -236,6 +239,7 @@ def test_late_events_are_merged_when_they_arrive(
 def test_the_loader_reports_recent_firehose_copy_errors(
     config: PipelineConfig, tables: RedshiftTables, sample_events: list[dict[str, Any]]
 ) -> None:
+    """Reliability catalogue F18: Firehose COPY errors (sys_load_error_detail) are reported and counted."""
     executor = engine(tables)
     firehose_file = f"s3://{config.resources.output_bucket}/{config.resources.firehose_prefix}2024/11/15/11/x.gz"
     for minutes_ago, file_name in ((2, firehose_file), (30, firehose_file), (1, "s3://elsewhere/other.gz")):
@@ -294,6 +298,7 @@ def redshift_load(executor: DuckDBExecutor, s3: Any, *args: str) -> tuple[int, s
 def test_backfill_load_is_idempotent_and_agrees_with_the_stream_path(
     config: PipelineConfig, tables: RedshiftTables, dataset: Path, s3: Any
 ) -> None:
+    """Reliability catalogue F20: loading an already-loaded window again skips it and adds no row."""
     executor = engine(tables, s3)
     events = dataset_events(dataset)
     partitions = {p.parent for p in (dataset / "events").rglob("*.parquet")}
@@ -373,6 +378,7 @@ def dataset_events_of(path: Path) -> list[dict[str, Any]]:
 def test_a_file_copy_cannot_read_fails_its_partition_only_and_exits_1(
     tables: RedshiftTables, dataset: Path, s3: Any
 ) -> None:
+    """Reliability catalogue F20: a failed partition stays out of the ledger, so the next run retries only it."""
     executor = engine(tables, s3)
     bad = "events/event_date=2024-11-16/event_hour=00/part-00000.parquet"
     s3.put_object(Bucket=BUCKET, Key=bad, Body=b"this is not parquet")
@@ -396,6 +402,7 @@ def test_a_file_copy_cannot_read_fails_its_partition_only_and_exits_1(
 
 
 def test_dry_run_prints_the_plan_and_writes_nothing(tables: RedshiftTables, s3: Any, config: PipelineConfig) -> None:
+    """Reliability catalogue F20: a dry run lists the plan and writes nothing."""
     executor = engine(tables, s3)
     code, output = redshift_load(executor, s3, "--dry-run", "--since", "2024-11-15", "--until", "2024-11-15")
     assert code == 0

@@ -66,6 +66,7 @@ def test_backfill_plan_groups_partitions_and_consults_the_ledger() -> None:
 
 @pytest.mark.parametrize("url", ["https://b/x", "s3://Bad_Bucket/x", "s3://b/../x", "s3://bucket//x", "s3://"])
 def test_bad_s3_urls_are_config_errors(url: str) -> None:
+    """Reliability catalogue S11: S3 URLs with '..', '.' or empty segments, or that are not s3://, are refused."""
     with pytest.raises(ConfigError):
         S3Location.parse(url)
 

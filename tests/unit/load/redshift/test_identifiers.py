@@ -22,6 +22,7 @@ from pipeline.errors import ConfigError
 )
 def test_malicious_or_invalid_identifiers_from_config_are_rejected(config: PipelineConfig, name: str) -> None:
     # GIVEN a configuration naming a table with something that is not a plain identifier
+    """Reliability catalogue S10: a malicious table name from the configuration is refused."""
     bad = replace(config.redshift, staging_table=name)
     # WHEN the tables are resolved THEN it is a configuration error naming the key
     with pytest.raises(InvalidIdentifierError, match="redshift.staging_table"):

@@ -21,6 +21,7 @@ def test_statement_parameters_must_be_used_and_non_empty() -> None:
 
 def test_values_travel_only_as_parameters(tables: RedshiftTables) -> None:
     # GIVEN values that would break out of a string literal
+    """Reliability catalogue S10: values reach Redshift only as Data API parameters."""
     root = S3Location.parse("s3://clickstream-output/it's'; DROP TABLE x; --/")
     lookup = ledger_lookup(tables, root)
     errors = load_errors_since("2024-11-15 09:00:00", "s3://b/'; DROP TABLE x; --")
