@@ -41,7 +41,8 @@ from pathlib import Path
 from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_OUTPUT = REPO_ROOT / "config" / "referers.json"
+# No default output: the package ships its own Apache-2.0 list in config/referers.json; a
+# Snowplow (GPL-3.0) database belongs in a file of the user's, named by transform.referer.dataset.
 RESERVED_MEDIA = frozenset({"internal"})  # produced by the classifier itself, never by the data
 ALLOWED_ENTRY_KEYS = frozenset({"domains", "parameters"})
 REPOSITORY_FILE = "resources/referers.yml"
@@ -199,8 +200,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--output",
         type=Path,
-        default=DEFAULT_OUTPUT,
-        help=f"output JSON (default: {DEFAULT_OUTPUT.relative_to(REPO_ROOT)})",
+        required=True,
+        help="output JSON, e.g. ~/referers.json (then set [transform.referer] dataset to it)",
     )
     parser.add_argument(
         "--check",
