@@ -31,7 +31,7 @@ from transform.enrichments import Enrichment, EnrichmentSetup, Hit, Part, build_
 from transform.errors import TransformConfigError
 from transform.tracker import EVENT_TYPES, QueryDecoder
 from transform.urls import Redaction, UrlParts, split_url
-from transform.validation import VALID, EntityValidator
+from transform.validation import VALID, EntityValidator, Verdict
 
 V_ETL: Final = f"{ARTIFACT}-{__version__}"
 # Namespace of the deterministic event ids derived from a request (uuid5).
@@ -135,7 +135,6 @@ class Canonicalizer:
         self._tracker_paths = frozenset(config.tracker_paths)
         self._skip_ext = tuple(ext.lower() for ext in config.page_view_skip_extensions)
         self._pv_methods = frozenset(config.page_view_methods)
-        self._decoder = QueryDecoder()
         self._collector_name = config.collector_name
         redact = config.redact
         redaction = (
@@ -156,6 +155,8 @@ class Canonicalizer:
         if validator is None and config.iglu.validate:
             validator = EntityValidator(default_resolver(config, s3_fetch), config.unknown_schemas)
         self._validator = validator
+        # Entities are validated inside the decoder's memo of each self-describing value.
+        self._decoder = QueryDecoder(validator.verdict if validator is not None else None)
         if enrichments is None:
             enrichments = build_enrichments(config, EnrichmentSetup(pseudonymization_key))
         self.enrichments: tuple[Enrichment, ...] = tuple(enrichments)
@@ -216,13 +217,13 @@ class Canonicalizer:
             "v_collector": self._collector_name,
             "v_etl": V_ETL,
         }
-        self._decoder.apply_query(event, pairs, errors, flags, specials, fingerprinted)
+        verdicts = self._decoder.apply_query(event, pairs, errors, flags, specials, fingerprinted)
         if errors:
             # One bad row says everything wrong: add what validation finds in the decoded fields.
             errors.extend(validate(event))
             return self._bad(FailureKind.TRACKER_PROTOCOL, errors, request, source)
-        if self._validator is not None and ("contexts" in event or "unstruct_event" in event):
-            bad = self._entity_verdict(event, flags, request, source)
+        if verdicts is not None:
+            bad = self._entity_verdict(verdicts, flags, request, source)
             if bad is not None:
                 return bad
         page_url = specials.get("url") or request.referer
@@ -323,13 +324,16 @@ class Canonicalizer:
         return parts
 
     def _entity_verdict(
-        self, event: CanonicalEvent, flags: list[str], request: Request, source: SourceRef
+        self, verdicts: dict[str, Verdict | None], flags: list[str], request: Request, source: SourceRef
     ) -> BadRow | None:
         """The bad row the event's entities make, or None (valid, or unknown schemas passed and tagged)."""
-        assert self._validator is not None
-        verdict = self._validator.check(event.get("unstruct_event"), event.get("contexts"))
-        if verdict is VALID:
+        in_order = (verdicts.get("unstruct_event"), verdicts.get("contexts"))
+        found = [v for v in in_order if v is not None and v is not VALID]
+        if not found:
             return None
+        verdict = found[0]
+        if len(found) > 1:
+            verdict = Verdict(verdict.invalid + found[1].invalid, verdict.unresolved + found[1].unresolved)
         if verdict.unresolved and self.config.unknown_schemas == "reject":
             messages = [f"{uri}: no registry has this schema" for uri in verdict.unresolved]
             return self._bad(FailureKind.RESOLUTION_ERROR, [*verdict.invalid, *messages], request, source)

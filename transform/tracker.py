@@ -182,7 +182,9 @@ def self_describing(text: str, expected_prefix: str, param: str) -> Any:
     return document["data"]
 
 
-def apply_unstruct(event: CanonicalEvent, text: str, param: str, errors: list[str]) -> None:
+def apply_unstruct(
+    event: CanonicalEvent, text: str, param: str, errors: list[str], entities: list[tuple[str, Any]]
+) -> None:
     try:
         data = self_describing(text, UNSTRUCT_SCHEMA_PREFIX, param)
     except ValueError as exc:
@@ -194,11 +196,14 @@ def apply_unstruct(event: CanonicalEvent, text: str, param: str, errors: list[st
         errors.append(f"{param}: the inner event has no valid iglu schema URI")
         return
     event["unstruct_event"] = text
+    entities.append(("unstruct_event", data))
     # Named by the inner schema; an event type other than ue renames it afterwards.
     event["event_vendor"], event["event_name"], event["event_format"], event["event_version"] = match.groups()
 
 
-def apply_contexts(event: CanonicalEvent, text: str, param: str, errors: list[str]) -> None:
+def apply_contexts(
+    event: CanonicalEvent, text: str, param: str, errors: list[str], entities: list[tuple[str, Any]]
+) -> None:
     try:
         data = self_describing(text, CONTEXTS_SCHEMA_PREFIX, param)
     except ValueError as exc:
@@ -208,22 +213,29 @@ def apply_contexts(event: CanonicalEvent, text: str, param: str, errors: list[st
         errors.append(f"{param}: contexts data must be an array")
         return
     event["contexts"] = text
+    entities.extend((f"contexts[{index}]", entity) for index, entity in enumerate(data))
 
 
-_Decoded = tuple[dict[str, Any], tuple[str, ...]]
+EntityCheck = Callable[[list[tuple[str, Any]]], Any]
+"""Judges a parameter's entities (:meth:`transform.validation.EntityValidator.verdict`)."""
+_Decoded = tuple[dict[str, Any], tuple[str, ...], Any]
 _SELF_DESCRIBING_CACHE_SIZE: Final = 4096
 
 
-def _self_describing_fields(name: str, value: str) -> _Decoded:
-    """The fields a self-describing parameter sets, and its problems (all of them)."""
+def _self_describing_fields(name: str, check: EntityCheck | None, value: str) -> _Decoded:
+    """The fields a self-describing parameter sets, its problems (all of them), and the verdict
+    on its entities (None when not checked): memoised together, so that a page's pings pay for
+    the decoding, the JSON and the schema validation once."""
     fields: CanonicalEvent = {}
     errors: list[str] = []
+    entities: list[tuple[str, Any]] = []
     apply, base64url = _SELF_DESCRIBING[name]
     try:
-        apply(fields, b64_json(value) if base64url else value, name, errors)
+        apply(fields, b64_json(value) if base64url else value, name, errors, entities)
     except ValueError as exc:  # not base64url-encoded UTF-8
         errors.append(f"{name}: {exc}")
-    return fields, tuple(errors)
+    verdict = check(entities) if check is not None and entities and not errors else None
+    return fields, tuple(errors), verdict
 
 
 class QueryDecoder:
@@ -233,12 +245,16 @@ class QueryDecoder:
     rarely do, so they are not held.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, entity_check: EntityCheck | None = None) -> None:
         self._decoded: BoundedCache[str, str] = BoundedCache(
             _DECODED_CACHE_SIZE, decode, max_key_length=_CACHEABLE_VALUE
         )
         self._self_describing: dict[str, BoundedCache[str, _Decoded]] = {
-            name: BoundedCache(_SELF_DESCRIBING_CACHE_SIZE, partial(_self_describing_fields, name), max_key_length=8192)
+            name: BoundedCache(
+                _SELF_DESCRIBING_CACHE_SIZE,
+                partial(_self_describing_fields, name, entity_check),
+                max_key_length=8192,
+            )
             for name in _SELF_DESCRIBING
         }
 
@@ -260,7 +276,7 @@ class QueryDecoder:
         flags: list[str],
         specials: dict[str, str],
         fingerprinted: list[str],
-    ) -> None:
+    ) -> dict[str, Any] | None:
         """Decode the ``name=value`` pairs of a tracker query string into ``event``.
 
         Values are still percent-encoded by the tracker (CloudFront's extra encoding already
@@ -269,7 +285,10 @@ class QueryDecoder:
         raw because they cannot be percent-decoded are noted in ``flags``.  The decoded url,
         refr, ua and ip go to ``specials``: the caller combines them with the log's own fields.
         The pairs that make the event fingerprint (all but :data:`FINGERPRINT_EXCLUDED`) go to ``fingerprinted``.
+        Returns the entity verdicts of the self-describing parameters by column
+        (``unstruct_event``, ``contexts``; None for one not checked), or None when there was none.
         """
+        verdicts: dict[str, Any] | None = None
         specs = _PARAM_SPECS
         decoded = self._decoded
         self_describing = self._self_describing
@@ -301,10 +320,13 @@ class QueryDecoder:
                 if name == "e":
                     event_type = value
                 elif name in self_describing:
-                    updates, problems = self_describing[name][value]
+                    updates, problems, verdict = self_describing[name][value]
                     event.update(updates)
                     if problems:
                         errors.extend(problems)
+                    if verdicts is None:
+                        verdicts = {}
+                    verdicts[_VERDICT_SLOT[name]] = verdict  # a repeated parameter: the last one wins
                 else:
                     _apply_special(event, name, value, errors, specials)
             elif (kind == _K_INT or kind == _K_TSTAMP) and value.isdigit() and len(value) <= 9 and value.isascii():  # noqa: PLR1714
@@ -321,7 +343,7 @@ class QueryDecoder:
                     errors.append(f"{name}: {value[:100]!r} is not a valid {_KIND_NAMES[kind]} for {field}")
         if event_type is None:
             errors.append("e: the event type parameter is missing")
-            return
+            return verdicts
         naming = EVENT_NAMING.get(event_type)
         if naming is None:
             errors.append(f"e: {event_type[:50]!r} is not a valid event type")
@@ -333,6 +355,7 @@ class QueryDecoder:
             # Deliberately stricter than Snowplow's Enrich, which keeps such an event as an unnamed
             # "unstruct" with no data: here it is a bad row that keeps the request (README, "Snowplow compatibility").
             errors.append("ue: a self-describing event needs ue_pr or ue_px")
+        return verdicts
 
 
 def _apply_special(event: CanonicalEvent, name: str, value: str, errors: list[str], specials: dict[str, str]) -> None:  # noqa: PLR0912 - one branch per special tracker parameter
@@ -366,9 +389,11 @@ def _apply_special(event: CanonicalEvent, name: str, value: str, errors: list[st
 
 
 # Self-describing JSON parameters: name -> (how to apply it, whether it is base64url-encoded).
-_SELF_DESCRIBING: Final[dict[str, tuple[Callable[[CanonicalEvent, str, str, list[str]], None], bool]]] = {
+_Apply = Callable[[CanonicalEvent, str, str, list[str], list[tuple[str, Any]]], None]
+_SELF_DESCRIBING: Final[dict[str, tuple[_Apply, bool]]] = {
     "ue_pr": (apply_unstruct, False),
     "ue_px": (apply_unstruct, True),
     "co": (apply_contexts, False),
     "cx": (apply_contexts, True),
 }
+_VERDICT_SLOT: Final = {"ue_pr": "unstruct_event", "ue_px": "unstruct_event", "co": "contexts", "cx": "contexts"}

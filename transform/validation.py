@@ -77,6 +77,11 @@ class EntityValidator:
         data = json.loads(text).get("data")
         return self._verdict([(f"contexts[{index}]", entity) for index, entity in enumerate(data)])
 
+    def verdict(self, entities: list[tuple[str, Any]]) -> Verdict:
+        """The verdict on entities given as (where, entity) pairs, already parsed (what the
+        tracker decoder calls, inside its own memo of each parameter's value)."""
+        return self._verdict(entities)
+
     def _verdict(self, entities: list[tuple[str, Any]]) -> Verdict:
         invalid: list[str] = []
         unresolved: list[str] = []

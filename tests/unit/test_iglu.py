@@ -253,3 +253,41 @@ def test_the_bundled_schemas_match_their_recorded_provenance() -> None:
     for uri in (WEB_PAGE, LINK_CLICK, "iglu:com.snowplowanalytics.snowplow/client_session/jsonschema/1-0-2"):
         key = SchemaKey.parse(uri)
         assert key is not None and bundled_registry().lookup(key) is not None, uri
+
+
+def test_a_repeated_contexts_parameter_is_judged_by_the_value_that_is_kept() -> None:
+    """The last value of a repeated parameter wins (Snowplow's rule), for validation too."""
+    bad_first = transformed(
+        {"e": "pv", "cx": contexts({"schema": WEB_PAGE, "data": {"id": "nope"}})}
+        | {
+            "co": json.dumps(
+                {
+                    "schema": "iglu:com.snowplowanalytics.snowplow/contexts/jsonschema/1-0-0",
+                    "data": [{"schema": WEB_PAGE, "data": {"id": PAGE_ID}}],
+                }
+            )
+        }
+    )
+    assert not bad_first.bad
+    assert json.loads(bad_first.event["contexts"])["data"][0]["data"]["id"] == PAGE_ID
+
+
+def test_a_pages_pings_repeating_its_contexts_are_validated_once() -> None:
+    """Validation runs inside the decoder's memo: the same context value costs one verdict."""
+    calls: list[int] = []
+    canon = Canonicalizer(make_config().transform)
+    validator = canon._validator
+    assert validator is not None
+    real = validator.verdict
+
+    def counting(entities: Any) -> Any:
+        calls.append(len(entities))
+        return real(entities)
+
+    canon._decoder = type(canon._decoder)(counting)
+    log = LogBuilder(fields=33)
+    cx = contexts({"schema": WEB_PAGE, "data": {"id": PAGE_ID}})
+    for _ in range(5):
+        log.add(query=tracker_query({"e": "pp", "cx": cx}))
+    run = run_core(log.to_bytes(), canonicalizer=canon)
+    assert len(run.events) == 5 and calls == [1]
