@@ -112,6 +112,7 @@ def test_a_run_stops_at_max_objects_and_the_next_run_goes_on_from_there(aws: Non
     """Reliability catalogue L07 (listing part): pages of the listing, a bound per run, and resumption."""
     setup = Setup(page_size=2, max_objects=2, min_age_ms=0)
     keys = [setup.chain.upload(f"cf/k{index}.gz", log(1)).key for index in range(5)]
+    setup.clock.advance(5)  # S3 stamps LastModified with the real time, after the fake clock started
     runs = [setup.reconcile() for _ in range(3)]
     assert [r["stopped"] for r in runs] == ["max_objects", "max_objects", "end"]
     assert [r["started_after"] for r in runs] == ["", keys[1], keys[3]]
@@ -123,6 +124,7 @@ def test_a_run_stops_at_max_objects_and_the_next_run_goes_on_from_there(aws: Non
 def test_a_run_stops_before_its_timeout_and_saves_where_it_stopped(aws: None) -> None:
     setup = Setup(page_size=1, min_age_ms=0, stop_margin_ms=10_000)
     keys = [setup.chain.upload(f"cf/t{index}.gz", log(1)).key for index in range(4)]
+    setup.clock.advance(5)  # S3 stamps LastModified with the real time, after the fake clock started
 
     def slow_redrive(notice: ObjectNotice) -> None:
         setup.redriven.append(notice)
