@@ -39,6 +39,9 @@ _WIDTH = re.compile(r"^(?:var)?char\((\d+)\)$")
 _VALID_TYPES: Final = frozenset({"string", "tstamp", "int", "double", "bool", "contexts", "unstruct"})
 
 
+_DECIMAL_TYPE: Final = re.compile(r"dec(?:imal)?\((\d+),(\d+)\)\Z")
+
+
 @dataclass(frozen=True, slots=True)
 class Field:
     """One column of the canonical event."""
@@ -61,6 +64,12 @@ class Field:
     @property
     def redshift_is_char(self) -> bool:
         return self.redshift_type.startswith("char(")
+
+    @property
+    def decimal(self) -> tuple[int, int] | None:
+        """(precision, scale) of a money column (``dec(18,2)``): a decimal in Parquet as in Redshift."""
+        match = _DECIMAL_TYPE.match(self.redshift_type.replace(" ", ""))
+        return (int(match.group(1)), int(match.group(2))) if match else None
 
 
 def _load_fields() -> tuple[Field, ...]:
@@ -159,6 +168,10 @@ _KIND_CODE: Final = {"string": _STRING, "contexts": _STRING, "unstruct": _STRING
 _SPECS: Final[dict[str, tuple[int, int, bool]]] = {
     f.name: (_KIND_CODE[f.type], f.max_bytes or 1 << 62, f.redshift_is_char) for f in FIELDS
 }
+# Money columns: the magnitude a DECIMAL(p, s) holds once rounded to s places (10^16 for 18,2).
+_DECIMAL_LIMITS: Final[dict[str, tuple[float, int]]] = {
+    f.name: (10.0 ** (d[0] - d[1]), d[1]) for f in FIELDS if (d := f.decimal) is not None
+}
 
 
 def validate(event: CanonicalEvent) -> list[str]:  # noqa: PLR0912 - runs once per event: one flat type dispatch
@@ -166,7 +179,8 @@ def validate(event: CanonicalEvent) -> list[str]:  # noqa: PLR0912 - runs once p
 
     Types follow the field table; strings must fit their column in UTF-8 bytes, be valid
     Unicode (no lone surrogates) and, for ``char(n)`` columns, be ASCII; integers must fit
-    Redshift's INT (32-bit); doubles must be finite; timestamps must lie in 1970..9999
+    Redshift's INT (32-bit); doubles must be finite, and money columns fit their DECIMAL once
+    rounded to its scale (Parquet and Redshift store them as decimals); timestamps must lie in 1970..9999
     (:data:`MIN_EPOCH_MS` to :data:`MAX_EPOCH_MS`), which Parquet, Redshift and Python's
     datetime all represent.
     """
@@ -191,8 +205,9 @@ def validate(event: CanonicalEvent) -> list[str]:  # noqa: PLR0912 - runs once p
                 if not INT32_MIN <= value <= INT32_MAX:
                     errors.append(f"{name}: {value} is out of the 32-bit integer range")
             elif kind == _DOUBLE:
-                if not math.isfinite(value):  # pragma: no cover - ints are always finite
-                    errors.append(f"{name}: {value} is not a finite number")
+                limit = _DECIMAL_LIMITS.get(name)
+                if limit is not None and not abs(value) < limit[0]:
+                    errors.append(f"{name}: {value} does not fit {BY_NAME[name].redshift_type}")
             elif kind == _TSTAMP:
                 if not MIN_EPOCH_MS <= value <= MAX_EPOCH_MS:
                     errors.append(f"{name}: {value} is outside 1970-01-01..9999-12-31 (epoch milliseconds)")
@@ -203,6 +218,8 @@ def validate(event: CanonicalEvent) -> list[str]:  # noqa: PLR0912 - runs once p
                 errors.append(f"{name}: expected {BY_NAME[name].type}, got float")
             elif not math.isfinite(value):
                 errors.append(f"{name}: {value} is not a finite number")
+            elif (limit := _DECIMAL_LIMITS.get(name)) is not None and not abs(round(value, limit[1])) < limit[0]:
+                errors.append(f"{name}: {value} does not fit {BY_NAME[name].redshift_type}")
         elif value_type is bool:
             if kind != _BOOL:
                 errors.append(f"{name}: expected {BY_NAME[name].type}, got bool")

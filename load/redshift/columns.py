@@ -41,8 +41,12 @@ def column_type(f: Field) -> str:
     raise ValueError(f"field {f.name}: no Redshift type for {f.redshift_type!r}")  # pragma: no cover
 
 
-def staging_type(f: Field) -> str:
-    """The staging type of a field: strings wide, numbers as COPY reads them from JSON and Parquet."""
+def staging_type(f: Field, *, parquet: bool = False) -> str:
+    """The staging type of a field: strings wide, numbers as COPY reads them from JSON, or from
+    Parquet when ``parquet`` (where money columns are already DECIMAL, and COPY from Parquet
+    needs the file's type)."""
+    if parquet and f.decimal is not None:
+        return f"DECIMAL({f.decimal[0]},{f.decimal[1]})"
     return {
         "string": f"VARCHAR({WIDE_VARCHAR})",
         "contexts": f"VARCHAR({WIDE_VARCHAR})",

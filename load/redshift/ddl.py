@@ -43,8 +43,8 @@ def create_events_table(tables: RedshiftTables) -> Statement:
     )
 
 
-def _staging_body(fields: Sequence[Field]) -> str:
-    return ",\n".join(f"    {quote(f.name)} {staging_type(f)} ENCODE ZSTD" for f in fields)
+def _staging_body(fields: Sequence[Field], *, parquet: bool = False) -> str:
+    return ",\n".join(f"    {quote(f.name)} {staging_type(f, parquet=parquet)} ENCODE ZSTD" for f in fields)
 
 
 def create_staging_table(tables: RedshiftTables) -> Statement:
@@ -61,11 +61,13 @@ def create_backfill_staging_table(tables: RedshiftTables) -> Statement:
 
     COPY from Parquet maps columns by position and needs as many table columns as the
     files have, so this table also holds contexts, unstruct_event and derived_contexts,
-    which the merge ignores (they are not columns of atomic.events).
+    which the merge ignores (they are not columns of atomic.events); its money columns are
+    DECIMAL(18,2), the files' type.
     """
+    body = _staging_body(FIELDS, parquet=True)
     return Statement(
         "create_backfill_staging",
-        f"CREATE TABLE IF NOT EXISTS {tables.qualified(tables.backfill_staging)} (\n{_staging_body(FIELDS)}\n)\n"
+        f"CREATE TABLE IF NOT EXISTS {tables.qualified(tables.backfill_staging)} (\n{body}\n)\n"
         f"DISTSTYLE KEY\nDISTKEY ({quote(DIST_KEY)})",
     )
 

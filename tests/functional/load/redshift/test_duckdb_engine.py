@@ -12,6 +12,7 @@ import io
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -280,7 +281,8 @@ def dataset_events(dataset: Path) -> list[dict[str, Any]]:
     rows = ds.dataset(dataset / "events", partitioning="hive").to_table().drop_columns(["event_date", "event_hour"])
     events = []
     for row in rows.to_pylist():
-        event = {k: v for k, v in row.items() if v is not None}
+        # Back to the canonical events stream 2 carries: epoch-ms timestamps, money as doubles.
+        event = {k: (float(v) if isinstance(v, Decimal) else v) for k, v in row.items() if v is not None}
         for name in TSTAMPS:
             if name in event:
                 event[name] = int(event[name].timestamp() * 1000)
@@ -367,7 +369,8 @@ def dataset_events_of(path: Path) -> list[dict[str, Any]]:
     table = ds.dataset(path, format="parquet").to_table()
     events = []
     for row in table.to_pylist():
-        event = {k: v for k, v in row.items() if v is not None}
+        # Back to the canonical events stream 2 carries: epoch-ms timestamps, money as doubles.
+        event = {k: (float(v) if isinstance(v, Decimal) else v) for k, v in row.items() if v is not None}
         for name in TSTAMPS:
             if name in event:
                 event[name] = int(event[name].timestamp() * 1000)
