@@ -16,6 +16,7 @@ from pipeline.aws.kinesis import KinesisWriter
 from pipeline.aws.ledger import Ledger, create_table
 from pipeline.config import PipelineConfig, load_config
 from pipeline.records import RawBatch, decode_raw
+from pipeline.testing import LogBuilder, tracker_query
 from pipeline.testing.lambda_events import KinesisRecord
 from transform.handler import TransformDeps
 from transform.handler import build_deps as build_transform_deps
@@ -128,6 +129,14 @@ class Chain:
             for item in page.get("Contents", []):
                 out[item["Key"]] = self.s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read()
         return out
+
+
+def page_view_log(lines: int) -> bytes:
+    """A gzipped log of ``lines`` tracker page views, one URL each."""
+    builder = LogBuilder()
+    for n in range(lines):
+        builder.add(uri_stem="/i", query=tracker_query({"e": "pv", "url": f"https://a.example/{n}"}))
+    return builder.to_gzip()
 
 
 def gz(text: str) -> bytes:

@@ -14,22 +14,15 @@ from extract.handler import handle as extract
 from extract.notifications import ObjectNotice, parse_notifications
 from extract.reconciler import ReconcileDeps, ReconcileSettings, handle, redrive_event
 from pipeline.aws.ledger import Ledger, ObjectId
-from pipeline.testing import LogBuilder, tracker_query
 from pipeline.testing.lambda_events import FakeClock, FakeLambdaContext, s3_object_created_event
 from tests.functional.aws_chain import Chain, chain_config
+from tests.functional.aws_chain import page_view_log as log
 
 
 @pytest.fixture
 def aws() -> Iterator[None]:
     with mock_aws():
         yield
-
-
-def log(lines: int) -> bytes:
-    builder = LogBuilder()
-    for n in range(lines):
-        builder.add(uri_stem="/i", query=tracker_query({"e": "pv", "url": f"https://a.example/{n}"}))
-    return builder.to_gzip()
 
 
 def object_id(notice: ObjectNotice) -> ObjectId:

@@ -15,23 +15,16 @@ from extract.handler import handle
 from pipeline.app.local.runtime import LOG_PREFIX, LocalChain
 from pipeline.aws.kinesis import KinesisPutError
 from pipeline.aws.ledger import LedgerError, ObjectId
-from pipeline.testing import LogBuilder, tracker_query
 from pipeline.testing.lambda_events import FakeClock, FakeLambdaContext, s3_object_created_event
 from pipeline.topology import stream_mappings
 from tests.functional.aws_chain import Chain, chain_config
+from tests.functional.aws_chain import page_view_log as log
 
 
 @pytest.fixture
 def aws() -> Iterator[None]:
     with mock_aws():
         yield
-
-
-def log(lines: int) -> bytes:
-    builder = LogBuilder()
-    for n in range(lines):
-        builder.add(uri_stem="/i", query=tracker_query({"e": "pv", "url": f"https://a.example/{n}"}))
-    return builder.to_gzip()
 
 
 def test_f08_objects_whose_notification_was_lost_are_found_and_processed(aws: None) -> None:
