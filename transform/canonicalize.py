@@ -155,6 +155,8 @@ class Canonicalizer:
         if validator is None and config.iglu.validate:
             validator = EntityValidator(default_resolver(config, s3_fetch), config.unknown_schemas)
         self._validator = validator
+        # The validator's policy, not the config's: an injected validator decides for itself.
+        self._reject_unknown = validator is not None and validator.unknown_schemas == "reject"
         # Entities are validated inside the decoder's memo of each self-describing value.
         self._decoder = QueryDecoder(validator.verdict if validator is not None else None)
         if enrichments is None:
@@ -334,7 +336,7 @@ class Canonicalizer:
         verdict = found[0]
         if len(found) > 1:
             verdict = Verdict(verdict.invalid + found[1].invalid, verdict.unresolved + found[1].unresolved)
-        if verdict.unresolved and self.config.unknown_schemas == "reject":
+        if verdict.unresolved and self._reject_unknown:
             messages = [f"{uri}: no registry has this schema" for uri in verdict.unresolved]
             return self._bad(FailureKind.RESOLUTION_ERROR, [*verdict.invalid, *messages], request, source)
         if verdict.invalid:

@@ -4,8 +4,8 @@ An event carries entities in ``unstruct_event`` (one, inside the ``unstruct_even
 envelope) and ``contexts`` (a list inside the ``contexts`` envelope); each names its schema
 (``iglu:vendor/name/jsonschema/M-R-A``).  :class:`EntityValidator` resolves each schema once
 (:class:`pipeline.iglu.Resolver`), compiles it once (fastjsonschema: about 1 to 8 µs per
-entity, against 20 to 100 µs interpreted), and remembers the verdict per distinct JSON text,
-since a page's pings repeat its contexts.
+entity, against 20 to 100 µs interpreted).  The tracker decoder asks for a verdict inside its
+memo of each self-describing value, so a page's pings, which repeat its contexts, pay once.
 
 The verdict lists every failing entity with its first problem.  An entity whose schema no
 registry has follows ``transform.unknown_schemas``: ``pass`` keeps the event and tags it
@@ -15,7 +15,6 @@ registry has follows ``transform.unknown_schemas``: ``pass`` keeps the event and
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any, Final, Literal, NamedTuple
 
@@ -25,8 +24,6 @@ from pipeline.cache import BoundedCache
 from pipeline.iglu import Resolver, SchemaKey
 
 _DRAFT_4: Final = "http://json-schema.org/draft-04/schema#"
-_VERDICT_CACHE_SIZE: Final = 8192
-_MAX_CACHED_TEXT: Final = 16384
 _VALIDATOR_CACHE_SIZE: Final = 1000
 
 
@@ -50,39 +47,10 @@ class EntityValidator:
         self._validators: BoundedCache[SchemaKey, Callable[[Any], Any] | None] = BoundedCache(
             _VALIDATOR_CACHE_SIZE, self._compile
         )
-        self._unstruct: BoundedCache[str, Verdict] = BoundedCache(
-            _VERDICT_CACHE_SIZE, self._check_unstruct, max_key_length=_MAX_CACHED_TEXT
-        )
-        self._contexts: BoundedCache[str, Verdict] = BoundedCache(
-            _VERDICT_CACHE_SIZE, self._check_contexts, max_key_length=_MAX_CACHED_TEXT
-        )
-
-    def check(self, unstruct_event: str | None, contexts: str | None) -> Verdict:
-        """The verdict on an event's ``unstruct_event`` and ``contexts`` (JSON texts the tracker
-        decoder has already checked to be self-describing envelopes)."""
-        first = self._unstruct[unstruct_event] if unstruct_event else VALID
-        second = self._contexts[contexts] if contexts else VALID
-        if second is VALID:
-            return first
-        if first is VALID:
-            return second
-        return Verdict(first.invalid + second.invalid, first.unresolved + second.unresolved)
-
-    # ------------------------------------------------------------------ memoised
-    def _check_unstruct(self, text: str) -> Verdict:
-        data = json.loads(text).get("data")
-        return self._verdict([("unstruct_event", data)])
-
-    def _check_contexts(self, text: str) -> Verdict:
-        data = json.loads(text).get("data")
-        return self._verdict([(f"contexts[{index}]", entity) for index, entity in enumerate(data)])
 
     def verdict(self, entities: list[tuple[str, Any]]) -> Verdict:
-        """The verdict on entities given as (where, entity) pairs, already parsed (what the
-        tracker decoder calls, inside its own memo of each parameter's value)."""
-        return self._verdict(entities)
-
-    def _verdict(self, entities: list[tuple[str, Any]]) -> Verdict:
+        """The verdict on entities given as (where, entity) pairs, already parsed: the tracker
+        decoder calls it inside its memo of each self-describing value (:mod:`transform.tracker`)."""
         invalid: list[str] = []
         unresolved: list[str] = []
         for where, entity in entities:

@@ -226,11 +226,9 @@ class _OffsetPublisher:
         self._current: IO[bytes] | None = None
         self._offsets = offsets
         self._slot = slot
-        self._interval = interval
-        self._stop = threading.Event()
         # Held while publishing, so that a finished file's offset is never written after its end.
         self._lock = threading.Lock()
-        threading.Thread(target=self._run, name="offsets", daemon=True).start()
+        self._ticker = Ticker(self._publish, interval).start()
 
     def reading(self, stream: IO[bytes] | None) -> None:
         """The file now being read (None: between files, which counts nothing in flight)."""
@@ -238,19 +236,18 @@ class _OffsetPublisher:
             self._current = stream
             self._offsets[self._slot] = 0
 
-    def _run(self) -> None:
-        while not self._stop.wait(self._interval):
-            with self._lock:
-                stream = self._current
-                if stream is None:
-                    continue
-                try:
-                    self._offsets[self._slot] = os.lseek(stream.fileno(), 0, os.SEEK_CUR)
-                except (OSError, ValueError):  # closed: the next reading() resets the slot
-                    pass
+    def _publish(self) -> None:
+        with self._lock:
+            stream = self._current
+            if stream is None:
+                return
+            try:
+                self._offsets[self._slot] = os.lseek(stream.fileno(), 0, os.SEEK_CUR)
+            except (OSError, ValueError):  # closed: the next reading() resets the slot
+                pass
 
     def stop(self) -> None:
-        self._stop.set()
+        self._ticker.stop()
 
 
 def _init_worker(setup: WorkerSetup, parts: Parts | None = None, offsets: Any = None, slots: Any = None) -> None:

@@ -96,14 +96,21 @@ class Ticker:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="progress", daemon=True)
 
-    def __enter__(self) -> Ticker:
+    def start(self) -> Ticker:
         self._thread.start()
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def stop(self) -> None:
+        """Stop the thread, then tick once more (so the last state is shown)."""
         self._stop.set()
         self._thread.join()
         self._tick()
+
+    def __enter__(self) -> Ticker:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
     def _run(self) -> None:
         while not self._stop.wait(self._interval):

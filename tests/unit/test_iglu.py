@@ -291,3 +291,13 @@ def test_a_pages_pings_repeating_its_contexts_are_validated_once() -> None:
         log.add(query=tracker_query({"e": "pp", "cx": cx}))
     run = run_core(log.to_bytes(), canonicalizer=canon)
     assert len(run.events) == 5 and calls == [1]
+
+
+def test_an_injected_validator_applies_its_own_unknown_schema_policy() -> None:
+    from transform.canonicalize import default_resolver
+    from transform.validation import EntityValidator
+
+    config = make_config().transform  # unknown_schemas = "pass"
+    canon = Canonicalizer(config, validator=EntityValidator(default_resolver(config), "reject"))
+    run = transformed({"e": "ue", "ue_px": unstruct({"schema": BUTTON, "data": {"label": "buy"}})}, canon)
+    assert [bad.kind for bad in run.bad] == [FailureKind.RESOLUTION_ERROR]
