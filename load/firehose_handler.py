@@ -27,6 +27,7 @@ def handle(event: dict[str, Any]) -> dict[str, Any]:
     metrics.add_metric(name="FirehoseDropped", unit=MetricUnit.Count, value=counts.dropped)
     metrics.add_metric(name="FirehoseFailed", unit=MetricUnit.Count, value=counts.failed)
     metrics.add_metric(name="Events", unit=MetricUnit.Count, value=counts.events)
+    metrics.add_metric(name="OversizeEntityEnvelopes", unit=MetricUnit.Count, value=counts.oversize_entities)
     logger.info("firehose records transformed", extra=vars(counts))
     return {"records": records}
 

@@ -19,7 +19,7 @@ import json
 import re
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from importlib.resources.abc import Traversable
@@ -28,6 +28,7 @@ from typing import Any, Final, NamedTuple, Protocol
 
 from pipeline.bundled import DATA_PACKAGE
 from pipeline.cache import BoundedCache
+from pipeline.config import IgluConfig
 from pipeline.errors import ConfigError, TransientError
 
 IGLU_URI: Final = re.compile(
@@ -215,3 +216,49 @@ def resolver_from_settings(
     if bundled:
         built.append(bundled_registry())
     return Resolver(built, cache_size)
+
+
+def resolver_from_config(iglu: IgluConfig, s3_fetch: S3Fetch | None = None) -> Resolver:
+    """The resolver of a ``[transform.iglu]`` section (every stage that reads schemas uses this one)."""
+    return resolver_from_settings(
+        iglu.registries,
+        bundled=iglu.bundled,
+        cache_size=iglu.cache_size,
+        timeout_s=iglu.timeout_ms / 1000,
+        s3_fetch=s3_fetch,
+    )
+
+
+def family_versions(resolver: Resolver, newest: Iterable[SchemaKey]) -> list[tuple[SchemaKey, dict[str, Any]]]:
+    """Every resolvable version of a family and major version, up to the newest of ``newest``.
+
+    A warehouse table (or a lake column) is the merge of a family's versions; registries
+    cannot list their schemas, so the versions before the newest one seen are probed: each
+    earlier revision's additions from 0 until the first one no registry has, then the
+    newest revision's up to its addition.  The keys in ``newest`` are always included when
+    they resolve, so a gap in a registry never drops a version that events use.  The result
+    depends only on the registries and the newest version, never on which other versions a
+    batch happened to hold, so two loads that see the same newest version build the same
+    model.  Raises ``ValueError`` when ``newest`` is empty or mixes families.
+    """
+    seen = sorted(set(newest), key=lambda k: (k.revision, k.addition))
+    if not seen:
+        raise ValueError("family_versions needs at least one schema key")
+    top = seen[-1]
+    if any((k.vendor, k.name, k.format, k.model) != (top.vendor, top.name, top.format, top.model) for k in seen):
+        raise ValueError("family_versions: the keys are not of one family and major version")
+    candidates: list[SchemaKey] = []
+    for revision in range(top.revision + 1):
+        addition = 0
+        while revision < top.revision or addition <= top.addition:
+            key = top._replace(revision=revision, addition=addition)
+            if resolver.resolve(key).schema is None:
+                break
+            candidates.append(key)
+            addition += 1
+    found: dict[SchemaKey, dict[str, Any]] = {}
+    for key in (*candidates, *seen):
+        schema = resolver.resolve(key).schema
+        if schema is not None:
+            found[key] = schema
+    return sorted(found.items(), key=lambda pair: (pair[0].revision, pair[0].addition))

@@ -8,12 +8,21 @@ storage or privilege detail, not a semantic one):
   has no slices or zone maps to tune);
 * ``LOCK`` is skipped (DuckDB serializes writers itself; the tests run one merge at a time);
 * ``OCTET_LENGTH(text)`` becomes ``STRLEN`` (DuckDB's byte length of a VARCHAR);
-* ``COPY ... FORMAT AS PARQUET MANIFEST`` is emulated: the manifest is read from S3 (moto),
-  every entry's ``content_length`` is checked, and the files are inserted by position with
-  ``read_parquet``, as Redshift maps Parquet columns by position.  A failing COPY records a
-  row in an emulated ``sys_load_error_detail`` and fails its transaction;
+* ``COPY ... FORMAT AS PARQUET [SERIALIZETOJSON] MANIFEST`` is emulated: the manifest is read
+  from S3 (moto), every entry's ``content_length`` is checked, a file must have exactly as
+  many columns as the table (Redshift's rule for columnar COPY), and the files are inserted
+  by position with ``read_parquet``, as Redshift maps Parquet columns by position; a nested
+  column goes into a ``SUPER`` column as its JSON.  A failing COPY records a row in an
+  emulated ``sys_load_error_detail`` and fails its transaction;
 * Firehose's COPY of JSON lines is emulated by :meth:`DuckDBExecutor.copy_json_lines`
-  (``FORMAT AS JSON 'auto'`` with the CopyCommand's column list).
+  (``FORMAT AS JSON 'auto'`` with the CopyCommand's column list);
+* Redshift's text JSON functions get their documented semantics: ``IS_VALID_JSON`` is true
+  for a JSON *object* only, ``IS_VALID_JSON_ARRAY`` for an array only;
+  ``JSON_EXTRACT_PATH_TEXT(j, k1, ..., kn[, null_if_invalid])`` is ``json_extract_string``
+  on the path ``$."k1"..."kn"`` (NULL when absent), ``JSON_EXTRACT_ARRAY_ELEMENT_TEXT`` is
+  NULL out of range, and a ``null_if_invalid`` of true makes any of them (and
+  ``JSON_ARRAY_LENGTH``) NULL instead of an error for malformed text (``TRY``); ``JSON_PARSE``
+  is ``JSON`` and the ``SUPER`` type is DuckDB's ``JSON``.
 
 DuckDB does not enforce VARCHAR widths, which is why the merge checks byte widths itself
 (``OCTET_LENGTH``) instead of relying on the column types.
@@ -70,8 +79,8 @@ def synthetic_event_id(event_id: str, fingerprint: str | None) -> str:
 
 # --------------------------------------------------------------------------- DuckDB
 _COPY = re.compile(
-    r"COPY (?P<table>\"[a-z0-9_]+\"\.\"[a-z0-9_]+\")\nFROM 's3://(?P<bucket>[^/']+)/(?P<key>[^']+)'\n"
-    r"IAM_ROLE \S+\nFORMAT AS PARQUET\nMANIFEST"
+    r"COPY (?P<table>(\"[a-z0-9_]+\"\.)?\"[a-z0-9_]+\")\nFROM 's3://(?P<bucket>[^/']+)/(?P<key>[^']+)'\n"
+    r"IAM_ROLE \S+\nFORMAT AS PARQUET(?P<nested> SERIALIZETOJSON)?\nMANIFEST"
 )
 _DUCK_TYPES = {
     "VARCHAR(65535)": "VARCHAR",
@@ -87,7 +96,59 @@ SYS_LOAD_ERROR_DETAIL = """CREATE TABLE IF NOT EXISTS sys_load_error_detail (
 )"""
 
 
+REDSHIFT_MACROS: Final = (
+    "CREATE TYPE SUPER AS JSON",
+    "CREATE MACRO is_valid_json(j) AS COALESCE(TRY(json_type(j)) = 'OBJECT', false)",
+    "CREATE MACRO is_valid_json_array(j) AS COALESCE(TRY(json_type(j)) = 'ARRAY', false)",
+)
+
+
+def _null_if_invalid(args: list[exp.Expression]) -> tuple[list[exp.Expression], bool]:
+    """The arguments without a trailing ``null_if_invalid`` boolean, and its value."""
+    if args and isinstance(args[-1], exp.Boolean):
+        return args[:-1], bool(args[-1].this)
+    return args, False
+
+
+def _maybe_try(call: exp.Expression, lenient: bool) -> exp.Expression:
+    return exp.Anonymous(this="TRY", expressions=[call]) if lenient else call
+
+
+def _json_path(keys: list[exp.Expression]) -> exp.Expression:
+    if len(keys) == 1 and isinstance(keys[0], exp.JSONPath):  # sqlglot parses one key as a path
+        keys = [exp.Literal.string(str(k.this)) for k in keys[0].expressions if isinstance(k, exp.JSONPathKey)]
+    if not all(isinstance(k, exp.Literal) and k.is_string for k in keys):
+        raise ValueError("JSON_EXTRACT_PATH_TEXT path elements must be string literals here")
+    steps = "".join('."' + str(k.this).replace("\\", "\\\\").replace('"', '\\"') + '"' for k in keys)
+    return exp.Literal.string("$" + steps)
+
+
+def _adapt_json(node: exp.Expression) -> exp.Expression | None:
+    """Redshift's text JSON functions as DuckDB calls (see the module docstring).  The
+    arguments are adapted here: sqlglot does not visit the children of a replaced node."""
+    if isinstance(node, exp.JSONExtractScalar):
+        keys, lenient = _null_if_invalid([node.expression, *node.expressions])
+        json_text = node.this.transform(_adapt)
+        call = exp.Anonymous(this="json_extract_string", expressions=[json_text, _json_path(keys)])
+        return _maybe_try(call, lenient)
+    if isinstance(node, exp.Anonymous) and str(node.this).upper() == "JSON_EXTRACT_ARRAY_ELEMENT_TEXT":
+        (json_text, index), lenient = _null_if_invalid([a.transform(_adapt) for a in node.expressions])
+        position = exp.Cast(this=index, to=exp.DataType.build("VARCHAR"))
+        path = exp.DPipe(
+            this=exp.DPipe(this=exp.Literal.string("$["), expression=position),
+            expression=exp.Literal.string("]"),
+        )
+        return _maybe_try(exp.Anonymous(this="json_extract_string", expressions=[json_text, path]), lenient)
+    if isinstance(node, exp.Anonymous) and str(node.this).upper() == "JSON_ARRAY_LENGTH":
+        args, lenient = _null_if_invalid([a.transform(_adapt) for a in node.expressions])
+        return _maybe_try(exp.Anonymous(this="json_array_length", expressions=args), lenient)
+    return None
+
+
 def _adapt(node: exp.Expression) -> exp.Expression | None:
+    json_call = _adapt_json(node)
+    if json_call is not None:
+        return json_call
     if isinstance(node, exp.ColumnConstraint) and isinstance(node.args.get("kind"), exp.EncodeColumnConstraint):
         return None
     if isinstance(node, exp.Anonymous) and str(node.this).upper() == "OCTET_LENGTH":
@@ -115,6 +176,8 @@ class DuckDBExecutor:
         self.connection = duckdb.connect()
         self.connection.execute("SET TimeZone = 'UTC'")
         self.connection.execute(SYS_LOAD_ERROR_DETAIL)
+        for macro in REDSHIFT_MACROS:
+            self.connection.execute(macro)
         self.s3 = s3
         self.executed: list[Statement] = []
         self._query_ids = itertools.count(1000)
@@ -201,9 +264,22 @@ class DuckDBExecutor:
             paths.append(str(path))
         if not paths:
             return StatementResult(statement.label, (), 0)
-        cursor = self.connection.execute(f"INSERT INTO {match['table']} SELECT * FROM read_parquet(?)", [paths])
-        row = cursor.fetchone()
-        return StatementResult(statement.label, (), int(row[0]) if row else 0)
+        target = self.connection.execute(f"DESCRIBE {match['table']}").fetchall()
+        loaded = 0
+        for path in paths:
+            source = self.connection.execute("DESCRIBE SELECT * FROM read_parquet(?)", [path]).fetchall()
+            if len(source) != len(target):
+                raise _CopyFailed(f"{path}: the file has {len(source)} columns, the table {len(target)}")
+            selected = ", ".join(
+                f'to_json("{column[0]}")' if match["nested"] and str(wanted[1]).upper() == "JSON" else f'"{column[0]}"'
+                for column, wanted in zip(source, target, strict=True)
+            )
+            cursor = self.connection.execute(
+                f"INSERT INTO {match['table']} SELECT {selected} FROM read_parquet(?)", [path]
+            )
+            row = cursor.fetchone()
+            loaded += int(row[0]) if row else 0
+        return StatementResult(statement.label, (), loaded)
 
     def _record_load_error(self, statement: Statement, error: BaseException) -> int:
         query_id = next(self._query_ids)

@@ -24,7 +24,7 @@ from pipeline.cache import BoundedCache
 from pipeline.config import TransformConfig
 from pipeline.errors import ConfigError
 from pipeline.formats.base import Request, Skip
-from pipeline.iglu import Resolver, S3Fetch, resolver_from_settings
+from pipeline.iglu import Resolver, S3Fetch, resolver_from_config
 from pipeline.schema import CanonicalEvent, validate
 from transform.cleaning import clean_text
 from transform.enrichments import Enrichment, EnrichmentSetup, Hit, Part, build_enrichments
@@ -83,15 +83,8 @@ def resolve_pseudonymization_key(config: TransformConfig, environ: dict[str, str
 
 def default_resolver(config: TransformConfig, s3_fetch: S3Fetch | None = None) -> Resolver:
     """The resolver of ``transform.iglu`` (an S3 registry needs ``s3_fetch``)."""
-    iglu = config.iglu
     try:
-        return resolver_from_settings(
-            iglu.registries,
-            bundled=iglu.bundled,
-            cache_size=iglu.cache_size,
-            timeout_s=iglu.timeout_ms / 1000,
-            s3_fetch=s3_fetch,
-        )
+        return resolver_from_config(config.iglu, s3_fetch)
     except ConfigError as exc:
         raise TransformConfigError(str(exc)) from exc
 

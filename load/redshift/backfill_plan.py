@@ -15,12 +15,16 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
-from load.redshift.identifiers import RedshiftTables
+from load.redshift.columns import staging_type
+from load.redshift.identifiers import RedshiftTables, quote
 from load.redshift.merge import lock_statement, merge_statements
 from load.redshift.statements import Statement, Transaction
 from pipeline.errors import ConfigError
+from pipeline.schema import FIELDS
+
+TEMP_COPY: Final = "clk_copy"
 
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 _SAFE_KEY = re.compile(r"[A-Za-z0-9!_.*()/=-]+")
@@ -64,6 +68,9 @@ class S3Object:
     key: str
     size: int
     etag: str
+    extra_columns: tuple[str, ...] = ()
+    """The file's columns after the canonical ones (the typed entity columns of
+    :mod:`load.lake`), as its Parquet footer lists them; read before the load."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,19 +87,42 @@ class PartitionPlan:
     manifest_key: str
     action: Literal["load", "skip"]
     reason: str
+    problem: str = ""
+    """Why the partition cannot be loaded as it is (a file that is not the canonical layout),
+    found by reading its files' footers; such a partition is reported, never COPYed."""
 
     @property
     def bytes(self) -> int:
         return sum(f.size for f in self.files)
 
-    def manifest(self, bucket: str) -> dict[str, Any]:
-        """The COPY manifest (Parquet needs each file's content_length)."""
-        return {
-            "entries": [
-                {"url": f"s3://{bucket}/{f.key}", "mandatory": True, "meta": {"content_length": f.size}}
-                for f in self.files
-            ]
-        }
+    def layout_groups(self) -> tuple[tuple[tuple[str, ...], tuple[S3Object, ...]], ...]:
+        """The files grouped by their extra columns: COPY from Parquet maps columns by position
+        and needs exactly as many table columns as a file has, so each group is one COPY.
+        The canonical layout (no extra columns) comes first."""
+        groups: dict[tuple[str, ...], list[S3Object]] = {}
+        for f in self.files:
+            groups.setdefault(f.extra_columns, []).append(f)
+        return tuple((extra, tuple(files)) for extra, files in sorted(groups.items(), key=lambda g: (len(g[0]), g[0])))
+
+    def manifest_keys(self) -> tuple[str, ...]:
+        """One manifest per layout group: :attr:`manifest_key`, then ``...-1.manifest``, ..."""
+        base = self.manifest_key.removesuffix(".manifest")
+        return tuple(self.manifest_key if n == 0 else f"{base}-{n}.manifest" for n in range(len(self.layout_groups())))
+
+    def manifests(self, bucket: str) -> tuple[tuple[str, dict[str, Any]], ...]:
+        """(key, COPY manifest) per layout group (Parquet needs each file's content_length)."""
+        return tuple(
+            (
+                key,
+                {
+                    "entries": [
+                        {"url": f"s3://{bucket}/{f.key}", "mandatory": True, "meta": {"content_length": f.size}}
+                        for f in files
+                    ]
+                },
+            )
+            for key, (_, files) in zip(self.manifest_keys(), self.layout_groups(), strict=True)
+        )
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -203,8 +233,11 @@ def _copy_literal(text: str, pattern: re.Pattern[str], what: str) -> str:
     return f"'{text}'"
 
 
-def copy_parquet(tables: RedshiftTables, bucket: str, manifest_key: str, role_arn: str) -> Statement:
-    """COPY one partition's Parquet files (by manifest) into the backfill staging table.
+def copy_parquet(
+    tables: RedshiftTables, bucket: str, manifest_key: str, role_arn: str, *, into: str = "", nested: bool = False
+) -> Statement:
+    """COPY one partition's Parquet files (by manifest) into the backfill staging table, or
+    into the table ``into`` (``nested``: load nested columns into SUPER, ``SERIALIZETOJSON``).
 
     COPY takes no bind parameters, so the manifest URL and the role ARN are checked
     against strict patterns before they become literals; ``role_arn`` ``""`` uses the
@@ -216,24 +249,55 @@ def copy_parquet(tables: RedshiftTables, bucket: str, manifest_key: str, role_ar
         f"s3://{bucket}/{manifest_key}", re.compile(r"s3://[a-z0-9.-]+/[A-Za-z0-9!_.*()/=-]+"), "manifest URL"
     )
     role = _copy_literal(role_arn, _ROLE_ARN, "redshift.copy_role_arn") if role_arn else "default"
-    return Statement(
-        "copy",
-        f"COPY {tables.qualified(tables.backfill_staging)}\nFROM {url}\nIAM_ROLE {role}\nFORMAT AS PARQUET\nMANIFEST",
+    target = quote(into) if into else tables.qualified(tables.backfill_staging)
+    options = "FORMAT AS PARQUET SERIALIZETOJSON" if nested else "FORMAT AS PARQUET"
+    return Statement("copy", f"COPY {target}\nFROM {url}\nIAM_ROLE {role}\n{options}\nMANIFEST")
+
+
+def _copy_group(
+    tables: RedshiftTables, bucket: str, key: str, role_arn: str, extra: tuple[str, ...], n: int
+) -> tuple[Statement, ...]:
+    """The statements that COPY one layout group into the staging table."""
+    if not extra:
+        return (copy_parquet(tables, bucket, key, role_arn),)
+    # Files with typed entity columns: COPY into a table of their own shape (the entity
+    # columns as SUPER, which the merge ignores: it reads the entities' JSON columns), then
+    # keep the canonical columns.
+    temp = f"{TEMP_COPY}_{n}"
+    canonical = ",\n".join(f"    {quote(f.name)} {staging_type(f, parquet=True)}" for f in FIELDS)
+    extras = ",\n".join(f"    {quote(f'clk_extra_{i}')} SUPER" for i in range(len(extra)))
+    names = ", ".join(quote(f.name) for f in FIELDS)
+    return (
+        Statement(f"copy_table_{n}", f"CREATE TEMP TABLE {quote(temp)} (\n{canonical},\n{extras}\n)"),
+        copy_parquet(tables, bucket, key, role_arn, into=temp, nested=True),
+        Statement(
+            f"copy_keep_{n}",
+            f"INSERT INTO {tables.qualified(tables.backfill_staging)} ({names})\nSELECT {names} FROM {quote(temp)}",
+        ),
+        Statement(f"copy_drop_{n}", f"DROP TABLE {quote(temp)}"),
     )
 
 
 def backfill_plan_for(tables: RedshiftTables, bucket: str, partition: PartitionPlan, role_arn: str) -> Transaction:
-    """One partition's transaction: lock, empty the staging table, COPY, merge."""
+    """One partition's transaction: lock, empty the staging table, COPY each layout group, merge."""
+    copies = [
+        statement
+        for n, (key, (extra, _)) in enumerate(zip(partition.manifest_keys(), partition.layout_groups(), strict=True))
+        for statement in _copy_group(tables, bucket, key, role_arn, extra, n)
+    ]
     return Transaction(
         f"backfill {partition.prefix}",
         (
             lock_statement(tables, "backfill"),
             Statement("clear_backfill_staging", f"DELETE FROM {tables.qualified(tables.backfill_staging)}"),
-            copy_parquet(tables, bucket, partition.manifest_key, role_arn),
+            *copies,
             *merge_statements(tables, "backfill"),
         ),
     )
 
 
-def manifest_body(plan: PartitionPlan, bucket: str) -> bytes:
-    return json.dumps(plan.manifest(bucket), indent=1, sort_keys=True).encode()
+def manifest_bodies(plan: PartitionPlan, bucket: str) -> tuple[tuple[str, bytes], ...]:
+    """(key, body) of each of the partition's manifests."""
+    return tuple(
+        (key, json.dumps(manifest, indent=1, sort_keys=True).encode()) for key, manifest in plan.manifests(bucket)
+    )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Final
 
 from load.redshift.columns import (
@@ -13,6 +13,7 @@ from load.redshift.columns import (
     column_type,
     staging_type,
 )
+from load.redshift.entity_tables import ENTITY_SOURCE_COLUMNS, entity_ddl_statements
 from load.redshift.identifiers import RedshiftTables, quote
 from load.redshift.statements import Statement
 from pipeline.schema import ATOMIC_FIELDS, FIELDS, Field
@@ -48,10 +49,11 @@ def _staging_body(fields: Sequence[Field], *, parquet: bool = False) -> str:
 
 
 def create_staging_table(tables: RedshiftTables) -> Statement:
-    """Firehose's staging table: the atomic columns, strings VARCHAR(65535), no constraints."""
+    """Firehose's staging table: every canonical column (the entities' JSON too, for the entity
+    tables), strings VARCHAR(65535), no constraints."""
     return Statement(
         "create_staging",
-        f"CREATE TABLE IF NOT EXISTS {tables.qualified(tables.staging)} (\n{_staging_body(ATOMIC_FIELDS)}\n)\n"
+        f"CREATE TABLE IF NOT EXISTS {tables.qualified(tables.staging)} (\n{_staging_body(FIELDS)}\n)\n"
         f"DISTSTYLE KEY\nDISTKEY ({quote(DIST_KEY)})",
     )
 
@@ -73,8 +75,8 @@ def create_backfill_staging_table(tables: RedshiftTables) -> Statement:
 
 
 def create_rejects_table(tables: RedshiftTables) -> Statement:
-    """Rows the merge could not load as they are, with the reason and the time."""
-    body = _staging_body(ATOMIC_FIELDS)
+    """Rows the merge could not load as they are (with their entities' JSON), the reason and the time."""
+    body = _staging_body(FIELDS)
     return Statement(
         "create_rejects",
         f"CREATE TABLE IF NOT EXISTS {tables.rejects_q} (\n{body},\n"
@@ -122,4 +124,27 @@ def ddl_statements(tables: RedshiftTables) -> tuple[Statement, ...]:
         create_backfill_staging_table(tables),
         create_rejects_table(tables),
         create_ledger_table(tables),
+        *entity_ddl_statements(tables),
     )
+
+
+def upgrade_statements(tables: RedshiftTables, live: Mapping[str, Mapping[str, object]]) -> tuple[Statement, ...]:
+    """ALTER TABLE statements for tables created by an older version: the staging and rejects
+    tables gain the entities' JSON columns (``live``: table -> its columns, as read from
+    ``information_schema.columns``).  Absent tables are left to :func:`ddl_statements`."""
+    by_name = {f.name: f for f in FIELDS}
+    statements = []
+    for table in (tables.staging, tables.rejects):
+        columns = live.get(table)
+        if columns is None:
+            continue
+        for name in ENTITY_SOURCE_COLUMNS:
+            if name not in columns:
+                statements.append(
+                    Statement(
+                        f"add_column {table}.{name}",
+                        f"ALTER TABLE {tables.qualified(table)} ADD COLUMN {quote(name)} "
+                        f"{staging_type(by_name[name])} ENCODE ZSTD",
+                    )
+                )
+    return tuple(statements)

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from load.redshift.columns import ATOMIC_COLUMNS
-from load.redshift.identifiers import RedshiftTables
+from load.redshift.identifiers import RedshiftTables, identifier
 from pipeline.errors import ConfigError
+from pipeline.schema import FIELDS
 
 FIREHOSE_COPY_OPTIONS: Final = (
     # One JSON object per line, keys = column names (pipeline.schema.to_json_record).
@@ -33,7 +33,8 @@ def firehose_copy_command(tables: RedshiftTables) -> dict[str, str]:
     """Firehose's ``CopyCommand`` for the Redshift destination: staging table, columns, options."""
     return {
         "DataTableName": f"{tables.schema}.{tables.staging}",
-        "DataTableColumns": ",".join(ATOMIC_COLUMNS),
+        # every canonical column: the entities' JSON is staged for the entity tables
+        "DataTableColumns": ",".join(identifier(f.name, "canonical field") for f in FIELDS),
         "CopyOptions": FIREHOSE_COPY_OPTIONS,
     }
 

@@ -44,6 +44,7 @@ from load.redshift.columns import (
     column_type,
     staging_type,
 )
+from load.redshift.entity_tables import ENTITY_SOURCE_COLUMNS, entity_queue_table, queue_statement
 from load.redshift.identifiers import RedshiftTables, quote
 from load.redshift.statements import Statement, Transaction
 from pipeline.schema import ATOMIC_FIELDS, Field
@@ -94,31 +95,38 @@ def merge_statements(tables: RedshiftTables, kind: StagingKind) -> tuple[Stateme
     """Staging to events, deduplicated (see the module docstring), as ordered statements.
 
     The statements must run in one transaction after a LOCK of the events, staging and
-    rejects tables.  Labels: ``rejects``, ``batch``, ``rows``, ``stats`` (one row: staged,
-    rejected, distinct_events, synthetic_duplicates, new_events, min and max
-    collector_tstamp), ``insert``, ``clear_staging``, ``drop_rows``, ``drop_batch``.
+    rejects tables and the entity queue.  Labels: ``rejects``, ``batch``, ``rows``, ``stats``
+    (one row: staged, rejected, distinct_events, synthetic_duplicates, new_events, min and max
+    collector_tstamp), ``queue_entities`` (the inserted events' entities, for
+    :mod:`load.redshift.entity_tables`' drain), ``insert``, ``clear_staging``, ``drop_rows``,
+    ``drop_batch``.
     """
     staging = tables.qualified(tables.staging if kind == "stream" else tables.backfill_staging)
     events = tables.events_q
     cols = ", ".join(quote(c) for c in ATOMIC_COLUMNS)
+    # The entities' JSON travels with each row to the rejects table or the entity queue.
+    json_cols = ", ".join(quote(c) for c in ENTITY_SOURCE_COLUMNS)
 
     def columns(alias: str, skip: str = "") -> str:
         return ", ".join(f"{alias}.{quote(c)}" for c in ATOMIC_COLUMNS if c != skip)
+
+    def json_columns(alias: str) -> str:
+        return ", ".join(f"{alias}.{quote(c)}" for c in ENTITY_SOURCE_COLUMNS)
 
     reason = reject_reason_sql()
     fingerprint_key = "COALESCE({}.\"event_fingerprint\", '')"
 
     rejects = Statement(
         "rejects",
-        f"""INSERT INTO {tables.rejects_q} ({cols}, "reject_reason", "rejected_tstamp")
-SELECT {columns("c")}, c."reject_reason", GETDATE()
+        f"""INSERT INTO {tables.rejects_q} ({cols}, {json_cols}, "reject_reason", "rejected_tstamp")
+SELECT {columns("c")}, {json_columns("c")}, c."reject_reason", GETDATE()
 FROM (
     SELECT v.*, ROW_NUMBER() OVER (
         PARTITION BY v."event_id", v."event_fingerprint"
         ORDER BY v."collector_tstamp", v."etl_tstamp", v."reject_reason"
     ) AS "copy_rank"
     FROM (
-        SELECT {cols}, {reason} AS "reject_reason"
+        SELECT {cols}, {json_cols}, {reason} AS "reject_reason"
         FROM {staging}
     ) AS v
     WHERE v."reject_reason" IS NOT NULL
@@ -135,6 +143,7 @@ WHERE c."copy_rank" = 1 AND k."k_id" IS NULL""",
         f"""CREATE TEMP TABLE {quote(TEMP_BATCH)} DISTKEY ("event_id") AS
 SELECT
     {casts},
+    {json_columns("d")},
     ROW_NUMBER() OVER (
         PARTITION BY d."event_id" ORDER BY d."collector_tstamp", d."event_fingerprint"
     ) AS "id_rank"
@@ -144,7 +153,7 @@ FROM (
         ORDER BY v."collector_tstamp", v."etl_tstamp", v."dvce_sent_tstamp"
     ) AS "copy_rank"
     FROM (
-        SELECT {cols}, {reason} AS "reject_reason"
+        SELECT {cols}, {json_cols}, {reason} AS "reject_reason"
         FROM {staging}
     ) AS v
     WHERE v."reject_reason" IS NULL
@@ -157,6 +166,7 @@ WHERE d."copy_rank" = 1""",
         f"""CREATE TEMP TABLE {quote(TEMP_ROWS)} DISTKEY ("event_id") AS
 SELECT
     {columns("b", skip="event_id")},
+    {json_columns("b")},
     CASE
         WHEN same."event_id" IS NOT NULL OR (known."event_id" IS NULL AND b."id_rank" = 1) THEN b."event_id"
         ELSE {_synthetic_id_sql('b."id_hash"')}
@@ -210,11 +220,14 @@ SELECT {columns("r")}, GETDATE()
 FROM {quote(TEMP_ROWS)} AS r
 {absent}""",
     )
+    new_rows = f"(\n    SELECT r.* FROM {quote(TEMP_ROWS)} AS r\n    {absent.replace(chr(10), chr(10) + '    ')}\n)"
     return (
         rejects,
         batch,
         rows,
         stats,
+        # before the insert, while "absent" still picks exactly the rows it will insert
+        queue_statement(tables, new_rows),
         insert,
         # DELETE, not TRUNCATE: TRUNCATE commits the transaction in Redshift.
         Statement("clear_staging", f"DELETE FROM {staging}"),
@@ -226,7 +239,7 @@ FROM {quote(TEMP_ROWS)} AS r
 def lock_statement(tables: RedshiftTables, kind: StagingKind) -> Statement:
     """Lock the tables a merge writes: Firehose's COPY and other merges wait for the commit."""
     staging = tables.staging if kind == "stream" else tables.backfill_staging
-    names = ", ".join(tables.qualified(t) for t in (tables.events, staging, tables.rejects))
+    names = ", ".join(tables.qualified(t) for t in (tables.events, staging, tables.rejects, entity_queue_table(tables)))
     return Statement("lock", f"LOCK {names}")
 
 

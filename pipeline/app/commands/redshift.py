@@ -126,6 +126,7 @@ def _load(  # noqa: PLR0912 - a command's output: one branch per line it prints
     from load.redshift.backfill_plan import S3Location, backfill_plan_for, validate_manifest_prefix
     from load.redshift.executor import DataApiExecutor
     from pipeline.aws.clients import make_client
+    from pipeline.entities import UNRESOLVED_ENTITY_TABLE
 
     root = S3Location.parse(args.source)
     if args.since and args.until and args.since > args.until:
@@ -157,7 +158,11 @@ def _load(  # noqa: PLR0912 - a command's output: one branch per line it prints
                 out.write(f"  {statement.label:22} {statement.sql.splitlines()[0]}\n")
             out.write("  then a ledger row (prefix, content hash, counts, collector_tstamp range) as parameters\n")
         return EXIT_OK
-    summary = run_backfill_load(plan, s3, executor, tables, config.redshift.copy_role_arn)
+    from pipeline.aws.registry import s3_schema_fetch
+    from pipeline.iglu import resolver_from_config
+
+    resolver = resolver_from_config(config.transform.iglu, s3_schema_fetch(s3))
+    summary = run_backfill_load(plan, s3, executor, tables, config.redshift.copy_role_arn, resolver)
     if args.json:
         out.write(json.dumps(summary.to_json(), indent=1) + "\n")
     else:
@@ -178,6 +183,14 @@ def _load(  # noqa: PLR0912 - a command's output: one branch per line it prints
                         f"         {error.file_name}:{error.line_number} {error.column_name} "
                         f"[{error.error_code}] {_one_line(error.error_message)}\n"
                     )
+        entities = summary.entities
+        if entities.typed or entities.fallback:
+            out.write(
+                f"entities {entities.typed:,} into {len(entities.tables)} typed table(s), "
+                f"{entities.fallback:,} into {UNRESOLVED_ENTITY_TABLE}\n"
+            )
+        for uri, why in entities.fallback_reasons:
+            out.write(f"         {uri}: {why}\n")
         metrics = summary.metrics()
         out.write("  ".join(f"{name} {value:,}" for name, value in metrics.items()) + "\n")
     if summary.failed:

@@ -94,9 +94,10 @@ def test_the_loader_lambda_asks_the_data_api_and_fails_transiently_when_it_does_
         handler({"source": "aws.events"}, FakeLambdaContext())  # type: ignore[arg-type]
     # THEN the error is retryable (the next schedule runs the idempotent merge again)
     assert caught.value.retryable
-    # AND the first thing it asked was how many rows Firehose staged, in the configured table
+    # AND the first thing it asked was the columns of the configured schema (to bring older tables up to date)
     [sent] = recorded()
-    assert sent.query_string == 'SELECT COUNT(*) FROM "atomic"."events_staging"'
+    assert sent.query_string.startswith('SELECT "table_name", "column_name"')
+    assert 'FROM "information_schema"."columns"' in sent.query_string
     assert sent.database == "dev" and sent.status == "ABORTED"
 
 
@@ -131,7 +132,7 @@ def test_malicious_identifiers_from_config_stop_every_command_before_any_call(
 def test_redshift_ddl_prints_the_schema_derived_ddl(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["redshift", "ddl"]) == 0
     out = capsys.readouterr().out
-    assert out.count("CREATE TABLE IF NOT EXISTS") == 5 and '"atomic"."events" (' in out
+    assert out.count("CREATE TABLE IF NOT EXISTS") == 8 and '"atomic"."events" (' in out
     assert out.rstrip().endswith(";")
 
 

@@ -45,7 +45,9 @@ def test_backfill_plan_groups_partitions_and_consults_the_ledger() -> None:
     nine = first.partitions[1]
     assert nine.prefix == "s3://clickstream-output/events/event_date=2024-11-15/event_hour=09/"
     assert nine.manifest_key == f"redshift/manifests/event_date=2024-11-15/event_hour=09/{nine.content_hash}.manifest"
-    assert nine.manifest("clickstream-output")["entries"][1] == {
+    [(key, manifest)] = nine.manifests("clickstream-output")
+    assert key == nine.manifest_key
+    assert manifest["entries"][1] == {
         "url": "s3://clickstream-output/events/event_date=2024-11-15/event_hour=09/part-00001.parquet",
         "mandatory": True,
         "meta": {"content_length": 20},

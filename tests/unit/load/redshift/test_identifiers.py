@@ -46,7 +46,8 @@ def test_every_identifier_in_generated_sql_is_quoted_and_configurable(config: Pi
     script = render_script(ddl_statements(tables))
     assert '"analytics_raw"."events"' in script and '"atomic"' not in script
     created = re.findall(r'CREATE TABLE IF NOT EXISTS ("[a-z_]+"\."[a-z_]+")', script)
-    assert len(created) == 5 and all(name.startswith('"analytics_raw".') for name in created)
+    # events, staging, backfill staging, rejects, ledger, entity queue, entity slots, unresolved entities
+    assert len(created) == 8 and all(name.startswith('"analytics_raw".') for name in created)
 
 
 def test_redshift_config_has_documented_defaults(config: PipelineConfig) -> None:

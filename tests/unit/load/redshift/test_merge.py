@@ -14,10 +14,23 @@ from tests.redshift_support import SYNTHETIC_ID_NAMESPACE, synthetic_event_id
 def test_the_merge_is_one_transaction_and_touches_the_tables_it_locks(tables: RedshiftTables) -> None:
     plan = stream_merge_plan(tables)
     labels = [s.label for s in plan.statements]
-    assert labels == ["lock", "rejects", "batch", "rows", "stats", "insert", "clear_staging", "drop_rows", "drop_batch"]
+    assert labels == [
+        "lock",
+        "rejects",
+        "batch",
+        "rows",
+        "stats",
+        "queue_entities",
+        "insert",
+        "clear_staging",
+        "drop_rows",
+        "drop_batch",
+    ]
     assert not any(s.parameters for s in plan.statements)
     assert "TRUNCATE" not in " ".join(s.sql for s in plan.statements)  # TRUNCATE would commit mid-plan
-    assert plan.statements[0].sql == 'LOCK "atomic"."events", "atomic"."events_staging", "atomic"."events_rejected"'
+    assert plan.statements[0].sql == (
+        'LOCK "atomic"."events", "atomic"."events_staging", "atomic"."events_rejected", "atomic"."events_entity_queue"'
+    )
 
 
 def test_synthetic_event_id_is_a_deterministic_uuid5() -> None:

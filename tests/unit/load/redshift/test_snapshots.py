@@ -11,12 +11,16 @@ from sqlglot import exp
 
 from load.redshift.backfill_plan import S3Location, S3Object, backfill_plan_for, plan_backfill
 from load.redshift.ddl import ddl_statements
+from load.redshift.entity_tables import drain_transactions, plan_drain, queue_census_statement
 from load.redshift.identifiers import RedshiftTables
 from load.redshift.ledger import ledger_insert, ledger_lookup
 from load.redshift.load_errors import load_errors_of_query, load_errors_since
 from load.redshift.merge import MergeStats, staged_count, stream_merge_plan
 from load.redshift.statements import Statement
 from pipeline.config import PipelineConfig
+from pipeline.iglu import Resolver, bundled_registry
+
+WEB_PAGE = "iglu:com.snowplowanalytics.snowplow/web_page/jsonschema/1-0-0"
 
 SNAPSHOTS = Path(__file__).parents[2] / "snapshots" / "redshift"
 UPDATE = os.environ.get("UPDATE_SNAPSHOTS") == "1"
@@ -49,6 +53,16 @@ def _snapshot_statements(config: PipelineConfig) -> dict[str, Statement]:
     statements["staged_count"] = staged_count(tables)
     statements["load_errors_of_query"] = load_errors_of_query(4242)
     statements["load_errors_since"] = load_errors_since("2024-11-15 09:00:00", "s3://clickstream-output/firehose/")
+    # the entity drain of a web_page context (bundled schema) into a table created by the plan
+    resolver = Resolver([bundled_registry()])
+    plan = plan_drain([WEB_PAGE], resolver, {}, tables)
+    for table in plan.ddl:
+        for s in table.statements:
+            statements[f"entity_{s.label.replace(' ', '_')}"] = s
+    [chunk] = drain_transactions(tables, plan)
+    for s in chunk.transaction.statements:
+        statements[f"drain_{s.label.replace(' ', '_')}"] = s
+    statements["entity_census"] = queue_census_statement(tables)
     return statements
 
 

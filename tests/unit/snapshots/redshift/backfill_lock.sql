@@ -1,2 +1,2 @@
 -- lock
-LOCK "atomic"."events", "atomic"."events_backfill_staging", "atomic"."events_rejected"
+LOCK "atomic"."events", "atomic"."events_backfill_staging", "atomic"."events_rejected", "atomic"."events_entity_queue"

@@ -1,0 +1,3 @@
+-- create_entity_slots
+CREATE TABLE IF NOT EXISTS "atomic"."events_entity_slots" ("i" INTEGER NOT NULL)
+DISTSTYLE ALL

@@ -1,0 +1,2 @@
+-- drop_drain_batch
+DROP TABLE "clk_entity_drain"
