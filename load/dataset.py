@@ -24,6 +24,20 @@ Finalize works in bounded memory whatever the size of the partition:
    on the way in.  A row group closes at ``row_group_size`` rows or at
    ``row_group_max_bytes`` of column data, a file at ``max_rows_per_file`` rows.
 
+3. *Typed entity columns* (``load.typed_entities``, :mod:`load.lake`).  A file's schema must
+   be known before its writer opens, and every file of the partition gets the same one, so
+   between the plan (1) and the stream (2) one more pass reads the three JSON columns of the kept
+   rows only (batch by batch; what it keeps is the set of entity families and versions,
+   a few entries) and derives the typed columns from it.  The stream then computes the
+   typed values chunk by chunk from the same JSON columns.  Existing parts are read by
+   their canonical columns only: their typed columns are always derived again, so a
+   rewrite gives the same bytes and typed columns never drift from the JSON.  (Reading
+   the typed columns of the first chunk, or of the existing parts, would not do: a later
+   row can bring a family the first ones lack, and older parts may have been typed by an
+   older registry.)  The pass parses every kept row's entities once more; rows without
+   entities cost nothing, and a partition without any gets the canonical schema, the
+   same files as without typed columns.
+
 Bucketing changes how much memory the plan needs, never the output.  Rows keep the order
 of their sources (existing rows first, then fragments in name order, each in file order);
 they are not sorted by ``collector_tstamp`` within the hour, because a sort would need the
@@ -35,7 +49,7 @@ from __future__ import annotations
 
 import os
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
@@ -49,10 +63,19 @@ import pyarrow.parquet as pq
 from pyarrow import ipc
 
 from load.errors import DestinationError, SinkWriteError
+from load.lake import (
+    JSON_COLUMNS,
+    EntityLayout,
+    EntityVersions,
+    add_entity_versions,
+    entity_layout,
+    with_entity_columns,
+)
 from load.parquet import arrow_schema, events_to_batch, parquet_writer
 from load.partitions import PartitionKey
 from pipeline.config import LoadConfig
 from pipeline.constants import ARROW_MEMORY_POOL_ENV
+from pipeline.iglu import Resolver
 from pipeline.schema import CanonicalEvent
 
 STAGING_DIR: Final = "_staging"
@@ -188,16 +211,27 @@ class _Source:
         return _fragment_batches(self.path, _key_indices())
 
     def batches(self) -> Iterator[pa.RecordBatch]:
-        """All columns in the canonical schema, batch by batch."""
+        """All columns in the canonical schema, batch by batch (an existing part's typed
+        entity columns are not read: they are derived again from its JSON columns)."""
         if self.existing:
             return _parquet_batches(self.path, None, CHUNK_ROWS)
         return _fragment_batches(self.path, None)
 
+    def json_batches(self) -> Iterator[pa.RecordBatch]:
+        """The JSON entity columns, batch by batch (only those columns are read)."""
+        if self.existing:
+            return _parquet_batches(self.path, list(JSON_COLUMNS), CHUNK_ROWS)
+        return _fragment_batches(self.path, _indices(JSON_COLUMNS))
+
 
 @cache
-def _key_indices() -> tuple[int, ...]:
+def _indices(names: tuple[str, ...]) -> tuple[int, ...]:
     schema = arrow_schema()
-    return tuple(sorted(schema.get_field_index(name) for name in _KEY_COLUMNS))
+    return tuple(sorted(schema.get_field_index(name) for name in names))
+
+
+def _key_indices() -> tuple[int, ...]:
+    return _indices(_KEY_COLUMNS)
 
 
 def _fragment_batches(path: Path, fields: Sequence[int] | None) -> Iterator[pa.RecordBatch]:
@@ -366,6 +400,30 @@ def _plan(sources: Sequence[_Source], hour_start_ms: int, bucket_rows: int) -> _
     return _Plan(pa.py_buffer(bitmap), starts, total, existing_rows, kept, kept_existing)
 
 
+def _kept_batches(
+    sources: Sequence[_Source], plan: _Plan, read: Callable[[_Source], Iterator[pa.RecordBatch]]
+) -> Iterator[pa.RecordBatch]:
+    """The batches ``read`` gives of each source, in order, without the rows the plan drops."""
+    for source, start in zip(sources, plan.starts, strict=True):
+        position = start
+        for batch in read(source):
+            rows = batch.num_rows
+            if plan.keep is not None:
+                mask = pa.Array.from_buffers(pa.bool_(), rows, [None, plan.keep], 0, position)
+                if not pc.all(mask).as_py():
+                    batch = batch.filter(mask)
+            position += rows
+            yield batch
+
+
+def _entity_layout(sources: Sequence[_Source], plan: _Plan, resolver: Resolver) -> EntityLayout:
+    """The typed columns of the rows the plan keeps, from one pass over their JSON columns."""
+    found: EntityVersions = {}
+    for batch in _kept_batches(sources, plan, _Source.json_batches):
+        add_entity_versions(found, *(batch.column(name).to_pylist() for name in JSON_COLUMNS))
+    return entity_layout(resolver, found)
+
+
 def _copy(array: pa.Array) -> pa.Array:
     return pa.concat_arrays([array])
 
@@ -412,9 +470,13 @@ class _PartWriter:
     ``max_rows_per_file`` rows, so the bytes written depend only on the rows.
     """
 
-    def __init__(self, folder: Path, config: LoadConfig, max_group_bytes: int) -> None:
+    def __init__(
+        self, folder: Path, config: LoadConfig, max_group_bytes: int, layout: EntityLayout | None = None
+    ) -> None:
         self._folder = folder
         self._config = config
+        self._layout = layout or EntityLayout()
+        self._schema = self._layout.schema(arrow_schema())
         self._file_max = max(config.max_rows_per_file, 1)
         self._group_max = max(config.row_group_size, 1)
         self._group_bytes_max = max_group_bytes
@@ -473,9 +535,15 @@ class _PartWriter:
                 needed = 0
         self._pending_rows -= rows
         chunk = pieces[0] if len(pieces) == 1 else pa.Table.from_batches(pieces).combine_chunks().to_batches()[0]
+        group_bytes = _data_bytes(chunk)
+        if self._layout.columns:
+            # Typed per fixed chunk, so their values (and sizes) depend only on the rows.
+            canonical = chunk.num_columns
+            chunk = with_entity_columns(chunk, self._layout)
+            group_bytes += sum(chunk.column(i).nbytes for i in range(canonical, chunk.num_columns))
         self._group.append(chunk)
         self._group_rows += rows
-        self._group_bytes += _data_bytes(chunk)
+        self._group_bytes += group_bytes
         if (
             self._group_rows >= self._group_max
             or self._group_bytes >= self._group_bytes_max
@@ -487,7 +555,7 @@ class _PartWriter:
         if not self._group_rows:
             return
         writer = self._writer or self._open()
-        writer.write_table(pa.Table.from_batches(self._group, arrow_schema()), row_group_size=self._group_rows)
+        writer.write_table(pa.Table.from_batches(self._group, self._schema), row_group_size=self._group_rows)
         self._file_rows += self._group_rows
         self.rows += self._group_rows
         self._group, self._group_rows, self._group_bytes = [], 0, 0
@@ -497,7 +565,7 @@ class _PartWriter:
     def _open(self) -> pq.ParquetWriter:
         name = f"part-{len(self.files):05d}.parquet"
         self.files.append(name)
-        self._writer = parquet_writer(str(self.tmp_path(name)), self._config)
+        self._writer = parquet_writer(str(self.tmp_path(name)), self._config, self._layout)
         return self._writer
 
     def _close_file(self) -> None:
@@ -520,6 +588,7 @@ def finalize_partition(
     *,
     bucket_rows: int = DEDUPE_BUCKET_ROWS,
     row_group_max_bytes: int = ROW_GROUP_MAX_BYTES,
+    resolver: Resolver | None = None,
 ) -> PartitionResult:
     """Merge ``fragments`` into ``dest/events/<partition>/``, one row per natural event.
 
@@ -530,6 +599,11 @@ def finalize_partition(
     group (see the module docstring); neither parameter changes the files written.  New
     files are written under temporary names first, then renamed over the old parts, and
     parts left over from a larger earlier version are removed.
+
+    With ``config.typed_entities`` and a ``resolver`` (the schemas' registries), the files
+    carry the typed entity columns of their rows' entities (:mod:`load.lake`); without
+    either, the canonical columns only.  Raises
+    :class:`~pipeline.iglu.RegistryUnavailableError` when a registry cannot be asked (retry).
     """
     folder = dest / EVENTS_DIR / partition.format()
     folder.mkdir(parents=True, exist_ok=True)
@@ -539,18 +613,11 @@ def finalize_partition(
     sources = [_Source(path, True) for path in old_parts]
     sources += [_Source(path, False) for path in sorted(fragments, key=lambda p: p.name)]
     plan = _plan(sources, _hour_start_ms(partition), max(bucket_rows, 1))
-    writer = _PartWriter(folder, config, row_group_max_bytes)
+    layout = _entity_layout(sources, plan, resolver) if config.typed_entities and resolver is not None else None
+    writer = _PartWriter(folder, config, row_group_max_bytes, layout)
     try:
-        for source, start in zip(sources, plan.starts, strict=True):
-            position = start
-            for batch in source.batches():
-                rows = batch.num_rows
-                if plan.keep is not None:
-                    mask = pa.Array.from_buffers(pa.bool_(), rows, [None, plan.keep], 0, position)
-                    if not pc.all(mask).as_py():
-                        batch = batch.filter(mask)
-                position += rows
-                writer.write(batch)
+        for batch in _kept_batches(sources, plan, _Source.batches):
+            writer.write(batch)
         written = writer.close()
     except BaseException:
         writer.abort()

@@ -4,6 +4,10 @@ An encoder only: it never decides where the bytes go.  The Parquet sink (:mod:`l
 uploads :func:`encode_parquet`'s bytes to S3, and the local dataset (:mod:`load.dataset`)
 streams row groups through :func:`parquet_writer` into its files.  The Arrow schema is
 derived from :data:`pipeline.schema.FIELDS`; pyarrow is imported only in ``load``.
+
+With ``load.typed_entities`` and a resolver, files also carry the typed entity columns of
+:mod:`load.lake` after the canonical ones; a file whose events carry no entity is the same
+as without them.
 """
 
 from __future__ import annotations
@@ -17,7 +21,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from load.lake import EntityLayout, batch_entity_versions, entity_layout, with_entity_columns
 from pipeline.config import LoadConfig
+from pipeline.iglu import Resolver
 from pipeline.schema import FIELDS, CanonicalEvent, Field, FieldType
 
 _ARROW_TYPES: Final[dict[FieldType, pa.DataType]] = {
@@ -93,17 +99,30 @@ def _writer_options(config: LoadConfig) -> dict[str, object]:
     }
 
 
-def parquet_writer(sink: str | io.BufferedIOBase, config: LoadConfig) -> pq.ParquetWriter:
-    """An open Parquet writer of canonical events with the configured compression.
+def parquet_writer(
+    sink: str | io.BufferedIOBase, config: LoadConfig, layout: EntityLayout | None = None
+) -> pq.ParquetWriter:
+    """An open Parquet writer of canonical events (and the typed columns of ``layout``) with the
+    configured compression.
 
     The caller chooses the row groups (``write_table(table, row_group_size=...)``) and
     closes the writer.
     """
-    return pq.ParquetWriter(sink, arrow_schema(), **_writer_options(config))
+    schema = arrow_schema() if layout is None else layout.schema(arrow_schema())
+    return pq.ParquetWriter(sink, schema, **_writer_options(config))
 
 
-def encode_parquet(events: Sequence[CanonicalEvent], config: LoadConfig) -> bytes:
-    """Events to the bytes of one Parquet file, with the configured compression and row-group size."""
+def encode_parquet(events: Sequence[CanonicalEvent], config: LoadConfig, resolver: Resolver | None = None) -> bytes:
+    """Events to the bytes of one Parquet file, with the configured compression and row-group size.
+
+    With ``config.typed_entities`` and a ``resolver``, the file has the typed entity columns of
+    its events' entities too (:mod:`load.lake`).  Raises
+    :class:`~pipeline.iglu.RegistryUnavailableError` when a registry cannot be asked (retry).
+    """
+    batch = events_to_batch(events)
+    if config.typed_entities and resolver is not None:
+        batch = with_entity_columns(batch, entity_layout(resolver, batch_entity_versions(batch)))
     buffer = io.BytesIO()
-    pq.write_table(events_to_table(events), buffer, row_group_size=config.row_group_size, **_writer_options(config))
+    table = pa.Table.from_batches([batch], batch.schema)
+    pq.write_table(table, buffer, row_group_size=config.row_group_size, **_writer_options(config))
     return buffer.getvalue()

@@ -96,6 +96,7 @@ from pipeline.aws.errors import aws_exceptions, error_code
 from pipeline.aws.ledger import ClaimHolder, SinkBatch, chunk_claim_id, event_claim_id
 from pipeline.badrows import BadRow
 from pipeline.config import PipelineConfig
+from pipeline.iglu import Resolver
 
 CLAIM_TAKEOVER_AGE_S: Final = 15 * 60
 """The lease of an attempt that does not know its deadline (run-local, tests): Lambda's
@@ -376,13 +377,15 @@ def write_batch(
     clock: Callable[[], float] = time.time,
     sleep: Callable[[float], None] = time.sleep,
     remaining_ms: int | None = None,
+    resolver: Resolver | None = None,
 ) -> SinkResult:
     """Write one stream-2 batch under the claim protocol of this module.
 
     ``remaining_ms`` is the invocation's time left (the Lambda context's), which bounds the
     lease of its claims and how long it waits for another's.  ``bad_sink`` writes under
     ``resources.bad_prefix`` of the output bucket (its keys are listed before it writes).
-    Raises a transient error when the batch must be retried: an object could not be written
+    ``resolver`` gives the schemas of the typed entity columns (``load.typed_entities``; none
+    without it).  Raises a transient error when the batch must be retried: an object could not be written
     (:class:`SinkWriteError`), another attempt may still hold its claims
     (:class:`SinkClaimBusyError`), or the undo failed (:class:`SinkUndoError`)."""
     from load.parquet import encode_parquet  # pyarrow loads with the first batch, not at import (cold start)
@@ -439,7 +442,7 @@ def write_batch(
         )
         attempt.list_outputs([*sorted(plan.objects), *bad_keys], sum(len(e) for e in plan.objects.values()))
         for object_key, events in sorted(plan.objects.items()):
-            objects.put(object_key, encode_parquet(events, config.load))
+            objects.put(object_key, encode_parquet(events, config.load, resolver))
             result.objects.append(object_key)
             result.rows_written += len(events)
         if result.bad:

@@ -22,8 +22,10 @@ from load.sink import ClaimLedger, write_batch
 from pipeline.aws.badsink import BadRowWriter, S3BadRowSink
 from pipeline.aws.clients import make_client
 from pipeline.aws.ledger import Ledger
+from pipeline.aws.registry import s3_schema_fetch
 from pipeline.config import PipelineConfig, load_config
 from pipeline.constants import METRICS_NAMESPACE
+from pipeline.iglu import Resolver, resolver_from_config
 from pipeline.observability import LazyTracer
 
 logger = Logger(service="clickstream-etl-load")
@@ -42,16 +44,20 @@ class SinkDeps:
     """Epoch seconds: leases and expiries of the claims (a fake clock in tests)."""
     sleep: Callable[[float], None] = time.sleep
     """Waits out another attempt's lease that runs out soon (the fake clock's ``advance`` in tests)."""
+    resolver: Resolver | None = None
+    """The schemas of the typed entity columns (``[transform.iglu]``); None writes none."""
 
 
 def build_deps(config: PipelineConfig, *, s3: Any, dynamodb: Any) -> SinkDeps:
     """The sink's dependencies on the given clients: the deployed wiring, shared with run-local."""
     resources = config.resources
+    resolver = resolver_from_config(config.transform.iglu, s3_schema_fetch(s3)) if config.load.typed_entities else None
     return SinkDeps(
         config,
         s3,
         Ledger(dynamodb, resources.ledger_table),
         S3BadRowSink(s3, resources.output_bucket, resources.bad_prefix),
+        resolver=resolver,
     )
 
 
@@ -71,6 +77,7 @@ def handle(event: dict[str, Any], deps: SinkDeps, context: Any = None) -> dict[s
         clock=deps.clock,
         sleep=deps.sleep,
         remaining_ms=context.get_remaining_time_in_millis() if context is not None else None,
+        resolver=deps.resolver,
     )
     metrics.add_metric(name="Events", unit=MetricUnit.Count, value=result.events)
     metrics.add_metric(name="RowsWritten", unit=MetricUnit.Count, value=result.rows_written)

@@ -111,6 +111,7 @@ class LoadConfig:
     compression_level: int
     row_group_size: int
     max_rows_per_file: int
+    typed_entities: bool
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ from pipeline.config import PipelineConfig
 from pipeline.errors import InputError, PipelineError
 from pipeline.formats import get_format, read_limits
 from pipeline.formats.base import LogFormat, ReadLimits
+from pipeline.iglu import Resolver, S3Fetch, resolver_from_config
 from pipeline.summary import FileSummary, RunSummary
 from transform.canonicalize import Canonicalizer, resolve_pseudonymization_key
 
@@ -200,18 +201,27 @@ class WorkerSetup:
         key = resolve_pseudonymization_key(config.transform, environ)
         limits = read_limits(config.extract)
         setup = cls(config, key, limits, str(dest))
+        setup.entity_resolver()  # the load side's registries, checked before any work too
         return setup, setup.parts()
 
     def parts(self) -> Parts:
         """The format reader and the canonicalizer (raises ConfigError when they cannot be built)."""
-        s3_fetch = None
-        if any(entry.startswith("s3://") for entry in self.config.transform.iglu.registries):
-            from pipeline.aws.clients import make_client
-            from pipeline.aws.registry import s3_schema_fetch
-
-            s3_fetch = s3_schema_fetch(make_client("s3", self.config.aws))
-        canonicalizer = Canonicalizer(self.config.transform, pseudonymization_key=self.key, s3_fetch=s3_fetch)
+        canonicalizer = Canonicalizer(self.config.transform, pseudonymization_key=self.key, s3_fetch=self._s3_fetch())
         return get_format(self.config.extract.format), canonicalizer
+
+    def entity_resolver(self) -> Resolver | None:
+        """The schemas of the typed entity columns finalize writes (None when ``load.typed_entities`` is off)."""
+        if not self.config.load.typed_entities:
+            return None
+        return resolver_from_config(self.config.transform.iglu, self._s3_fetch())
+
+    def _s3_fetch(self) -> S3Fetch | None:
+        if not any(entry.startswith("s3://") for entry in self.config.transform.iglu.registries):
+            return None
+        from pipeline.aws.clients import make_client
+        from pipeline.aws.registry import s3_schema_fetch
+
+        return s3_schema_fetch(make_client("s3", self.config.aws))
 
 
 Parts = tuple[LogFormat, Canonicalizer]
@@ -255,6 +265,7 @@ def _init_worker(setup: WorkerSetup, parts: Parts | None = None, offsets: Any = 
 
     use_compact_memory_pool()
     _worker_state.clear()
+    _worker_state["setup"] = setup
     _worker_state["config"] = setup.config
     _worker_state["dest"] = Path(setup.dest)
     _worker_state["limits"] = setup.limits
@@ -326,9 +337,17 @@ def _finalize_one(partition: str) -> tuple[str, int, int]:
         import gc
 
         gc.collect()
+    if "entity_resolver" not in _worker_state:  # one per worker: its cache serves every partition
+        _worker_state["entity_resolver"] = _worker_state["setup"].entity_resolver()
     dest: Path = _worker_state["dest"]
     fragments = sorted((dest / STAGING_DIR / partition).glob("*" + FRAGMENT_SUFFIX))
-    result = finalize_partition(dest, PartitionKey.parse(partition), fragments, _worker_state["config"].load)
+    result = finalize_partition(
+        dest,
+        PartitionKey.parse(partition),
+        fragments,
+        _worker_state["config"].load,
+        resolver=_worker_state["entity_resolver"],
+    )
     return partition, result.rows_written, result.duplicates_dropped
 
 

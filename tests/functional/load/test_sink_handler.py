@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import base64
 import io
+import json
 from collections.abc import Iterator
 
 import pyarrow.parquet as pq
 import pytest
 from moto import mock_aws
 
-from load.sink_handler import SinkDeps
+from load.sink_handler import SinkDeps, build_deps
 from load.sink_handler import handle as handle_sink
 from pipeline.records import encode_event, event_chunk_id, pack_events
 from pipeline.testing import LogBuilder, tracker_query
@@ -113,6 +115,45 @@ def test_given_natural_duplicates_in_different_batches_then_the_event_manifest_w
     assert len(rows(chain)) == 10
     sink(chain, again)  # its retry changes nothing either
     assert len(rows(chain)) == 10
+
+
+def test_the_deployed_wiring_writes_typed_entity_columns_next_to_the_json(aws: None) -> None:
+    # GIVEN page views with a web_page context, sunk through the handler's own dependencies
+    chain = Chain.create(chain_config())
+    builder = LogBuilder()
+    for i in range(3):
+        page = {
+            "schema": "iglu:com.snowplowanalytics.snowplow/web_page/jsonschema/1-0-0",
+            "data": {"id": f"{i:08d}-0000-4000-8000-000000000000"},
+        }
+        envelope = {"schema": "iglu:com.snowplowanalytics.snowplow/contexts/jsonschema/1-0-0", "data": [page]}
+        cx = base64.urlsafe_b64encode(json.dumps(envelope).encode()).decode()
+        builder.add(
+            {"time": f"09:00:{i:02d}"},
+            uri_stem="/i",
+            query=tracker_query(
+                {"e": "pv", "url": f"https://a.example/{i}", "eid": f"00000000-0000-4000-8000-{i:012d}", "cx": cx}
+            ),
+        )
+    packed = list(pack_events((encode_event(e) for e in run_core(builder.to_gzip()).events), 2048))
+    records = [
+        KinesisRecord(d, event_chunk_id("f" * 32, i), str(1000 + i), "shardId-000000000001")
+        for i, d in enumerate(packed)
+    ]
+    r = chain.config.resources
+    stream_arn = f"arn:aws:kinesis:us-east-1:123456789012:stream/{r.events_stream}"
+    handle_sink(
+        kinesis_event(records, stream_arn=stream_arn), build_deps(chain.config, s3=chain.s3, dynamodb=chain.dynamodb)
+    )
+    # THEN the object has the lake loader's column with every page id, and the JSON column too
+    [body] = chain.objects("events/").values()
+    table = pq.read_table(io.BytesIO(body))
+    ids = sorted(v[0]["id"] for v in table.column("contexts_com_snowplowanalytics_snowplow_web_page_1").to_pylist())
+    assert ids == [f"{i:08d}-0000-4000-8000-000000000000" for i in range(3)]
+    assert all(
+        json.loads(text)["data"][0]["schema"].endswith("web_page/jsonschema/1-0-0")
+        for text in table.column("contexts").to_pylist()
+    )
 
 
 class FailingPuts:
