@@ -19,3 +19,22 @@ def positive_int(text: str) -> int:
 def config_argument(parser: argparse.ArgumentParser) -> None:
     """``--config FILE``, the overlay every command accepts."""
     parser.add_argument("--config", metavar="FILE", help="a TOML overlay on the default configuration")
+
+
+def non_negative_float(text: str) -> float:
+    """A number of at least 0 (a rate)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError("must be a finite number of at least 0")
+    return value
+
+
+def key_value(text: str) -> tuple[str, str]:
+    """``KEY=VALUE`` (a template parameter); the value may be empty and may hold ``=``."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE")
+    return key.strip(), value

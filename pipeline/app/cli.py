@@ -86,6 +86,31 @@ COMMANDS: Final[tuple[Command, ...]] = (
         "Exit code 1 when the stages do not reconcile.",
         "pipeline.app.commands.run_local",
     ),
+    Command(
+        "package",
+        "build the Lambda artifacts (folders sam deploy takes) without Docker",
+        "Build the Lambda artifacts and the pyarrow layer under OUTPUT with pip, for Lambda's Linux.",
+        "pipeline.app.commands.package",
+    ),
+    Command(
+        "deploy",
+        "validate the parameters, print what will be created and what it costs, then run sam deploy",
+        "Validate --parameter values against template.yaml, print the resources and the modeled monthly "
+        "cost, then run sam deploy.",
+        "pipeline.app.commands.deploy",
+    ),
+    Command(
+        "destroy",
+        "empty the buckets the stack created, delete the stack and wait",
+        "Empty the buckets the stack created (every version and delete marker), then delete the stack.",
+        "pipeline.app.commands.destroy",
+    ),
+    Command(
+        "cost",
+        "the modeled monthly AWS cost at N events/s, itemized, for both deployment modes",
+        "Model the monthly AWS cost (us-east-1 list prices in config/prices.toml) at N events/s.",
+        "pipeline.app.commands.cost",
+    ),
 )
 
 

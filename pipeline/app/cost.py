@@ -1,0 +1,634 @@
+"""The monthly AWS cost of the pipeline at a given event rate: a pure model over list prices.
+
+:func:`estimate` itemizes, for one deployment mode, the **fixed** costs (stream hours or shards,
+KMS keys, alarms, custom metrics, the schedules, the SQS poller) and the **per-event** costs
+(Lambda requests and GB-seconds from the stages' measured CPU per event, Kinesis PUT payload
+units or GB, Firehose GB, S3 requests and storage, DynamoDB request units and storage,
+CloudWatch Logs), in dollars per month and per million events.  Its inputs are values:
+:class:`Prices`, :class:`Usage` and :class:`Footprint` from ``config/prices.toml``
+(:func:`load_cost_inputs`), and the stream settings of the pipeline's configuration.
+
+What the Parquet sink writes to DynamoDB is modeled as :mod:`load.sink` does it today: per
+batch its record (a read, an open, the list of outputs, the commit), one conditional put per
+stream-2 chunk, and, with ``stream.cross_batch_dedupe`` (the default), one conditional put per
+event -- each kept ``stream.dedupe_window_days`` for TTL, so its storage grows with the window.
+Those per-event items are their own line items (:data:`DEDUPE_ITEMS`), so their share shows.
+
+The model ignores free tiers, data transfer (none leaves the region), Redshift itself (the
+user's cluster or workgroup) and the log bucket's own storage (CloudFront's logs are there
+whatever reads them).
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Final, Literal
+
+from pipeline.errors import ConfigError
+
+Mode = Literal["streaming", "direct"]
+MODES: Final[tuple[Mode, ...]] = ("streaming", "direct")
+StreamCapacity = Literal["provisioned", "on-demand"]
+STREAM_CAPACITIES: Final[tuple[StreamCapacity, ...]] = ("provisioned", "on-demand")
+
+KIB: Final = 1024
+MIB: Final = 1024 * 1024
+GIB: Final = 1024**3
+PUT_UNIT_BYTES: Final = 25 * KIB
+FIREHOSE_ROUND_BYTES: Final = 5 * KIB
+LAMBDA_FULL_VCPU_MB: Final = 1769
+"""A function gets one full vCPU at 1,769 MB and a proportional share below
+(https://docs.aws.amazon.com/lambda/latest/dg/configuration-memory.html)."""
+SHARD_IN_BYTES_S: Final = 1 * MIB
+SHARD_OUT_BYTES_S: Final = 2 * MIB
+SHARD_RECORDS_S: Final = 1000
+ESM_MAX_BATCH: Final = {"transform": 100, "sink": 500}
+"""Batch sizes of the stream mappings (pipeline/topology.py)."""
+DEDUPE_ITEMS: Final = (
+    "sink event manifest writes",
+    "sink event manifest storage",
+    "sink waiting on the manifest",
+)
+"""The line items of the sink's per-event cross-batch deduplication."""
+
+
+@dataclass(frozen=True)
+class Prices:
+    """List prices (``[prices.*]`` of config/prices.toml), dollars."""
+
+    values: Mapping[str, Mapping[str, Any]]
+    as_of: str
+    region: str
+    hours_per_month: float
+
+    def __call__(self, service: str, key: str) -> float:
+        try:
+            return float(self.values[service][key])
+        except KeyError:
+            raise ConfigError(f"prices: [prices.{service}] {key} is missing") from None
+
+    def sources(self) -> dict[str, str]:
+        return {service: str(table.get("source", "")) for service, table in self.values.items()}
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Measured figures (``[measured]``) and workload assumptions (``[usage]``)."""
+
+    measured: Mapping[str, Any]
+    assumed: Mapping[str, Any]
+
+    def m(self, key: str) -> float:
+        try:
+            return float(self.measured[key])
+        except KeyError:
+            raise ConfigError(f"prices: [measured] {key} is missing") from None
+
+    def a(self, key: str, sub: str | None = None) -> float:
+        try:
+            value = self.assumed[key]
+            return float(value[sub] if sub is not None else value)
+        except (KeyError, TypeError):
+            raise ConfigError(f"prices: [usage] {key}{'.' + sub if sub else ''} is missing") from None
+
+
+@dataclass(frozen=True)
+class Footprint:
+    """Fixed resources of one mode (the template's, or ``[footprint.*]``)."""
+
+    streams: int
+    kms_keys: int
+    alarms: int
+    custom_metrics: int
+    sqs_polled_queues: int
+    redshift: bool = False
+    redshift_alarms: int = 0
+    redshift_metrics: int = 0
+
+    @classmethod
+    def from_table(cls, table: Mapping[str, Any], redshift: Mapping[str, Any]) -> Footprint:
+        try:
+            return cls(
+                streams=int(table["streams"]),
+                kms_keys=int(table["kms_keys"]),
+                alarms=int(table["alarms"]),
+                custom_metrics=int(table["custom_metrics"]),
+                sqs_polled_queues=int(table["sqs_polled_queues"]),
+                redshift_alarms=int(redshift.get("alarms", 0)),
+                redshift_metrics=int(redshift.get("custom_metrics", 0)),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ConfigError(f"prices: a [footprint] table lacks {exc}") from None
+
+
+@dataclass(frozen=True)
+class StreamSettings:
+    """The pipeline configuration's settings the model reads (``[stream]``)."""
+
+    record_target_bytes: int = 262144
+    cross_batch_dedupe: bool = True
+    dedupe_window_days: int = 30
+    dedupe_concurrency: int = 16
+
+
+@dataclass(frozen=True)
+class CostInputs:
+    prices: Prices
+    usage: Usage
+    footprints: Mapping[Mode, Footprint]
+    peers: Mapping[str, Mapping[str, Any]]
+
+
+@dataclass(frozen=True)
+class LineItem:
+    group: Literal["fixed", "per event"]
+    service: str
+    item: str
+    quantity: float
+    unit: str
+    monthly: float
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """One mode's itemized monthly cost at ``events_per_second``."""
+
+    mode: Mode
+    events_per_second: float
+    events_per_month: float
+    stream_capacity: StreamCapacity
+    redshift: bool
+    items: tuple[LineItem, ...]
+    notes: tuple[str, ...] = ()
+
+    @property
+    def total(self) -> float:
+        return sum(i.monthly for i in self.items)
+
+    @property
+    def fixed(self) -> float:
+        return sum(i.monthly for i in self.items if i.group == "fixed")
+
+    @property
+    def per_event(self) -> float:
+        return self.total - self.fixed
+
+    def per_million(self, monthly: float | None = None) -> float:
+        value = self.total if monthly is None else monthly
+        return value / self.events_per_month * 1e6 if self.events_per_month else 0.0
+
+    @property
+    def dedupe(self) -> float:
+        """The sink's per-event cross-batch deduplication (writes and storage), dollars per month."""
+        return sum(i.monthly for i in self.items if i.item in DEDUPE_ITEMS)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "mode": self.mode,
+            "events_per_second": self.events_per_second,
+            "events_per_month": round(self.events_per_month),
+            "stream_capacity": self.stream_capacity if self.mode == "streaming" else None,
+            "redshift": self.redshift,
+            "monthly_usd": round(self.total, 2),
+            "fixed_usd": round(self.fixed, 2),
+            "per_event_usd": round(self.per_event, 2),
+            "per_million_events_usd": round(self.per_million(), 4),
+            "dedupe_usd": round(self.dedupe, 2),
+            "items": [
+                {
+                    "group": i.group,
+                    "service": i.service,
+                    "item": i.item,
+                    "quantity": round(i.quantity, 3),
+                    "unit": i.unit,
+                    "monthly_usd": round(i.monthly, 4),
+                }
+                for i in self.items
+            ],
+            "notes": list(self.notes),
+        }
+
+
+def load_cost_inputs(overlay: str | Path | None = None) -> CostInputs:
+    """The shipped config/prices.toml, with the tables of ``overlay`` (a TOML file) laid over it."""
+    from pipeline.bundled import data_text
+
+    document = tomllib.loads(data_text("prices.toml"))
+    if overlay:
+        try:
+            extra = tomllib.loads(Path(overlay).read_text("utf-8"))
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"cannot read the prices overlay {overlay}: {exc}") from exc
+        document = _merge(document, extra)
+    return cost_inputs(document)
+
+
+def _merge(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in extra.items():
+        merged[key] = (
+            _merge(base[key], value) if isinstance(value, Mapping) and isinstance(base.get(key), Mapping) else value
+        )
+    return merged
+
+
+def cost_inputs(document: Mapping[str, Any]) -> CostInputs:
+    """The model's inputs from a parsed prices document."""
+    meta = document.get("meta", {})
+    footprint = document.get("footprint", {})
+    redshift = footprint.get("redshift", {})
+    return CostInputs(
+        prices=Prices(
+            document.get("prices", {}),
+            str(meta.get("as_of", "?")),
+            str(meta.get("region", "us-east-1")),
+            float(meta.get("hours_per_month", 730)),
+        ),
+        usage=Usage(document.get("measured", {}), document.get("usage", {})),
+        footprints={mode: Footprint.from_table(footprint.get(mode, {}), redshift) for mode in MODES},
+        peers=document.get("peers", {}),
+    )
+
+
+class _Items:
+    def __init__(self) -> None:
+        self.items: list[LineItem] = []
+
+    def add(
+        self, group: Literal["fixed", "per event"], service: str, item: str, quantity: float, unit: str, monthly: float
+    ) -> None:
+        self.items.append(LineItem(group, service, item, quantity, unit, monthly))
+
+
+def _cpu_gb_s(cpu_s: float, memory_mb: float, speed: float) -> float:
+    """GB-seconds of ``cpu_s`` of single-threaded CPU work in a function of ``memory_mb``."""
+    share = min(memory_mb / LAMBDA_FULL_VCPU_MB, 1.0)
+    return cpu_s * speed / share * memory_mb / 1024
+
+
+def _put_units(object_bytes: float, target: int) -> float:
+    """Kinesis PUT payload units of one object's bytes packed into records of ``target`` bytes."""
+    full = math.floor(object_bytes / target)
+    rest = object_bytes - full * target
+    return full * math.ceil(target / PUT_UNIT_BYTES) + math.ceil(rest / PUT_UNIT_BYTES)
+
+
+def _records(object_bytes: float, target: int) -> int:
+    return max(1, math.ceil(object_bytes / target))
+
+
+def _shards(bytes_s: float, records_s: float, consumers: int) -> int:
+    return max(
+        1,
+        math.ceil(bytes_s / SHARD_IN_BYTES_S),
+        math.ceil(records_s / SHARD_RECORDS_S),
+        math.ceil(bytes_s * consumers / SHARD_OUT_BYTES_S),
+    )
+
+
+def estimate(  # noqa: PLR0915 - the model: one statement per line item, in the bill's order
+    mode: Mode,
+    events_per_second: float,
+    inputs: CostInputs,
+    *,
+    stream: StreamSettings | None = None,
+    stream_capacity: StreamCapacity = "provisioned",
+    redshift: bool = False,
+    footprint: Footprint | None = None,
+) -> Estimate:
+    """The itemized monthly cost of ``mode`` at ``events_per_second`` (average over the month).
+
+    ``footprint`` replaces the mode's ``[footprint]`` (deploy passes the template's counts).
+    Raises ConfigError when an input the model needs is missing from the prices document.
+    """
+    if mode not in MODES:
+        raise ConfigError(f"mode {mode!r}: one of {', '.join(MODES)}")
+    if events_per_second < 0:
+        raise ConfigError("the event rate cannot be negative")
+    stream = stream or StreamSettings()
+    p, u = inputs.prices, inputs.usage
+    fp = replace(footprint or inputs.footprints[mode], redshift=redshift)
+    hours = p.hours_per_month
+    seconds = hours * 3600
+    events = events_per_second * seconds
+    lambda_gb_s = p("lambda", f"{u.assumed.get('architecture', 'arm64')}_gb_second")
+    request = p("lambda", "requests_per_million") / 1e6
+    speed = u.a("cpu_speed_factor")
+    out = _Items()
+
+    # --- log objects: what reaches Extract (streaming) or the direct function
+    lines = events * u.m("lines_per_event")
+    objects = max(u.a("min_log_objects_per_hour") * hours, lines / u.a("lines_per_log_object"))
+    events_per_object = events / objects
+
+    def function(name: str, invocations: float, cpu_us_per_event: float, extra_wait_s: float = 0.0) -> None:
+        memory = u.a("memory_mb", name)
+        cpu_gb_s = _cpu_gb_s(events * cpu_us_per_event / 1e6, memory, speed)
+        wait_gb_s = (invocations * u.a("io_ms_per_invocation", name) / 1000 + extra_wait_s) * memory / 1024
+        out.add("per event", "Lambda", f"{name} requests", invocations, "invocations", invocations * request)
+        out.add(
+            "per event",
+            "Lambda",
+            f"{name} duration",
+            cpu_gb_s + wait_gb_s,
+            "GB-s",
+            (cpu_gb_s + wait_gb_s) * lambda_gb_s,
+        )
+
+    def dynamodb(item: str, wru: float, rru: float = 0.0) -> None:
+        cost = wru * p("dynamodb", "write_request_units_per_million") / 1e6
+        cost += rru * p("dynamodb", "read_request_units_per_million") / 1e6
+        out.add("per event", "DynamoDB", item, wru + rru, "request units", cost)
+
+    def storage(item: str, *kinds: tuple[float, float]) -> None:
+        """``kinds``: (items written per month, bytes per item).  Items live dedupe_window_days (TTL),
+        so the table holds that many days of them."""
+        gb = sum(count * size for count, size in kinds) / (hours / 24) * stream.dedupe_window_days / GIB
+        per_gb = p("dynamodb", "storage_gb_month") + p("dynamodb", "pitr_gb_month")
+        out.add("per event", "DynamoDB", item, gb, "GB stored (+PITR)", gb * per_gb)
+
+    # --- fixed
+    kms = fp.kms_keys
+    out.add("fixed", "KMS", "customer managed keys", kms, "keys", kms * p("kms", "key_month"))
+    kms_requests = kms * u.a("kms_requests_per_key_month")
+    out.add(
+        "fixed", "KMS", "data-key requests", kms_requests, "requests", kms_requests / 1e4 * p("kms", "requests_per_10k")
+    )
+    alarms = fp.alarms + (fp.redshift_alarms if redshift else 0)
+    out.add("fixed", "CloudWatch", "alarms", alarms, "alarms", alarms * p("cloudwatch", "alarm_month"))
+    metrics = fp.custom_metrics + (fp.redshift_metrics if redshift else 0)
+    out.add(
+        "fixed",
+        "CloudWatch",
+        "custom metrics (EMF)",
+        metrics,
+        "metrics",
+        metrics * p("cloudwatch", "custom_metric_month"),
+    )
+    polls = fp.sqs_polled_queues * u.a("sqs_pollers") * seconds / u.a("sqs_poll_s")
+    out.add(
+        "fixed",
+        "SQS",
+        "notification queue long polling",
+        polls,
+        "requests",
+        polls * p("sqs", "requests_per_million") / 1e6,
+    )
+    runs = hours * 60 / u.a("reconciler_every_minutes")
+    schedules = [("reconciler", runs)]
+    if redshift:
+        schedules.append(("loader", hours * 60 / u.a("loader_every_minutes")))
+    for name, count in schedules:
+        memory = u.a("memory_mb", name)
+        gb_s = count * u.a("io_ms_per_invocation", name) / 1000 * memory / 1024
+        out.add(
+            "fixed",
+            "Lambda",
+            f"{name} schedule",
+            count,
+            "runs",
+            count * (request + p("scheduler", "invocations_per_million") / 1e6) + gb_s * lambda_gb_s,
+        )
+    out.add("fixed", "S3", "reconciler listings", runs, "LIST", runs * p("s3", "put_per_thousand") / 1000)
+
+    # --- per object, both modes
+    out.add("per event", "S3", "log object GETs", objects, "GET", objects * p("s3", "get_per_thousand") / 1000)
+    out.add(
+        "per event",
+        "SQS",
+        "notifications (send, delete)",
+        2 * objects,
+        "requests",
+        2 * objects * p("sqs", "requests_per_million") / 1e6,
+    )
+    # The object ledger (pipeline/aws/ledger.py): claim, a checkpoint per PutRecords group, complete;
+    # the reconciler reads each object's entry once.
+    dynamodb("object ledger", 3 * objects, 2 * objects)
+
+    notes: list[str] = []
+    if mode == "streaming":
+        target = stream.record_target_bytes
+        s1_object = events_per_object * u.m("stream1_bytes")
+        s2_object = events_per_object * u.m("stream2_bytes")
+        records1 = _records(s1_object, target)
+        chunks_per_record = _records(s2_object / records1, target)
+        records2 = records1 * chunks_per_record
+        consumers2 = 2 if redshift else 1
+        peak = u.a("peak_factor")
+        shards1 = _shards(events_per_second * u.m("stream1_bytes") * peak, objects / seconds * records1 * peak, 1)
+        shards2 = _shards(
+            events_per_second * u.m("stream2_bytes") * peak, objects / seconds * records2 * peak, consumers2
+        )
+        # Lambda reads each shard about once a second: at most that many invocations per shard.
+        transform_calls = min(objects * math.ceil(records1 / ESM_MAX_BATCH["transform"]), shards1 * seconds)
+        sink_calls = min(objects * math.ceil(records2 / ESM_MAX_BATCH["sink"]), shards2 * seconds)
+        if stream_capacity == "provisioned":
+            out.add(
+                "fixed",
+                "Kinesis",
+                f"shards ({shards1} raw + {shards2} events, {peak:g}x peak)",
+                (shards1 + shards2) * hours,
+                "shard-hours",
+                (shards1 + shards2) * hours * p("kinesis", "shard_hour"),
+            )
+            units = objects * (_put_units(s1_object, target) + records1 * _put_units(s2_object / records1, target))
+            out.add(
+                "per event",
+                "Kinesis",
+                "PUT payload units (25 KB)",
+                units,
+                "units",
+                units * p("kinesis", "put_payload_units_per_million") / 1e6,
+            )
+        else:
+            out.add(
+                "fixed",
+                "Kinesis",
+                "on-demand stream hours",
+                fp.streams * hours,
+                "stream-hours",
+                fp.streams * hours * p("kinesis", "on_demand_stream_hour"),
+            )
+            gb_in = events * (u.m("stream1_bytes") + u.m("stream2_bytes")) / GIB
+            gb_out = events * (u.m("stream1_bytes") + consumers2 * u.m("stream2_bytes")) / GIB
+            out.add(
+                "per event", "Kinesis", "on-demand data in", gb_in, "GB", gb_in * p("kinesis", "on_demand_gb_ingested")
+            )
+            out.add(
+                "per event",
+                "Kinesis",
+                "on-demand data out",
+                gb_out,
+                "GB",
+                gb_out * p("kinesis", "on_demand_gb_retrieved"),
+            )
+        function("extract", objects, u.m("extract_cpu_us"))
+        function("transform", transform_calls, u.m("transform_cpu_us"))
+        call_s = u.a("dynamodb_call_ms") / 1000 / max(stream.dedupe_concurrency, 1)
+        function("sink", sink_calls, u.m("sink_cpu_us"), records2 * objects * call_s)
+        chunk_claims = records2 * objects
+        # Per batch: read the record, open it, list the outputs, commit (load/sink.py).
+        dynamodb("sink batch records", 3 * sink_calls, sink_calls)
+        dynamodb("sink chunk claims", chunk_claims)
+        storage(
+            "sink batch and chunk storage",
+            (chunk_claims, u.a("claim_item_bytes")),
+            (sink_calls, u.a("batch_item_bytes")),
+        )
+        if stream.cross_batch_dedupe:
+            dynamodb(DEDUPE_ITEMS[0], events)
+            storage(DEDUPE_ITEMS[1], (events, u.a("claim_item_bytes")))
+            # The sink's invocation waits on those writes (dedupe_concurrency in flight): billed duration.
+            wait_gb_s = events * call_s * u.a("memory_mb", "sink") / 1024
+            out.add("per event", "Lambda", DEDUPE_ITEMS[2], wait_gb_s, "GB-s", wait_gb_s * lambda_gb_s)
+        else:
+            notes.append("stream.cross_batch_dedupe = false: no per-event manifest (the Redshift merge dedupes)")
+        puts = sink_calls * (u.a("hour_objects_per_batch") + u.a("bad_row_objects_per_batch"))
+        out.add("per event", "S3", "Parquet and bad-row PUTs", puts, "PUT", puts * p("s3", "put_per_thousand") / 1000)
+        invocations = objects + transform_calls + sink_calls
+        if redshift:
+            stream2_bytes = events * u.m("stream2_bytes")
+            per_record = math.ceil(s2_object / records1 / FIREHOSE_ROUND_BYTES) * FIREHOSE_ROUND_BYTES
+            gb = records2 * objects * per_record / GIB
+            out.add("per event", "Firehose", "ingestion (5 KB rounding)", gb, "GB", gb * p("firehose", "gb_ingested"))
+            calls = max(
+                stream2_bytes / (u.a("firehose_lambda_buffer_mb") * MIB), seconds / u.a("firehose_lambda_buffer_s")
+            )
+            function("firehose", calls, u.m("firehose_cpu_us"))
+            staged = max(stream2_bytes / (u.a("firehose_s3_buffer_mb") * MIB), seconds / u.a("firehose_s3_buffer_s"))
+            out.add(
+                "per event", "S3", "Firehose staging PUTs", staged, "PUT", staged * p("s3", "put_per_thousand") / 1000
+            )
+            invocations += calls
+    else:
+        function("direct", objects, u.m("direct_cpu_us"))
+        puts = objects * (u.a("hour_objects_per_batch") + u.a("bad_row_objects_per_batch"))
+        out.add("per event", "S3", "Parquet and bad-row PUTs", puts, "PUT", puts * p("s3", "put_per_thousand") / 1000)
+        invocations = objects
+        notes.append("direct: idempotence per object (the object ledger); no per-event manifest")
+    parquet_gb = events * u.m("parquet_bytes") / GIB
+    out.add(
+        "per event",
+        "S3",
+        "Parquet storage (each month's data)",
+        parquet_gb,
+        "GB-month",
+        parquet_gb * p("s3", "storage_gb_month"),
+    )
+    invocations += sum(count for _, count in schedules)
+    logs_gb = invocations * u.a("log_bytes_per_invocation") / GIB
+    out.add("per event", "CloudWatch", "Logs ingestion", logs_gb, "GB", logs_gb * p("cloudwatch", "logs_gb_ingested"))
+    return Estimate(mode, events_per_second, events, stream_capacity, redshift, tuple(out.items), tuple(notes))
+
+
+@dataclass(frozen=True)
+class PeerFigure:
+    name: str
+    scope: str
+    source: str
+    at_events_per_second: float
+    monthly: float
+    per_million: float
+
+
+def peer_figures(inputs: CostInputs) -> list[PeerFigure]:
+    """The peers' published figures, each as monthly and per million events at its own rate."""
+    figures = []
+    for peer in inputs.peers.values():
+        rate = float(peer["at_events_per_second"])
+        events = rate * inputs.prices.hours_per_month * 3600
+        if "per_million" in peer:
+            per_million = float(peer["per_million"])
+            monthly = per_million * events / 1e6
+        else:
+            monthly = float(peer["monthly"])
+            per_million = monthly / events * 1e6
+        figures.append(
+            PeerFigure(
+                str(peer["name"]), str(peer.get("scope", "")), str(peer.get("source", "")), rate, monthly, per_million
+            )
+        )
+    return figures
+
+
+@dataclass(frozen=True)
+class CostTable:
+    """Both modes at several rates (the README's table)."""
+
+    rows: tuple[tuple[float, Estimate, Estimate], ...] = field(default_factory=tuple)
+
+
+def cost_table(rates: tuple[float, ...], inputs: CostInputs, **kwargs: Any) -> CostTable:
+    return CostTable(
+        tuple(
+            (rate, estimate("streaming", rate, inputs, **kwargs), estimate("direct", rate, inputs, **kwargs))
+            for rate in rates
+        )
+    )
+
+
+def without_dedupe(inputs: CostInputs, e: Estimate, stream: StreamSettings | None = None, **kwargs: Any) -> Estimate:
+    """The same estimate with ``stream.cross_batch_dedupe = false`` (before/after of the manifest)."""
+    settings = replace(stream or StreamSettings(), cross_batch_dedupe=False)
+    return estimate(
+        e.mode,
+        e.events_per_second,
+        inputs,
+        stream=settings,
+        stream_capacity=e.stream_capacity,
+        redshift=e.redshift,
+        **kwargs,
+    )
+
+
+def _money(value: float) -> str:
+    return f"{value:,.2f}" if value >= 0.01 or value == 0 else f"{value:.4f}"
+
+
+def render_estimate(e: Estimate, inputs: CostInputs, *, alternative: Estimate | None = None) -> list[str]:
+    """The itemized table of one estimate, as text lines."""
+    capacity = f", {e.stream_capacity} streams" if e.mode == "streaming" else ""
+    redshift = ", with Redshift" if e.redshift else ""
+    lines = [
+        f"{e.mode} mode at {e.events_per_second:g} events/s ({e.events_per_month:,.0f} events a month{capacity}"
+        f"{redshift}); {inputs.prices.region} list prices of {inputs.prices.as_of}",
+        f"  {'':9} {'service':10} {'item':46} {'quantity':>24} {'$/month':>10} {'$/M events':>10}",
+    ]
+    for group in ("fixed", "per event"):
+        for i in (i for i in e.items if i.group == group):
+            quantity = f"{i.quantity:,.0f} {i.unit}" if i.quantity >= 10 else f"{i.quantity:,.2f} {i.unit}"
+            lines.append(
+                f"  {group:9} {i.service:10} {i.item:46} {quantity:>24} {_money(i.monthly):>10} "
+                f"{e.per_million(i.monthly):>10.4f}"
+            )
+    lines.append(f"  {'fixed':9} {'':10} {'total':46} {'':>24} {_money(e.fixed):>10} {e.per_million(e.fixed):>10.4f}")
+    lines.append(
+        f"  {'per event':9} {'':10} {'total':46} {'':>24} {_money(e.per_event):>10} {e.per_million(e.per_event):>10.4f}"
+    )
+    lines.append(f"  {'TOTAL':9} {'':10} {'':46} {'':>24} {_money(e.total):>10} {e.per_million():>10.4f}")
+    if e.dedupe and e.total:
+        lines.append(
+            f"  the sink's event manifest (one conditional DynamoDB write per event, kept for the dedupe window) is "
+            f"${_money(e.dedupe)} a month, {e.dedupe / e.total:.0%} of the total"
+        )
+    if alternative is not None:
+        lines.append(
+            f"  with stream.cross_batch_dedupe = false: ${_money(alternative.total)} a month, "
+            f"${alternative.per_million():.4f} per million events (natural duplicates then left to the Redshift merge)"
+        )
+    lines.extend(f"  note: {note}" for note in e.notes)
+    return lines
+
+
+def render_peers(inputs: CostInputs) -> list[str]:
+    lines = ["peers (published figures):"]
+    for peer in peer_figures(inputs):
+        lines.append(
+            f"  {peer.name}: ${peer.per_million:.2f} per million events, ${peer.monthly:,.0f} a month at "
+            f"{peer.at_events_per_second:g} events/s ({peer.scope}) {peer.source}"
+        )
+    return lines
