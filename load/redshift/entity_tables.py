@@ -175,21 +175,28 @@ def queue_statement(tables: RedshiftTables, new_rows: str) -> Statement:
     branches = []
     for source in ("derived_contexts", "contexts"):
         col = f"r.{quote(source)}"
-        length = _array_length(col)
-        element = f"JSON_EXTRACT_ARRAY_ELEMENT_TEXT(JSON_EXTRACT_PATH_TEXT({col}, 'data', true), n.\"i\", true)"
+        # The array and its length are computed once per row, so the join with the positions
+        # compares integers only (a cross join would parse the envelope once per position).
+        arrays = (
+            f'SELECT r."event_id", r."collector_tstamp", JSON_EXTRACT_PATH_TEXT({col}, \'data\', true) AS "items", '
+            f'{_array_length(col)} AS "length"\n        FROM {new_rows} AS r\n        WHERE {col} IS NOT NULL'
+        )
+        element = 'JSON_EXTRACT_ARRAY_ELEMENT_TEXT(a."items", n."i", true)'
         branches.append(
-            f"""SELECT r."event_id" AS "root_id", r."collector_tstamp" AS "root_tstamp", '{source}' AS "source",
+            f"""SELECT a."event_id" AS "root_id", a."collector_tstamp" AS "root_tstamp", '{source}' AS "source",
         n."i" AS "position", {element} AS "entity", CAST(NULL AS VARCHAR(256)) AS "problem"
-    FROM {new_rows} AS r
-    CROSS JOIN {slots} AS n
-    WHERE n."i" < CASE WHEN {length} <= {ENTITY_SLOTS} THEN {length} ELSE 0 END"""
+    FROM (
+        {arrays}
+    ) AS a
+    JOIN {slots} AS n ON n."i" < a."length"
+    WHERE a."length" <= {ENTITY_SLOTS}"""
         )
         branches.append(
             f"""SELECT r."event_id", r."collector_tstamp", '{source}', CAST(NULL AS INTEGER), {col},
-        CASE WHEN {length} IS NULL THEN '{source} is not a JSON object with a data array'
+        CASE WHEN {_array_length(col)} IS NULL THEN '{source} is not a JSON object with a data array'
             ELSE '{source} holds more than {ENTITY_SLOTS} entities' END
     FROM {new_rows} AS r
-    WHERE {col} IS NOT NULL AND COALESCE({length}, {ENTITY_SLOTS} + 1) > {ENTITY_SLOTS}"""
+    WHERE {col} IS NOT NULL AND COALESCE({_array_length(col)}, {ENTITY_SLOTS} + 1) > {ENTITY_SLOTS}"""
         )
     unstruct = 'r."unstruct_event"'
     unstruct_entity = f"CASE WHEN {_valid_object(unstruct)} THEN JSON_EXTRACT_PATH_TEXT({unstruct}, 'data', true) END"

@@ -80,3 +80,20 @@ def test_wrongly_typed_events_fail_only_their_own_record() -> None:
     ]
     response = handle_firehose(firehose_event([("ok", good), *[(f"b{i}", b) for i, b in enumerate(bad)]]))
     assert [r["result"] for r in response["records"]] == ["Ok"] + ["ProcessingFailed"] * len(bad)
+
+
+def test_entity_json_reaches_the_lines_and_an_envelope_over_a_staging_column_is_left_out_and_counted() -> None:
+    small, big = _events(2)
+    small["contexts"] = json.dumps({"schema": "iglu:x/contexts/jsonschema/1-0-0", "data": [{"a": "é"}]})
+    # 40,000 two-byte characters: 80,000 bytes of UTF-8, over VARCHAR(65535), though under 65,535 characters
+    big["contexts"] = json.dumps(
+        {"schema": "iglu:x/contexts/jsonschema/1-0-0", "data": ["é" * 40_000]}, ensure_ascii=False
+    )
+    big["unstruct_event"] = json.dumps({"schema": "iglu:x/unstruct_event/jsonschema/1-0-0", "data": {"k": 1}})
+    data = next(pack_events((encode_event(e) for e in (small, big)), 1 << 20))
+    out, counts = transform_records([{"recordId": "r", "data": base64.b64encode(data).decode()}])
+    rows = [json.loads(line) for line in base64.b64decode(out[0]["data"]).splitlines()]
+    assert rows[0]["contexts"] == small["contexts"]
+    assert "contexts" not in rows[1] and rows[1]["unstruct_event"] == big["unstruct_event"]
+    assert rows[1]["event_id"] == big["event_id"]  # the event itself still loads
+    assert counts.oversize_entities == 1 and counts.events == 2

@@ -5,15 +5,19 @@ SELECT e."root_id", e."root_tstamp", e."source", e."position",
     CASE WHEN e."problem" IS NULL AND IS_VALID_JSON(e."entity") THEN JSON_EXTRACT_PATH_TEXT(e."entity", 'data', true) END,
     e."entity", e."problem", GETDATE()
 FROM (
-    SELECT r."event_id" AS "root_id", r."collector_tstamp" AS "root_tstamp", 'derived_contexts' AS "source",
-        n."i" AS "position", JSON_EXTRACT_ARRAY_ELEMENT_TEXT(JSON_EXTRACT_PATH_TEXT(r."derived_contexts", 'data', true), n."i", true) AS "entity", CAST(NULL AS VARCHAR(256)) AS "problem"
+    SELECT a."event_id" AS "root_id", a."collector_tstamp" AS "root_tstamp", 'derived_contexts' AS "source",
+        n."i" AS "position", JSON_EXTRACT_ARRAY_ELEMENT_TEXT(a."items", n."i", true) AS "entity", CAST(NULL AS VARCHAR(256)) AS "problem"
     FROM (
+        SELECT r."event_id", r."collector_tstamp", JSON_EXTRACT_PATH_TEXT(r."derived_contexts", 'data', true) AS "items", CASE WHEN IS_VALID_JSON(r."derived_contexts") THEN CASE WHEN IS_VALID_JSON_ARRAY(JSON_EXTRACT_PATH_TEXT(r."derived_contexts", 'data', true)) THEN JSON_ARRAY_LENGTH(JSON_EXTRACT_PATH_TEXT(r."derived_contexts", 'data', true), true) END END AS "length"
+        FROM (
     SELECT r.* FROM "clk_merge_rows" AS r
     LEFT JOIN "atomic"."events" AS e ON e."event_id" = r."event_id" AND COALESCE(e."event_fingerprint", '') = COALESCE(r."event_fingerprint", '')
     WHERE e."event_id" IS NULL
 ) AS r
-    CROSS JOIN "atomic"."events_entity_slots" AS n
-    WHERE n."i" < CASE WHEN CASE WHEN IS_VALID_JSON(r."derived_contexts") THEN CASE WHEN IS_VALID_JSON_ARRAY(JSON_EXTRACT_PATH_TEXT(r."derived_contexts", 'data', true)) THEN JSON_ARRAY_LENGTH(JSON_EXTRACT_PATH_TEXT(r."derived_contexts", 'data', true), true) END END <= 1024 THEN CASE WHEN IS_VALID_JSON(r."derived_contexts") THEN CASE WHEN IS_VALID_JSON_ARRAY(JSON_EXTRACT_PATH_TEXT(r."derived_contexts", 'data', true)) THEN JSON_ARRAY_LENGTH(JSON_EXTRACT_PATH_TEXT(r."derived_contexts", 'data', true), true) END END ELSE 0 END
+        WHERE r."derived_contexts" IS NOT NULL
+    ) AS a
+    JOIN "atomic"."events_entity_slots" AS n ON n."i" < a."length"
+    WHERE a."length" <= 1024
     UNION ALL
     SELECT r."event_id", r."collector_tstamp", 'derived_contexts', CAST(NULL AS INTEGER), r."derived_contexts",
         CASE WHEN CASE WHEN IS_VALID_JSON(r."derived_contexts") THEN CASE WHEN IS_VALID_JSON_ARRAY(JSON_EXTRACT_PATH_TEXT(r."derived_contexts", 'data', true)) THEN JSON_ARRAY_LENGTH(JSON_EXTRACT_PATH_TEXT(r."derived_contexts", 'data', true), true) END END IS NULL THEN 'derived_contexts is not a JSON object with a data array'
@@ -25,15 +29,19 @@ FROM (
 ) AS r
     WHERE r."derived_contexts" IS NOT NULL AND COALESCE(CASE WHEN IS_VALID_JSON(r."derived_contexts") THEN CASE WHEN IS_VALID_JSON_ARRAY(JSON_EXTRACT_PATH_TEXT(r."derived_contexts", 'data', true)) THEN JSON_ARRAY_LENGTH(JSON_EXTRACT_PATH_TEXT(r."derived_contexts", 'data', true), true) END END, 1024 + 1) > 1024
     UNION ALL
-    SELECT r."event_id" AS "root_id", r."collector_tstamp" AS "root_tstamp", 'contexts' AS "source",
-        n."i" AS "position", JSON_EXTRACT_ARRAY_ELEMENT_TEXT(JSON_EXTRACT_PATH_TEXT(r."contexts", 'data', true), n."i", true) AS "entity", CAST(NULL AS VARCHAR(256)) AS "problem"
+    SELECT a."event_id" AS "root_id", a."collector_tstamp" AS "root_tstamp", 'contexts' AS "source",
+        n."i" AS "position", JSON_EXTRACT_ARRAY_ELEMENT_TEXT(a."items", n."i", true) AS "entity", CAST(NULL AS VARCHAR(256)) AS "problem"
     FROM (
+        SELECT r."event_id", r."collector_tstamp", JSON_EXTRACT_PATH_TEXT(r."contexts", 'data', true) AS "items", CASE WHEN IS_VALID_JSON(r."contexts") THEN CASE WHEN IS_VALID_JSON_ARRAY(JSON_EXTRACT_PATH_TEXT(r."contexts", 'data', true)) THEN JSON_ARRAY_LENGTH(JSON_EXTRACT_PATH_TEXT(r."contexts", 'data', true), true) END END AS "length"
+        FROM (
     SELECT r.* FROM "clk_merge_rows" AS r
     LEFT JOIN "atomic"."events" AS e ON e."event_id" = r."event_id" AND COALESCE(e."event_fingerprint", '') = COALESCE(r."event_fingerprint", '')
     WHERE e."event_id" IS NULL
 ) AS r
-    CROSS JOIN "atomic"."events_entity_slots" AS n
-    WHERE n."i" < CASE WHEN CASE WHEN IS_VALID_JSON(r."contexts") THEN CASE WHEN IS_VALID_JSON_ARRAY(JSON_EXTRACT_PATH_TEXT(r."contexts", 'data', true)) THEN JSON_ARRAY_LENGTH(JSON_EXTRACT_PATH_TEXT(r."contexts", 'data', true), true) END END <= 1024 THEN CASE WHEN IS_VALID_JSON(r."contexts") THEN CASE WHEN IS_VALID_JSON_ARRAY(JSON_EXTRACT_PATH_TEXT(r."contexts", 'data', true)) THEN JSON_ARRAY_LENGTH(JSON_EXTRACT_PATH_TEXT(r."contexts", 'data', true), true) END END ELSE 0 END
+        WHERE r."contexts" IS NOT NULL
+    ) AS a
+    JOIN "atomic"."events_entity_slots" AS n ON n."i" < a."length"
+    WHERE a."length" <= 1024
     UNION ALL
     SELECT r."event_id", r."collector_tstamp", 'contexts', CAST(NULL AS INTEGER), r."contexts",
         CASE WHEN CASE WHEN IS_VALID_JSON(r."contexts") THEN CASE WHEN IS_VALID_JSON_ARRAY(JSON_EXTRACT_PATH_TEXT(r."contexts", 'data', true)) THEN JSON_ARRAY_LENGTH(JSON_EXTRACT_PATH_TEXT(r."contexts", 'data', true), true) END END IS NULL THEN 'contexts is not a JSON object with a data array'
