@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, Protocol
 
 from extract.errors import ExtractTransientError, ObjectBusyError
 from extract.notifications import ObjectNotice
@@ -140,8 +140,29 @@ class _Packer:
         return records, lines
 
 
-def _owner_token(request_id: str, obj: ObjectId) -> str:
+def owner_token(request_id: str, obj: ObjectId) -> str:
+    """The ledger owner of ``obj`` for the invocation ``request_id`` (deterministic, 24 hex digits)."""
     return hashlib.sha256(f"{request_id}\x00{obj.pk}".encode()).hexdigest()[:24]
+
+
+def claim_object(
+    ledger: Ledger, obj: ObjectId, *, request_id: str, remaining_ms: Callable[[], int]
+) -> Claim | ClaimRefused:
+    """Lease ``obj`` in the ledger for the rest of the invocation (at most :data:`MAX_LEASE_MS`).
+
+    The claim every object function makes (Extract, and the direct mode's function): a new
+    object, or one in progress whose lease has expired or was released, is taken; a complete,
+    failed or leased one is refused (:func:`refusal_outcome` says what that means).
+    Raises :class:`~pipeline.aws.ledger.LedgerError` (retry) or ``LedgerAccessError``.
+    """
+    return ledger.claim(obj, owner_token(request_id, obj), lease_ms=min(remaining_ms(), MAX_LEASE_MS))
+
+
+def refusal_outcome(refused: ClaimRefused) -> Literal["duplicate", "busy", "failed"]:
+    """The outcome of an object whose claim was refused: done already, leased to another, or failed."""
+    if refused.reason == "complete":
+        return "duplicate"
+    return "busy" if refused.reason == "busy" else "failed"
 
 
 def extract_object(
@@ -162,12 +183,9 @@ def extract_object(
     Raises TransientError when it must be retried.
     """
     obj = ObjectId(notice.bucket, notice.key, notice.etag)
-    claimed = ledger.claim(obj, _owner_token(request_id, obj), lease_ms=min(remaining_ms(), MAX_LEASE_MS))
+    claimed = claim_object(ledger, obj, request_id=request_id, remaining_ms=remaining_ms)
     if isinstance(claimed, ClaimRefused):
-        outcome: Outcome = (
-            "duplicate" if claimed.reason == "complete" else ("busy" if claimed.reason == "busy" else "failed")
-        )
-        return ExtractResult(obj, outcome)
+        return ExtractResult(obj, refusal_outcome(claimed))
     claim = claimed
     durable: dict[str, Any] = {}
     try:
@@ -186,8 +204,24 @@ def extract_object(
         raise
 
 
-def _open(s3: Any, obj: ObjectId) -> tuple[Any, int] | str:
-    """The object's body stream and LastModified (epoch ms), or why it cannot be read."""
+@dataclass(frozen=True)
+class OpenedObject:
+    """An object version being read: its body stream and what its GetObject response said."""
+
+    body: Any
+    """The streaming body (botocore ``StreamingBody``); the caller closes it."""
+    etl_tstamp: int
+    """LastModified in epoch ms (0 when absent): the same on every read of the version."""
+    size: int | None
+    """ContentLength in bytes (None when absent)."""
+
+
+def open_object(s3: Any, obj: ObjectId) -> OpenedObject | str:
+    """The object version opened for reading (``IfMatch`` its ETag), or why it cannot be read.
+
+    A missing object or an overwritten one (its new version has its own notification) is a
+    reason string: nothing to do.  Any other failure raises ExtractTransientError (retry).
+    """
     kwargs: dict[str, Any] = {"Bucket": obj.bucket, "Key": obj.key}
     if obj.etag:
         kwargs["IfMatch"] = f'"{obj.etag}"'
@@ -204,7 +238,8 @@ def _open(s3: Any, obj: ObjectId) -> tuple[Any, int] | str:
         raise ExtractTransientError(f"cannot read {obj.uri}: {classify(exc).code}") from exc
     modified = response.get("LastModified")
     etl_tstamp = int(modified.timestamp() * 1000) if modified is not None else 0
-    return response["Body"], etl_tstamp
+    size = response.get("ContentLength")
+    return OpenedObject(response["Body"], etl_tstamp, int(size) if size is not None else None)
 
 
 def _ship(  # noqa: PLR0915 - one object's read-pack-flush-checkpoint loop; its steps share the durable-progress state
@@ -222,12 +257,12 @@ def _ship(  # noqa: PLR0915 - one object's read-pack-flush-checkpoint loop; its 
 ) -> ExtractResult:
     start = claim.next_line
     result = ExtractResult(obj, "complete", start_line=start, next_line=start)
-    opened = _open(s3, obj)
+    opened = open_object(s3, obj)
     if isinstance(opened, str):
         ledger.complete(claim, dict(claim.counts), detail=opened)
         result.outcome = "ignored"
         return result
-    body, etl_tstamp = opened
+    body, etl_tstamp = opened.body, opened.etl_tstamp
     source = SourceRef(obj.uri, etag=obj.etag)
     budget = min(config.stream.record_target_bytes, config.stream.record_max_bytes - _RECORD_OVERHEAD)
     packer = _Packer(obj, etl_tstamp, budget, reader.name)
@@ -250,7 +285,7 @@ def _ship(  # noqa: PLR0915 - one object's read-pack-flush-checkpoint loop; its 
             bad_sink.write(
                 list(pending_bad),
                 stage="extract",
-                batch_id=f"{_object_digest(obj)}-{group_start:09d}",
+                batch_id=f"{object_digest(obj)}-{group_start:09d}",
                 etl_tstamp=etl_tstamp,
             )
         result.records += len(records)
@@ -324,7 +359,8 @@ def _account_skips(result: ExtractResult, stats: ReadStats) -> None:
     result.skipped = sum(stats.skipped.values())
 
 
-def _object_digest(obj: ObjectId) -> str:
+def object_digest(obj: ObjectId) -> str:
+    """16 hex digits naming an object version (bucket, key, ETag) in output keys: stable across retries."""
     return hashlib.sha256(obj.pk.encode("utf-8", "surrogateescape")).hexdigest()[:16]
 
 
@@ -410,16 +446,31 @@ class Redelivery:
             raise ObjectBusyError(f"leased to another invocation, retry later: {objects}")
 
 
-def redelivery(notices: Sequence[ObjectNotice], results: Sequence[ExtractResult]) -> Redelivery:
+class ObjectOutcome(Protocol):
+    """What :func:`redelivery` reads of a result: the object and its outcome (:class:`ExtractResult` has both)."""
+
+    @property
+    def object(self) -> ObjectId: ...
+
+    @property
+    def outcome(self) -> str: ...
+
+
+def redelivery(
+    notices: Sequence[ObjectNotice],
+    results: Sequence[ObjectOutcome],
+    retry_later: Collection[str] = RETRY_LATER,
+) -> Redelivery:
     """Which of ``notices`` must be delivered again, given their ``results`` (one each, in order).
 
-    Only :data:`RETRY_LATER` outcomes: everything else is done, continued in a fresh
-    invocation, or deliberately ignored, and acknowledging its notification is right.
+    Only ``retry_later`` outcomes (Extract's :data:`RETRY_LATER`, by default): everything else
+    is done, continued in a fresh invocation, or deliberately ignored, and acknowledging its
+    notification is right.
     """
     messages: dict[str, None] = {}
     direct: list[ObjectId] = []
     for notice, result in zip(notices, results, strict=True):
-        if result.outcome not in RETRY_LATER:
+        if result.outcome not in retry_later:
             continue
         if notice.sqs_message_id:
             messages[notice.sqs_message_id] = None  # one message may carry several notices

@@ -112,6 +112,10 @@ class LoadConfig:
     row_group_size: int
     max_rows_per_file: int
     typed_entities: bool
+    compact_after_hours: int
+    """Compaction (:mod:`load.compaction`) rewrites an hour partition once its hour ended this long ago."""
+    compact_concurrency: int
+    """S3 downloads and deletes in flight at once while a partition is compacted."""
 
 
 @dataclass(frozen=True)

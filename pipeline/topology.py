@@ -10,10 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from pipeline.config import PipelineConfig
 from pipeline.constants import EXTRACT_FUNCTION_NAME_ENV
+
+NAME_PREFIX: Final = "clickstream-etl"
+"""The deployment's default ``NamePrefix`` (template.yaml): every function and queue name below starts with it."""
+LAMBDA_RUNTIME: Final = "python3.12"
+"""The functions' runtime; ``clickstream-etl package`` builds the artifacts for the same Python."""
+LAMBDA_ARCHITECTURE: Final = "arm64"
 
 EXTRACT_FUNCTION: Final = "clickstream-etl-extract"
 EXTRACT_TIMEOUT_S: Final = 300
@@ -21,6 +27,9 @@ EXTRACT_TIMEOUT_S: Final = 300
 invocation's lease is free at most this long after it started; large objects continue in fresh
 invocations, so a longer timeout buys nothing."""
 NOTIFICATION_QUEUE: Final = "clickstream-etl-notifications"
+ASYNC_FAILURE_QUEUE: Final = "clickstream-etl-async-failures"
+"""Where Lambda sends the asynchronous invocations of the object function (Extract, or the direct
+function) that failed every retry: continuations and the reconciler's re-drives."""
 
 
 @dataclass(frozen=True)
@@ -95,15 +104,20 @@ class QueueMapping:
     max_receive_count: int
     dead_letter_queue: str
     """Where the queue's redrive policy moves a message received ``max_receive_count`` times."""
+    maximum_concurrency: int = 0
+    """At most this many concurrent invocations from the queue (ScalingConfig; 0: Lambda's default)."""
 
     def to_aws(self, queue_arn: str, function_arn: str) -> dict[str, Any]:
         """The CreateEventSourceMapping parameters."""
-        return {
+        params: dict[str, Any] = {
             "EventSourceArn": queue_arn,
             "FunctionName": function_arn,
             "BatchSize": self.batch_size,
             "FunctionResponseTypes": ["ReportBatchItemFailures"] if self.report_batch_item_failures else [],
         }
+        if self.maximum_concurrency:
+            params["ScalingConfig"] = {"MaximumConcurrency": self.maximum_concurrency}
+        return params
 
     def queue_attributes(self, dead_letter_arn: str) -> dict[str, str]:
         """The source queue's attributes (CreateQueue / SetQueueAttributes)."""
@@ -134,6 +148,9 @@ def notification_mapping() -> QueueMapping:
         # reconciler re-drives an object whose messages all ran out.
         max_receive_count=5,
         dead_letter_queue="clickstream-etl-notification-failures",
+        # Below Extract's reserved concurrency, so that polling the queue never throttles the
+        # continuations and re-drives, which invoke it asynchronously.
+        maximum_concurrency=10,
     )
 
 
@@ -154,6 +171,9 @@ class ScheduledFunction:
     """The bucket it lists (s3:ListBucket)."""
     ledger_table: str = ""
     """The ledger table it reads and keeps its cursor in (BatchGetItem, GetItem, PutItem)."""
+    rewrites: str = ""
+    """``bucket/prefix`` whose objects it reads, writes and deletes (s3:GetObject, s3:PutObject,
+    s3:DeleteObject on ``arn:aws:s3:::bucket/prefix*``)."""
 
     def rule(self) -> dict[str, Any]:
         """The EventBridge PutRule parameters of its schedule."""
@@ -161,9 +181,19 @@ class ScheduledFunction:
 
 
 def scheduled_functions(config: PipelineConfig) -> dict[str, ScheduledFunction]:
-    """The chain's scheduled functions: Extract's reconciler."""
+    """The chain's scheduled functions: Extract's reconciler, the Redshift loader and the compactor."""
     r = config.resources
+    window = config.redshift.load_error_window_minutes
     return {
+        "redshift_loader": ScheduledFunction(
+            function="clickstream-etl-redshift-loader",
+            handler="load.redshift_handler.handler",
+            # Each run reports the COPY errors of the last window: one run per window reports each once.
+            schedule=f"rate({window} minute{'s' if window != 1 else ''})",
+            # A statement is polled up to redshift.max_polls times (10 minutes by default).
+            timeout_s=900,
+            reserved_concurrency=1,  # merges never overlap (a second would wait on the first's lock)
+        ),
         "extract_reconciler": ScheduledFunction(
             function="clickstream-etl-extract-reconciler",
             handler="extract.reconciler.handler",
@@ -176,5 +206,123 @@ def scheduled_functions(config: PipelineConfig) -> dict[str, ScheduledFunction]:
             invokes=(EXTRACT_FUNCTION,),
             lists_bucket=r.log_bucket,
             ledger_table=r.ledger_table,
-        )
+        ),
+        "compactor": ScheduledFunction(
+            function="clickstream-etl-compactor",
+            handler="load.compact_handler.handler",
+            # Natural duplicates leave a partition within load.compact_after_hours plus one period.
+            schedule="rate(1 hour)",
+            # It stops between partitions when little time is left; the next run goes on.
+            timeout_s=900,
+            # Two runs at once would be safe (load/compaction.py) but would only do the same work twice.
+            reserved_concurrency=1,
+            lists_bucket=r.output_bucket,
+            rewrites=f"{r.output_bucket}/{r.events_prefix}",
+        ),
+    }
+
+
+PipelineMode = Literal["streaming", "direct"]
+PIPELINE_MODES: Final[tuple[PipelineMode, ...]] = ("streaming", "direct")
+"""The template's ``PipelineMode``: the streams' chain, or one S3-triggered function per object."""
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    """One Lambda function of the deployment, as template.yaml declares it (tests keep the two equal)."""
+
+    function: str
+    """Its name with the default ``NamePrefix``."""
+    handler: str
+    artifact: str
+    """The folder ``clickstream-etl package`` builds its code in (``lambda-artifacts/<artifact>/``)."""
+    memory_mb: int
+    timeout_s: int
+    reserved_concurrency: int
+    modes: tuple[PipelineMode, ...]
+    """The pipeline modes that deploy it."""
+    pyarrow_layer: bool = False
+    """Runs with the pyarrow layer (Extract and Transform never do: cold starts)."""
+    redshift: bool = False
+    """Deployed only when the template's ``RedshiftMode`` is not ``none``."""
+
+
+def functions(config: PipelineConfig) -> dict[str, FunctionSpec]:
+    """Every function of the deployment, by its logical id in template.yaml."""
+    mappings = stream_mappings(config)
+    scheduled = scheduled_functions(config)
+    reconciler, loader = scheduled["extract_reconciler"], scheduled["redshift_loader"]
+    compactor = scheduled["compactor"]
+    return {
+        "ExtractFunction": FunctionSpec(
+            EXTRACT_FUNCTION, "extract.handler.handler", "extract", 512, EXTRACT_TIMEOUT_S, 20, ("streaming",)
+        ),
+        "ExtractReconcilerFunction": FunctionSpec(
+            reconciler.function,
+            reconciler.handler,
+            "extract",
+            256,
+            reconciler.timeout_s,
+            reconciler.reserved_concurrency,
+            # In direct mode it re-drives objects to the direct function, which keeps the same ledger.
+            PIPELINE_MODES,
+        ),
+        # More memory is more CPU: parsing, enrichment and validation are CPU-bound.
+        "TransformFunction": FunctionSpec(
+            mappings["transform"].function, "transform.handler.handler", "transform", 1024, 120, 20, ("streaming",)
+        ),
+        "ParquetSinkFunction": FunctionSpec(
+            mappings["parquet_sink"].function,
+            "load.sink_handler.handler",
+            "load",
+            1024,
+            300,
+            20,
+            ("streaming",),
+            pyarrow_layer=True,
+        ),
+        # Firehose invokes it synchronously and waits at most 5 minutes; it recommends at least 1.
+        "FirehoseTransformFunction": FunctionSpec(
+            "clickstream-etl-firehose-transform",
+            "load.firehose_handler.handler",
+            "load",
+            256,
+            120,
+            20,
+            ("streaming",),
+            redshift=True,
+        ),
+        "RedshiftLoaderFunction": FunctionSpec(
+            loader.function,
+            loader.handler,
+            "load",
+            256,
+            loader.timeout_s,
+            loader.reserved_concurrency,
+            ("streaming",),
+            redshift=True,
+        ),
+        # The merge of an hour partition is CPU-bound; 1769 MB is one full vCPU.  Both modes
+        # write the dataset the compactor deduplicates.
+        "CompactorFunction": FunctionSpec(
+            compactor.function,
+            compactor.handler,
+            "load",
+            1769,
+            compactor.timeout_s,
+            compactor.reserved_concurrency,
+            PIPELINE_MODES,
+            pyarrow_layer=True,
+        ),
+        # One whole object per invocation (the file core); 1769 MB is one full vCPU.
+        "DirectFunction": FunctionSpec(
+            "clickstream-etl-direct",
+            "pipeline.app.direct.handler",
+            "direct",
+            1769,
+            900,
+            15,
+            ("direct",),
+            pyarrow_layer=True,
+        ),
     }

@@ -79,6 +79,16 @@ COMMANDS: Final[tuple[Command, ...]] = (
         "pipeline.app.commands.redshift",
     ),
     Command(
+        "compact",
+        "rewrite the closed hour partitions of the S3 dataset without natural duplicates",
+        "Compact s3://BUCKET/PREFIX/event_date=YYYY-MM-DD/event_hour=HH/: each closed hour partition with more "
+        "than one object (or an object that is not a compaction output) is rewritten as "
+        "compacted-<hash>-NNNNN.parquet holding each natural event once, then exactly the objects it listed "
+        "are deleted. Safe to interrupt and to run twice at once. Exit code 1 when a partition was left alone "
+        "(an object that is not the canonical Parquet layout, or too little scratch space).",
+        "pipeline.app.commands.compact",
+    ),
+    Command(
         "run-local",
         "run the whole serverless chain on this machine, on emulated AWS (moto)",
         "Create the configured buckets, streams and ledger on moto, upload SOURCE and drive Extract, Transform, "

@@ -8,11 +8,16 @@ CloudWatch Logs), in dollars per month and per million events.  Its inputs are v
 :class:`Prices`, :class:`Usage` and :class:`Footprint` from ``config/prices.toml``
 (:func:`load_cost_inputs`), and the stream settings of the pipeline's configuration.
 
-What the Parquet sink writes to DynamoDB is modeled as :mod:`load.sink` does it today: per
-batch its record (a read, an open, the list of outputs, the commit), one conditional put per
-stream-2 chunk, and, with ``stream.cross_batch_dedupe`` (the default), one conditional put per
-event -- each kept ``stream.dedupe_window_days`` for TTL, so its storage grows with the window.
-Those per-event items are their own line items (:data:`DEDUPE_ITEMS`), so their share shows.
+What the Parquet sink writes to DynamoDB is modeled as :mod:`load.sink` does it: per batch its
+record (a read, an open, the list of outputs, the commit) and one conditional put per stream-2
+chunk, each kept ``stream.dedupe_window_days`` for TTL.  Natural duplicates across batches are
+removed by the hourly compactor (:mod:`load.compaction`, both modes; :data:`COMPACTION_ITEMS`):
+its schedule and listings, a GET of every Parquet object the pipeline wrote and a PUT per
+compacted file, free DELETEs, and its duration from the measured compaction rate
+(``[measured] compact_rows_per_s``).  The design it replaced, ``stream.cross_batch_dedupe =
+true`` without compaction -- one conditional put per event, kept for the window, and the sink's
+wait on it (:data:`DEDUPE_ITEMS`) -- is still modeled: :attr:`Estimate.before` is the streaming
+mode's cost with it, shown as the "before" line.
 
 The model ignores free tiers, data transfer (none leaves the region), Redshift itself (the
 user's cluster or workgroup) and the log bucket's own storage (CloudFront's logs are there
@@ -54,6 +59,16 @@ DEDUPE_ITEMS: Final = (
     "sink waiting on the manifest",
 )
 """The line items of the sink's per-event cross-batch deduplication."""
+COMPACTION_ITEMS: Final = (
+    "compactor schedule",
+    "compactor custom metrics (EMF)",
+    "compactor listings",
+    "compactor GETs",
+    "compacted file PUTs",
+    "compactor DELETEs (free)",
+    "compactor duration",
+)
+"""The line items of the compaction of closed hour partitions (:mod:`load.compaction`)."""
 
 
 @dataclass(frozen=True)
@@ -130,9 +145,21 @@ class StreamSettings:
     """The pipeline configuration's settings the model reads (``[stream]``)."""
 
     record_target_bytes: int = 262144
-    cross_batch_dedupe: bool = True
+    cross_batch_dedupe: bool = False
     dedupe_window_days: int = 30
     dedupe_concurrency: int = 16
+    compaction: bool = True
+    """The hourly compactor runs (``load.compact_after_hours``; the template deploys it in both modes)."""
+    max_rows_per_file: int = 1_000_000
+    """``load.max_rows_per_file``: a compacted partition is one file per this many rows."""
+    compact_concurrency: int = 16
+    """``load.compact_concurrency``: the compactor's GETs and DELETEs in flight."""
+    compact_after_hours: int = 7
+    """``load.compact_after_hours``: the hours a partition's objects wait before they are compacted."""
+
+
+BEFORE: Final = StreamSettings(cross_batch_dedupe=True, compaction=False)
+"""The sink's former design: one conditional DynamoDB write per event, no compaction (the "before" line)."""
 
 
 @dataclass(frozen=True)
@@ -164,6 +191,8 @@ class Estimate:
     redshift: bool
     items: tuple[LineItem, ...]
     notes: tuple[str, ...] = ()
+    before: Estimate | None = None
+    """The streaming mode's cost with the former design (:data:`BEFORE`), when this one differs."""
 
     @property
     def total(self) -> float:
@@ -186,6 +215,11 @@ class Estimate:
         """The sink's per-event cross-batch deduplication (writes and storage), dollars per month."""
         return sum(i.monthly for i in self.items if i.item in DEDUPE_ITEMS)
 
+    @property
+    def compaction(self) -> float:
+        """The compactor (schedule, listings, GETs, PUTs, duration), dollars per month."""
+        return sum(i.monthly for i in self.items if i.item in COMPACTION_ITEMS)
+
     def to_json(self) -> dict[str, Any]:
         return {
             "mode": self.mode,
@@ -198,6 +232,9 @@ class Estimate:
             "per_event_usd": round(self.per_event, 2),
             "per_million_events_usd": round(self.per_million(), 4),
             "dedupe_usd": round(self.dedupe, 2),
+            "compaction_usd": round(self.compaction, 2),
+            "before_usd": round(self.before.total, 2) if self.before else None,
+            "before_per_million_events_usd": round(self.before.per_million(), 4) if self.before else None,
             "items": [
                 {
                     "group": i.group,
@@ -382,6 +419,9 @@ def estimate(  # noqa: PLR0915 - the model: one statement per line item, in the 
     schedules = [("reconciler", runs)]
     if redshift:
         schedules.append(("loader", hours * 60 / u.a("loader_every_minutes")))
+    compactions = hours * 60 / u.a("compactor_every_minutes") if stream.compaction else 0.0
+    if compactions:
+        schedules.append(("compactor", compactions))
     for name, count in schedules:
         memory = u.a("memory_mb", name)
         gb_s = count * u.a("io_ms_per_invocation", name) / 1000 * memory / 1024
@@ -486,9 +526,13 @@ def estimate(  # noqa: PLR0915 - the model: one statement per line item, in the 
             wait_gb_s = events * call_s * u.a("memory_mb", "sink") / 1024
             out.add("per event", "Lambda", DEDUPE_ITEMS[2], wait_gb_s, "GB-s", wait_gb_s * lambda_gb_s)
         else:
-            notes.append("stream.cross_batch_dedupe = false: no per-event manifest (the Redshift merge dedupes)")
+            notes.append(
+                "stream.cross_batch_dedupe = false: no per-event manifest; natural duplicates across batches are "
+                "removed by the compaction of closed partitions, and by the Redshift merge"
+            )
         puts = sink_calls * (u.a("hour_objects_per_batch") + u.a("bad_row_objects_per_batch"))
         out.add("per event", "S3", "Parquet and bad-row PUTs", puts, "PUT", puts * p("s3", "put_per_thousand") / 1000)
+        parquet_objects = sink_calls * u.a("hour_objects_per_batch")
         invocations = objects + transform_calls + sink_calls
         if redshift:
             stream2_bytes = events * u.m("stream2_bytes")
@@ -508,8 +552,10 @@ def estimate(  # noqa: PLR0915 - the model: one statement per line item, in the 
         function("direct", objects, u.m("direct_cpu_us"))
         puts = objects * (u.a("hour_objects_per_batch") + u.a("bad_row_objects_per_batch"))
         out.add("per event", "S3", "Parquet and bad-row PUTs", puts, "PUT", puts * p("s3", "put_per_thousand") / 1000)
+        parquet_objects = objects * u.a("hour_objects_per_batch")
         invocations = objects
         notes.append("direct: idempotence per object (the object ledger); no per-event manifest")
+    _compaction_items(out, stream, inputs, events, parquet_objects, compactions, lambda_gb_s)
     parquet_gb = events * u.m("parquet_bytes") / GIB
     out.add(
         "per event",
@@ -522,7 +568,76 @@ def estimate(  # noqa: PLR0915 - the model: one statement per line item, in the 
     invocations += sum(count for _, count in schedules)
     logs_gb = invocations * u.a("log_bytes_per_invocation") / GIB
     out.add("per event", "CloudWatch", "Logs ingestion", logs_gb, "GB", logs_gb * p("cloudwatch", "logs_gb_ingested"))
-    return Estimate(mode, events_per_second, events, stream_capacity, redshift, tuple(out.items), tuple(notes))
+    before = _former_design(mode, events_per_second, inputs, stream, stream_capacity, redshift, footprint)
+    return Estimate(mode, events_per_second, events, stream_capacity, redshift, tuple(out.items), tuple(notes), before)
+
+
+def _former_design(
+    mode: Mode,
+    events_per_second: float,
+    inputs: CostInputs,
+    stream: StreamSettings,
+    stream_capacity: StreamCapacity,
+    redshift: bool,
+    footprint: Footprint | None,
+) -> Estimate | None:
+    """The streaming estimate with the sink's former design (:data:`BEFORE`), unless it is that already."""
+    if mode != "streaming" or (stream.cross_batch_dedupe, stream.compaction) == (True, False):
+        return None
+    return estimate(
+        mode,
+        events_per_second,
+        inputs,
+        stream=replace(stream, cross_batch_dedupe=True, compaction=False),
+        stream_capacity=stream_capacity,
+        redshift=redshift,
+        footprint=footprint,
+    )
+
+
+COMPACTOR_METRICS: Final = 4
+"""The metric names the compactor's handler emits (load/compact_handler.py); not in the ``[footprint]``
+tables, which count the other handlers'."""
+
+
+def _compaction_items(
+    out: _Items,
+    stream: StreamSettings,
+    inputs: CostInputs,
+    events: float,
+    parquet_objects: float,
+    runs: float,
+    lambda_gb_s: float,
+) -> None:
+    """The compactor's per-event items: every Parquet object written is read once and deleted once
+    when its partition closes (DELETE is free), each partition becomes ceil(rows / max_rows_per_file)
+    files, and the merge runs at the measured rows per second (CPU-bound; the downloads and deletes
+    wait ``compactor_ms_per_object``, ``compact_concurrency`` in flight)."""
+    if not runs:
+        return
+    p, u = inputs.prices, inputs.usage
+    hours = p.hours_per_month
+    partitions = hours  # one hour partition closes every hour
+    rows_per_partition = events / partitions
+    get = p("s3", "get_per_thousand") / 1000
+    put = p("s3", "put_per_thousand") / 1000
+    # Each run lists the dataset: a year of compacted partitions (one object each) plus the hours
+    # not compacted yet, 1,000 keys per LIST.
+    open_hours = stream.compact_after_hours + 1
+    listed = u.a("compactor_listed_partitions") + open_hours * parquet_objects / partitions
+    lists = runs * math.ceil(listed / 1000)
+    metric = p("cloudwatch", "custom_metric_month")
+    out.add("fixed", "CloudWatch", COMPACTION_ITEMS[1], COMPACTOR_METRICS, "metrics", COMPACTOR_METRICS * metric)
+    out.add("fixed", "S3", COMPACTION_ITEMS[2], lists, "LIST", lists * put)
+    out.add("per event", "S3", COMPACTION_ITEMS[3], parquet_objects, "GET", parquet_objects * get)
+    files = partitions * max(1, math.ceil(rows_per_partition / max(stream.max_rows_per_file, 1)))
+    out.add("per event", "S3", COMPACTION_ITEMS[4], files, "PUT", files * put)
+    out.add("per event", "S3", COMPACTION_ITEMS[5], parquet_objects, "DELETE", 0.0)
+    memory = u.a("memory_mb", "compactor")
+    cpu_gb_s = _cpu_gb_s(events / u.m("compact_rows_per_s"), memory, u.a("cpu_speed_factor"))
+    wait_s = 2 * parquet_objects * u.a("compactor_ms_per_object") / 1000 / max(stream.compact_concurrency, 1)
+    gb_s = cpu_gb_s + wait_s * memory / 1024
+    out.add("per event", "Lambda", COMPACTION_ITEMS[6], gb_s, "GB-s", gb_s * lambda_gb_s)
 
 
 @dataclass(frozen=True)
@@ -615,10 +730,22 @@ def render_estimate(e: Estimate, inputs: CostInputs, *, alternative: Estimate | 
             f"  the sink's event manifest (one conditional DynamoDB write per event, kept for the dedupe window) is "
             f"${_money(e.dedupe)} a month, {e.dedupe / e.total:.0%} of the total"
         )
+    if e.compaction and e.total:
+        lines.append(
+            f"  the compactor (natural duplicates across batches, removed from closed hour partitions) is "
+            f"${_money(e.compaction)} a month, {e.compaction / e.total:.0%} of the total"
+        )
     if alternative is not None:
         lines.append(
             f"  with stream.cross_batch_dedupe = false: ${_money(alternative.total)} a month, "
-            f"${alternative.per_million():.4f} per million events (natural duplicates then left to the Redshift merge)"
+            f"${alternative.per_million():.4f} per million events (natural duplicates then removed by compaction "
+            "and the Redshift merge)"
+        )
+    if e.before is not None:
+        lines.append(
+            f"  before (the sink's per-event manifest, stream.cross_batch_dedupe = true, no compaction): "
+            f"${_money(e.before.total)} a month, ${e.before.per_million():.4f} per million events; "
+            f"now ${_money(e.total)}, ${e.per_million():.4f} per million"
         )
     lines.extend(f"  note: {note}" for note in e.notes)
     return lines

@@ -74,7 +74,8 @@ class ArtifactSpec:
 
 _ROOF_AND_KIT: Final = ("pipeline/app/", "pipeline/testing/", "clickstream_etl_data/samples/")
 _NO_IGLU: Final = (*_ROOF_AND_KIT, "clickstream_etl_data/iglu/")
-"""Only Transform (and the direct function) validate entities against the bundled Iglu schemas."""
+"""Extract reads no schema; Transform validates entities against the bundled Iglu schemas, and the
+load functions type the entity columns and tables with them."""
 
 ARTIFACT_SPECS: Final[tuple[ArtifactSpec, ...]] = (
     ArtifactSpec(
@@ -93,9 +94,15 @@ ARTIFACT_SPECS: Final[tuple[ArtifactSpec, ...]] = (
     ),
     ArtifactSpec(
         "load",
-        ("load.sink_handler.handler", "load.firehose_handler.handler", "load.redshift_handler.handler"),
+        (
+            "load.sink_handler.handler",
+            "load.firehose_handler.handler",
+            "load.redshift_handler.handler",
+            "load.compact_handler.handler",
+        ),
         ("pipeline", "load", "clickstream_etl_data"),
-        drop=_NO_IGLU,
+        # the sink and the compactor type the Parquet entity columns, the loader the entity tables
+        drop=_ROOF_AND_KIT,
         layers=(LAYER,),
         smoke_modules=("load.sink", "load.parquet"),
     ),

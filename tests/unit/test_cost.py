@@ -2,8 +2,9 @@
 
 GIVEN config/prices.toml
 WHEN the monthly cost is modeled at an event rate
-THEN fixed and per-event costs add up, the sink's per-event manifest is its own line at the
-     DynamoDB write price, the direct mode has no streams, and the peers' figures convert.
+THEN fixed and per-event costs add up, the sink's per-event manifest (the former design, still
+     shown as the "before" line) is its own line at the DynamoDB write price, the compactor that
+     replaced it is itemized, the direct mode has no streams, and the peers' figures convert.
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ from hypothesis import strategies as st
 
 from pipeline.app.cli import main
 from pipeline.app.cost import (
+    BEFORE,
+    COMPACTION_ITEMS,
+    COMPACTOR_METRICS,
     DEDUPE_ITEMS,
     MODES,
     StreamSettings,
@@ -100,8 +104,8 @@ def test_the_sinks_event_manifest_is_one_write_request_unit_per_event(rate: floa
 
 
 def test_the_manifests_storage_grows_with_the_dedupe_window() -> None:
-    short = estimate("streaming", 100, INPUTS, stream=StreamSettings(dedupe_window_days=1))
-    long = estimate("streaming", 100, INPUTS, stream=StreamSettings(dedupe_window_days=30))
+    short = estimate("streaming", 100, INPUTS, stream=StreamSettings(cross_batch_dedupe=True, dedupe_window_days=1))
+    long = estimate("streaming", 100, INPUTS, stream=StreamSettings(cross_batch_dedupe=True, dedupe_window_days=30))
     [a] = [i for i in short.items if i.item == DEDUPE_ITEMS[1]]
     [b] = [i for i in long.items if i.item == DEDUPE_ITEMS[1]]
     assert b.monthly == pytest.approx(30 * a.monthly)
@@ -130,6 +134,8 @@ def test_the_custom_metrics_of_the_footprint_are_the_metric_names_the_handlers_e
         for f in ("extract/handler.py", "extract/reconciler.py", "transform/handler.py", "load/sink_handler.py")
     )
     assert INPUTS.footprints["streaming"].custom_metrics == streaming
+    # The compactor's are their own line (both modes run it).
+    assert len(names("load/compact_handler.py")) == COMPACTOR_METRICS
 
 
 def test_a_prices_document_without_a_price_the_model_needs_is_a_config_error() -> None:
@@ -152,7 +158,10 @@ def test_the_cost_command_prints_both_modes_and_the_peers(capsys: pytest.Capture
     assert main(["cost", "--events-per-second", "10"]) == 0
     out = capsys.readouterr().out
     assert "streaming mode at 10 events/s" in out and "direct mode at 10 events/s" in out
-    assert "event manifest" in out and "cross_batch_dedupe = false" in out
+    assert "event manifest" in out or "per-event manifest" in out
+    assert "cross_batch_dedupe = false" in out
+    assert "before (the sink's per-event manifest, stream.cross_batch_dedupe = true, no compaction)" in out
+    assert "the compactor (natural duplicates across batches" in out
     assert "Clickstream Analytics on AWS" in out and "Snowplow" in out
 
 
@@ -161,9 +170,93 @@ def test_the_cost_command_as_json(capsys: pytest.CaptureFixture[str]) -> None:
     document = json.loads(capsys.readouterr().out)
     [direct] = document["estimates"]
     assert direct["mode"] == "direct" and direct["events_per_month"] == 100 * MONTH_S
+    assert direct["before_usd"] is None and direct["compaction_usd"] > 0
     assert document["as_of"] == DOCUMENT["meta"]["as_of"] and len(document["peers"]) == 2
 
 
 def test_the_cost_command_needs_a_rate(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["cost"]) == 2
     assert "--events-per-second" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------- the compactor (issue 11, item 6)
+def items(e: object, names: tuple[str, ...]) -> dict[str, object]:
+    return {i.item: i for i in e.items if i.item in names}  # type: ignore[attr-defined]
+
+
+def without_logs(e: object) -> float:
+    """The total but CloudWatch Logs (which the compactor's runs add to, a tenth of a cent)."""
+    return sum(i.monthly for i in e.items if i.item != "Logs ingestion")  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("rate", [1, 10, 100, 1000])
+def test_the_default_streaming_design_has_no_per_event_writes_and_shows_the_former_as_before(rate: float) -> None:
+    e = estimate("streaming", rate, INPUTS)
+    assert not items(e, DEDUPE_ITEMS) and e.dedupe == 0
+    assert set(items(e, COMPACTION_ITEMS)) == set(COMPACTION_ITEMS)
+    dynamodb = [i for i in e.items if i.service == "DynamoDB"]
+    assert {i.item for i in dynamodb} == {
+        "object ledger",
+        "sink batch records",
+        "sink chunk claims",
+        "sink batch and chunk storage",
+    }
+    assert e.before is not None and e.before.before is None
+    former = estimate("streaming", rate, INPUTS, stream=BEFORE)
+    assert e.before.total == pytest.approx(former.total)
+    assert e.before.dedupe > 0 and not items(e.before, COMPACTION_ITEMS)
+    # The new design costs the old one without its manifest, plus the compactor.
+    assert without_logs(e) == pytest.approx(without_logs(former) - former.dedupe + e.compaction)
+    assert e.to_json()["before_usd"] == round(former.total, 2)
+
+
+@pytest.mark.parametrize("rate", [10, 100, 1000])
+def test_the_compactor_costs_a_fraction_of_the_per_event_manifest(rate: float) -> None:
+    e = estimate("streaming", rate, INPUTS)
+    assert e.before is not None
+    assert e.compaction < 0.1 * e.before.dedupe
+    assert e.total < e.before.total
+
+
+def test_the_compactor_reads_and_deletes_every_parquet_object_once_and_writes_one_file_per_million_rows() -> None:
+    e = estimate("streaming", 1000, INPUTS)
+    found = items(e, COMPACTION_ITEMS)
+    [puts] = [i for i in e.items if i.item == "Parquet and bad-row PUTs"]
+    usage = INPUTS.usage
+    share = usage.a("hour_objects_per_batch") / (
+        usage.a("hour_objects_per_batch") + usage.a("bad_row_objects_per_batch")
+    )
+    gets, deletes = found[COMPACTION_ITEMS[3]], found[COMPACTION_ITEMS[5]]
+    assert gets.quantity == pytest.approx(puts.quantity * share)  # type: ignore[attr-defined]
+    assert deletes.quantity == gets.quantity and deletes.monthly == 0  # type: ignore[attr-defined]
+    # 3.6 M rows an hour at 1,000 events/s: four files of at most 1 M rows per partition.
+    assert found[COMPACTION_ITEMS[4]].quantity == 730 * 4  # type: ignore[attr-defined]
+    small = estimate("streaming", 1000, INPUTS, stream=StreamSettings(max_rows_per_file=10_000_000))
+    assert items(small, COMPACTION_ITEMS)[COMPACTION_ITEMS[4]].quantity == 730  # type: ignore[attr-defined]
+    assert found[COMPACTION_ITEMS[0]].quantity == 730  # type: ignore[attr-defined]  # rate(1 hour)
+
+
+def test_the_compactors_duration_follows_its_measured_rate() -> None:
+    def duration(document: dict[str, object]) -> float:
+        e = estimate("streaming", 100, cost_inputs(document))
+        return float(items(e, COMPACTION_ITEMS)[COMPACTION_ITEMS[6]].quantity)  # type: ignore[attr-defined]
+
+    faster = json.loads(json.dumps(DOCUMENT))
+    faster["measured"]["compact_rows_per_s"] *= 2
+    base, quick = duration(DOCUMENT), duration(faster)
+    cpu = 100 * MONTH_S / DOCUMENT["measured"]["compact_rows_per_s"] * 1769 / 1024  # one full vCPU at 1,769 MB
+    assert base - quick == pytest.approx(cpu / 2)
+    assert DOCUMENT["measured"]["compact_rows_per_s"] > 0 and DOCUMENT["usage"]["memory_mb"]["compactor"] == 1769
+
+
+def test_without_compaction_the_compactors_items_are_gone() -> None:
+    for mode in MODES:
+        on = estimate(mode, 100, INPUTS)
+        off = estimate(mode, 100, INPUTS, stream=StreamSettings(compaction=False))
+        assert on.compaction > 0 and off.compaction == 0 and not items(off, COMPACTION_ITEMS)
+        assert without_logs(off) == pytest.approx(without_logs(on) - on.compaction)
+
+
+def test_the_direct_mode_runs_the_compactor_and_has_no_before_line() -> None:
+    e = estimate("direct", 100, INPUTS)
+    assert e.compaction > 0 and e.before is None and e.dedupe == 0

@@ -86,6 +86,7 @@ def test_the_artifacts_and_their_handlers_are_the_templates_contract() -> None:
         "load.sink_handler.handler",
         "load.firehose_handler.handler",
         "load.redshift_handler.handler",
+        "load.compact_handler.handler",
     )
     assert p.artifact("direct").handlers == ("pipeline.app.direct.handler",)
 
@@ -157,6 +158,8 @@ def test_bytecode_ships_only_when_this_interpreter_is_the_targets_version() -> N
         ("transform", "clickstream_etl_data/iglu/MANIFEST.json", True),
         ("transform", "load/parquet.py", False),
         ("load", "load/sink_handler.py", True),
+        # the sink and the compactor type entity columns, the loader entity tables: they resolve schemas
+        ("load", "clickstream_etl_data/iglu/MANIFEST.json", True),
         ("load", "extract/stage.py", False),
         ("direct", "pipeline/app/process.py", True),
         ("direct", "pipeline/app/local/runtime.py", False),

@@ -159,14 +159,20 @@ def uneven_thirds(records: list[KinesisRecord]) -> list[list[KinesisRecord]]:
 # ------------------------------------------------------------------- (a) put and delete both fail
 
 
-def test_put_and_delete_both_failing_then_a_regrouped_retry_writes_each_event_once(aws: None) -> None:
+# The per-event manifest is off by default (stream.cross_batch_dedupe); where a test names it,
+# it runs both ways, so that the takeover of event claims stays covered too.
+MANIFEST = pytest.mark.parametrize("manifest", [False, True], ids=["chunk-claims", "with-event-manifest"])
+
+
+@MANIFEST
+def test_put_and_delete_both_failing_then_a_regrouped_retry_writes_each_event_once(aws: None, manifest: bool) -> None:
     """Reliability catalogue F11: the second put fails, and so does every delete of the undo.
 
     The undo's failure is reported (a transient error: retry), not swallowed; the retry, in two
     halves with the second first, takes the aborted attempt's claims over after deleting the
     object it left behind.
     """
-    chain = Chain.create(chain_config())
+    chain = Chain.create(chain_config({"stream.cross_batch_dedupe": manifest}))
     clock = FakeClock()
     records = stream_2_batch()
     first = Attempt(chain, clock)
@@ -321,8 +327,9 @@ def test_a_kill_after_the_last_write_before_the_commit_is_rolled_forward_not_wri
 
 
 def test_claims_and_batch_records_carry_the_dedupe_window_as_their_expiry(aws: None) -> None:
-    """Every item the sink writes has ``expires_at`` = now + ``stream.dedupe_window_days``, for the table's TTL."""
-    chain = Chain.create(chain_config())
+    """Every item the sink writes has ``expires_at`` = now + ``stream.dedupe_window_days``, for the table's TTL
+    (the per-event manifest on, so that its event claims are among them)."""
+    chain = Chain.create(chain_config({"stream.cross_batch_dedupe": True}))
     clock = FakeClock()
     records = stream_2_batch()
     sink(records, healthy(chain, clock))
@@ -350,11 +357,12 @@ def test_a_claim_past_its_expiry_is_free_although_ttl_has_not_deleted_it_yet(aws
 # ------------------------------------------------------------------- the ESM simulator regroups
 
 
-def test_bisected_retries_after_a_failed_put_and_a_failed_undo_write_each_event_once(aws: None) -> None:
+@MANIFEST
+def test_bisected_retries_after_a_failed_put_and_a_failed_undo_write_each_event_once(aws: None, manifest: bool) -> None:
     """Reliability catalogue F11 through the ESM simulator with bisect on: the first invocation's
     second put fails and so does the first delete of its undo; the simulator splits the batch and
     retries the halves (other boundaries, other object keys)."""
-    chain = Chain.create(chain_config())
+    chain = Chain.create(chain_config({"stream.cross_batch_dedupe": manifest}))
     clock = FakeClock()
     records = stream_2_batch()
     attempt = Attempt(chain, clock)

@@ -105,7 +105,9 @@ def test_given_a_garbage_record_then_it_becomes_a_bad_row_and_the_rest_is_writte
 
 
 def test_given_natural_duplicates_in_different_batches_then_the_event_manifest_writes_them_once(aws: None) -> None:
-    chain = Chain.create(chain_config())
+    # The per-event manifest is off by default (compaction removes these duplicates instead:
+    # tests/functional/test_compaction.py); this test is about the manifest, so it turns it on.
+    chain = Chain.create(chain_config({"stream.cross_batch_dedupe": True}))
     first = chunks(10)
     # The same events (a tracker retry, or the same line in another log file) in a new chunk.
     again = [KinesisRecord(r.data, event_chunk_id("d" * 32, i), str(7000 + i), r.shard_id) for i, r in enumerate(first)]
