@@ -64,19 +64,39 @@ def run(args: argparse.Namespace) -> int:
     problem = missing_emulator(args.server)
     if problem:
         raise InputError(problem)
-    # Before the handlers are imported: their Powertools loggers read these when created.
-    if not args.verbose:
-        # The handlers' JSON logs (INFO) would bury the reconciliation, which is the output here.
-        os.environ.setdefault(POWERTOOLS_LOG_LEVEL_ENV, "WARNING")
-        logging.getLogger().setLevel(logging.WARNING)
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # the moto server's access log
-    os.environ.setdefault(POWERTOOLS_TRACE_DISABLED_ENV, "true")
-    os.environ.setdefault(POWERTOOLS_METRICS_NAMESPACE_ENV, METRICS_NAMESPACE)
-    os.environ.setdefault(POWERTOOLS_METRICS_DISABLED_ENV, "true")
+    # Before the handlers are imported: their Powertools loggers read these when created.  The
+    # environment is put back afterwards, so that a caller in the same process (a test, a
+    # notebook) gets its own settings again (metrics on, say).
+    keys = (
+        POWERTOOLS_LOG_LEVEL_ENV,
+        POWERTOOLS_TRACE_DISABLED_ENV,
+        POWERTOOLS_METRICS_NAMESPACE_ENV,
+        POWERTOOLS_METRICS_DISABLED_ENV,
+    )
+    saved = {key: os.environ.get(key) for key in keys}
+    try:
+        if not args.verbose:
+            # The handlers' JSON logs (INFO) would bury the reconciliation, which is the output here.
+            os.environ.setdefault(POWERTOOLS_LOG_LEVEL_ENV, "WARNING")
+            logging.getLogger().setLevel(logging.WARNING)
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # the moto server's access log
+        os.environ.setdefault(POWERTOOLS_TRACE_DISABLED_ENV, "true")
+        os.environ.setdefault(POWERTOOLS_METRICS_NAMESPACE_ENV, METRICS_NAMESPACE)
+        os.environ.setdefault(POWERTOOLS_METRICS_DISABLED_ENV, "true")
+        return _run_chain(args)
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
+
+def _run_chain(args: argparse.Namespace) -> int:
     from pipeline.app.backfill import plan_sources
     from pipeline.app.local.runtime import LocalChain, emulated_aws
     from pipeline.config import load_config
+
     config = load_config(args.config)
     sources = plan_sources(args.source or [str(sample_logs())])
     started = time.perf_counter()
