@@ -68,6 +68,18 @@ class RunSummary:
     errors: list[str] = field(default_factory=list)
     not_logs: list[str] = field(default_factory=list)
     """Sources whose lines all lacked a layout (no ``#Fields`` header): probably not logs."""
+    s3_objects: int = 0
+    """Of ``files``, how many were S3 objects (streamed, never downloaded to disk)."""
+    s3_bytes: int = 0
+    """Their compressed size, as listed."""
+    skipped_files: int = 0
+    """Sources the resume ledger says an earlier run finished (not read again)."""
+    resumed_files: int = 0
+    """Of ``files``, those an interrupted run had staged (counted from the ledger, not read again)."""
+    ignored_keys: list[str] = field(default_factory=list)
+    """Listed keys that are not CloudFront log names, left out by ``--since/--until/--distribution``."""
+    out_of_range: int = 0
+    """CloudFront log names outside ``--since/--until/--distribution``."""
 
     def add(self, file: FileSummary) -> None:
         self.files += 1
@@ -104,4 +116,10 @@ class RunSummary:
             "notices": dict(sorted(self.notices.items())),
             "errors": self.errors,
             "not_logs": sorted(self.not_logs),
+            "s3_objects": self.s3_objects,
+            "s3_bytes": self.s3_bytes,
+            "skipped_files": self.skipped_files,
+            "resumed_files": self.resumed_files,
+            "ignored_keys": sorted(self.ignored_keys),
+            "out_of_range": self.out_of_range,
         }

@@ -5,17 +5,42 @@ Plan first (:func:`plan_sources` resolves SOURCE into an ordered work list), the
 partition; the partitions are then finalized (merged with what DEST already holds,
 deduplicated, written under deterministic names).  Rerunning the same input into the
 same DEST gives the same dataset.
+
+SOURCE may be local (files, folders, globs) or ``s3://bucket/prefix`` (listed page by page,
+selected by CloudFront key name, see :mod:`pipeline.app.sources`); an S3 object is streamed
+from its ``GetObject`` body into the same file core, never downloaded whole.
+
+**Resume.**  ``DEST/_backfill_ledger.jsonl`` records each source (S3 key and ETag; local
+path, size and mtime) once its fragments and bad rows are fsynced (``staged``), and again
+once finalize has merged them into ``DEST/events`` (``done``).  The crash points:
+
+- killed while reading: sources recorded ``staged`` keep their fragments; every other
+  fragment file in ``DEST/_staging`` is deleted at the next start and its source read again
+  from scratch (``ipc.new_file`` rewrites, never appends), so no event is staged twice;
+- killed while finalizing: the next run reads nothing again and finalizes every staged
+  partition again; finalize is idempotent (this run's rows replace their own copies);
+- killed after finalize, before the ``done`` lines: the same, finalize runs again on the
+  same fragments and writes the same files.
+
+A rerun over the same sources skips those recorded ``done`` (counted as skipped).  Ctrl-C
+stops the workers (they ignore SIGINT; the pool is terminated), records nothing ``done``,
+leaves every partition whole (a partition is replaced atomically or not at all) and raises
+:class:`BackfillInterrupted` saying how many sources are staged; the same command resumes.
+An S3 DEST is staged and finalized in a local work folder, then published
+(:class:`S3Destination`).
 """
 
 from __future__ import annotations
 
 import glob
 import hashlib
+import io
 import json
 import multiprocessing
 import os
 import re
 import shutil
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -28,6 +53,22 @@ from typing import IO, Any, Final
 from extract.errors import SourceUnreadableError
 from pipeline.app.process import process_stream
 from pipeline.app.progress import NoProgress, Progress, Ticker
+from pipeline.app.sources import (
+    DONE,
+    LEDGER_FILE,
+    STAGED,
+    Ledger,
+    LedgerEntry,
+    Listed,
+    Listing,
+    S3Url,
+    Selection,
+    identity,
+    is_s3,
+    list_s3,
+    select_names,
+    split_s3_key,
+)
 from pipeline.badrows import BadRow, SourceRef
 from pipeline.config import PipelineConfig
 from pipeline.errors import InputError, PipelineError
@@ -47,8 +88,16 @@ class SourceFile:
     """One input file of a backfill, with the stable name its outputs are keyed on."""
 
     path: str
+    """A local path, or ``s3://bucket/key``."""
     size: int
     mtime_ms: int
+    etag: str = ""
+    """An S3 object's ETag (read with ``If-Match`` it, so a replaced object is not half-read)."""
+
+    @property
+    def identity(self) -> str:
+        """What the resume ledger compares: the ETag of an S3 object, the size and mtime of a file."""
+        return identity(self.path, self.size, self.mtime_ms, self.etag)
 
     @property
     def fragment(self) -> str:
@@ -83,21 +132,58 @@ def plan_sources(source: str | Sequence[str]) -> list[SourceFile]:
     out; a file named twice is planned once.  Raises SourceUnreadableError when a SOURCE does
     not exist, or when none matches a file.
     """
+    return plan_backfill(source).files
+
+
+@dataclass
+class BackfillPlan:
+    """The sources of a run, and what the listing left out (see :class:`~pipeline.app.sources.Listing`)."""
+
+    files: list[SourceFile]
+    ignored: list[str] = field(default_factory=list)
+    out_of_range: int = 0
+    pages: int = 0
+
+    @property
+    def s3_files(self) -> list[SourceFile]:
+        return [f for f in self.files if is_s3(f.path)]
+
+
+def plan_backfill(
+    source: str | Sequence[str], selection: Selection | None = None, s3_client: Any = None
+) -> BackfillPlan:
+    """Resolve local and ``s3://`` SOURCEs into sorted files, keeping what ``selection`` selects.
+
+    S3 prefixes are listed page by page with ``s3_client`` (ListObjectsV2 only).  With an
+    active selection, local files are selected by their CloudFront names too, and names that
+    are not CloudFront's are returned as ``ignored``.  Raises SourceUnreadableError when a
+    SOURCE does not exist or cannot be listed, or when nothing is selected.
+    """
     given = [source] if isinstance(source, str) else list(source)
-    paths = [os.path.abspath(path) for item in given for path in _source_paths(item)]
-    planned: list[SourceFile] = []
-    for path in sorted(set(paths)):
-        try:
-            info = os.stat(path)
-        except OSError:
-            # Listed but not readable (a dangling link, a vanished file): the worker reports
-            # it as a failed source and the run goes on with the others.
-            planned.append(SourceFile(os.path.abspath(path), 0, 0))
+    selection = selection or Selection()
+    listing = Listing()
+    local: list[Listed] = []
+    for item in given:
+        if is_s3(item):
+            list_s3(s3_client, S3Url.parse(item), selection, listing)
             continue
-        planned.append(SourceFile(os.path.abspath(path), info.st_size, int(info.st_mtime * 1000)))
+        for path in sorted({os.path.abspath(p) for p in _source_paths(item)}):
+            try:
+                info = os.stat(path)
+            except OSError:
+                # Listed but not readable (a dangling link, a vanished file): the worker reports
+                # it as a failed source and the run goes on with the others.
+                local.append(Listed(path, 0, 0))
+                continue
+            local.append(Listed(path, info.st_size, int(info.st_mtime * 1000)))
+    select_names(local, selection, listing)
+    unique = {item.uri: item for item in listing.selected}
+    planned = [SourceFile(item.uri, item.size, item.mtime_ms, item.etag) for item in unique.values()]
+    planned.sort()
     if not planned:
-        raise SourceUnreadableError(f"no log files match {' '.join(given)}")
-    return planned
+        what = " (between --since and --until, of --distribution)" if selection.active else ""
+        raise SourceUnreadableError(f"no log files match {' '.join(given)}{what}")
+    return BackfillPlan(planned, listing.ignored, listing.out_of_range, listing.pages)
 
 
 class DestinationInUseError(InputError):
@@ -123,7 +209,7 @@ def check_destination(dest: Path, sources: Sequence[str], files: Sequence[Source
                 "logs; choose a DEST outside the source folders"
             )
     for file in files:
-        if target in Path(file.path).resolve().parents:
+        if not is_s3(file.path) and target in Path(file.path).resolve().parents:
             raise InputError(
                 f"--output {dest} holds {file.path}, which SOURCE matches: the run would read its own output as "
                 "logs; choose a DEST outside what SOURCE matches"
@@ -251,6 +337,10 @@ class _OffsetPublisher:
             stream = self._current
             if stream is None:
                 return
+            raw = getattr(stream, "raw", None)
+            if isinstance(raw, _CountingReader):  # an S3 body: no file offset, count what was read
+                self._offsets[self._slot] = raw.position
+                return
             try:
                 self._offsets[self._slot] = os.lseek(stream.fileno(), 0, os.SEEK_CUR)
             except (OSError, ValueError):  # closed: the next reading() resets the slot
@@ -260,11 +350,46 @@ class _OffsetPublisher:
         self._ticker.stop()
 
 
-def _init_worker(setup: WorkerSetup, parts: Parts | None = None, offsets: Any = None, slots: Any = None) -> None:
+class _CountingReader(io.RawIOBase):
+    """A binary stream over an S3 ``GetObject`` body that counts the bytes read (for the progress bar)."""
+
+    def __init__(self, body: Any) -> None:
+        self._body = body
+        self.position = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int | None = -1) -> bytes:
+        data: bytes = self._body.read(None if size is None or size < 0 else size)
+        self.position += len(data)
+        return data
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        self._body.close()
+        super().close()
+
+
+def _init_worker(
+    setup: WorkerSetup,
+    parts: Parts | None = None,
+    offsets: Any = None,
+    slots: Any = None,
+    s3_client: Any = None,
+) -> None:
     from load.dataset import use_compact_memory_pool
 
+    if parts is None:  # a pool's worker: Ctrl-C is the parent's to handle (it stops the pool)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     use_compact_memory_pool()
     _worker_state.clear()
+    if s3_client is not None:
+        _worker_state["s3"] = s3_client
     _worker_state["setup"] = setup
     _worker_state["config"] = setup.config
     _worker_state["dest"] = Path(setup.dest)
@@ -287,18 +412,55 @@ def _worker_parts() -> Parts:
     return _worker_state["format"], _worker_state["canonicalizer"]
 
 
+def _worker_s3() -> Any:
+    client = _worker_state.get("s3")
+    if client is None:  # one per worker process, made on first use (clients do not cross processes)
+        from pipeline.aws.clients import make_client
+
+        client = _worker_state["s3"] = make_client("s3", _worker_state["config"].aws)
+    return client
+
+
+def _open_source(source: SourceFile) -> IO[bytes]:
+    """The source's bytes as a stream: a local file, or an S3 object's body (streamed, If-Match its ETag)."""
+    if not is_s3(source.path):
+        return open(source.path, "rb")
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    bucket, key = split_s3_key(source.path)
+    extra = {"IfMatch": f'"{source.etag}"'} if source.etag else {}
+    try:
+        response = _worker_s3().get_object(Bucket=bucket, Key=key, **extra)
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "")
+        raise OSError(f"GetObject {code or exc}") from exc
+    except BotoCoreError as exc:
+        raise OSError(f"GetObject {exc}") from exc
+    return io.BufferedReader(_CountingReader(response["Body"]), buffer_size=1 << 20)
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def _process_one(source: SourceFile) -> FileOutcome:
-    from load.dataset import STAGING_DIR, PartitionStager
+    from botocore.exceptions import BotoCoreError
+
+    from load.dataset import FRAGMENT_SUFFIX, STAGING_DIR, PartitionStager
 
     dest: Path = _worker_state["dest"]
     summary = FileSummary(source.path)
     stager = PartitionStager(dest / STAGING_DIR, source.fragment)
     bad_writer = _BadRowWriter(dest / BAD_DIR, source.fragment)
-    ref = SourceRef(source.path)
+    ref = SourceRef(source.path, etag=source.etag or None)
     log_format, canonicalizer = _worker_parts()
     publisher: _OffsetPublisher | None = _worker_state.get("offsets")
     try:
-        with open(source.path, "rb") as stream:
+        with _open_source(source) as stream:
             if publisher is not None:
                 publisher.reading(stream)
             for item in process_stream(
@@ -316,11 +478,16 @@ def _process_one(source: SourceFile) -> FileOutcome:
                 else:
                     bad_writer.write(item)  # type: ignore[arg-type]
         partitions = stager.close()
-        bad_writer.close()
-    except OSError as exc:
+        bad_writer.close(durable=True)
+        # Durable before the parent records the source as staged (the ledger's promise).
+        for partition in partitions:
+            _fsync(dest / STAGING_DIR / partition.format() / (source.fragment + FRAGMENT_SUFFIX))
+            _fsync(dest / STAGING_DIR / partition.format())
+    except (OSError, BotoCoreError) as exc:  # BotoCoreError: an S3 body cut off mid-read
         stager.abort()
         bad_writer.close()
-        return FileOutcome(summary, [], f"{source.path}: {exc.strerror or exc}")
+        message = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        return FileOutcome(summary, [], f"{source.path}: {message}")
     finally:
         if publisher is not None:
             publisher.reading(None)
@@ -370,14 +537,26 @@ class _BadRowWriter:
             handle = self._files[row.kind.value] = open(folder / f"{self._fragment}.jsonl", "w", encoding="utf-8")
         handle.write(row.to_json_line(timestamp=self._now) + "\n")
 
-    def close(self) -> None:
+    def close(self, *, durable: bool = False) -> None:
         for handle in self._files.values():
+            if durable:
+                handle.flush()
+                os.fsync(handle.fileno())
             handle.close()
         self._files.clear()
 
 
 # ---------------------------------------------------------------------------- parent side
 _Mapper = Callable[[Callable[[Any], Any], Iterable[Any]], Iterator[Any]]
+
+
+class BackfillInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped the run before finalize: nothing was published; the same command resumes."""
+
+    def __init__(self, staged: int, total: int) -> None:
+        super().__init__(f"{staged} of {total} sources are staged")
+        self.staged = staged
+        self.total = total
 
 
 def run_backfill(
@@ -389,6 +568,10 @@ def run_backfill(
     progress: Progress | None = None,
     environ: dict[str, str] | None = None,
     source_roots: Sequence[str] = (),
+    s3_client: Any = None,
+    plan: BackfillPlan | None = None,
+    resume: bool = True,
+    output: S3Destination | None = None,
 ) -> RunSummary:
     """Process every source into ``dest``; return the run's totals.
 
@@ -396,71 +579,283 @@ def run_backfill(
     (writable, not inside one of ``source_roots``, the SOURCE arguments) and locked against
     a concurrent backfill.  A source that cannot be read is reported in ``summary.errors``
     (and counted in ``failed_files``) while the others go on; bad data never stops the run.
+    Sources the ledger records as done are skipped (``resume=False`` reads them all again).
+    ``s3_client`` serves S3 sources when ``workers`` is 1 (each pool worker makes its own).
+    With ``output``, ``dest`` is the local work folder of that S3 DEST (see :class:`S3Destination`).
+    Raises :class:`BackfillInterrupted` on Ctrl-C.
     """
     started = time.perf_counter()
     setup, parts = WorkerSetup.check(config, dest, environ)
     check_destination(dest, source_roots, sources)
     with destination_lock(dest):
-        return _run_locked(sources, dest, setup, parts, workers, progress, started)
+        run = _Run(sources, dest, setup, parts, workers, progress or NoProgress(), started, s3_client, output)
+        return run.execute(plan, resume)
 
 
-def _run_locked(
-    sources: list[SourceFile],
-    dest: Path,
-    setup: WorkerSetup,
-    parts: Parts,
-    workers: int,
-    progress: Progress | None,
-    started: float,
-) -> RunSummary:
-    from load.dataset import STAGING_DIR
+@dataclass(frozen=True)
+class ResumePlan:
+    """What the ledger says of each planned source (a value: computed before anything is read)."""
 
-    shutil.rmtree(dest / STAGING_DIR, ignore_errors=True)
-    summary = RunSummary()
-    touched: set[str] = set()
-    per_file: list[dict[str, Any]] = []
-    workers = max(1, min(workers, len(sources)))
-    by_size = sorted(sources, key=lambda s: (-s.size, s.path))  # big files first balances workers
-    sizes = {source.path: source.size for source in sources}
-    progress = progress or NoProgress()
-    offsets = multiprocessing.get_context("spawn").RawArray("q", workers)
-    finished_bytes = 0
+    todo: list[SourceFile]
+    staged: list[tuple[SourceFile, LedgerEntry]]
+    done: list[SourceFile]
 
-    def show() -> None:
-        # Lines are known per finished file; bytes (and their rate) as the workers read.
-        note = f"{summary.files}/{len(sources)} files"
-        if summary.lines_read:
-            rate = summary.lines_read / (time.perf_counter() - started)
-            note += f", {summary.lines_read:,} lines, {rate:,.0f} lines/s"
-        progress.update(finished_bytes + sum(offsets), note)
 
-    progress.phase("reading", sum(sizes.values()), "B")
-    with _executor(workers, setup, parts, offsets) as run:
+def resume_plan(sources: Sequence[SourceFile], ledger: Ledger, staging: Path | None) -> ResumePlan:
+    """Split ``sources`` into those to read, those staged by an interrupted run, those done.
+
+    A ``staged`` source counts only when every fragment the ledger lists for it is still in
+    ``staging`` (pass None to skip that check, as a dry run does); otherwise it is read again.
+    """
+    from load.dataset import FRAGMENT_SUFFIX
+
+    todo: list[SourceFile] = []
+    staged: list[tuple[SourceFile, LedgerEntry]] = []
+    done: list[SourceFile] = []
+    for source in sources:
+        state = ledger.state(source.path, source.identity)
+        entry = ledger.entries.get(source.path)
+        if state == DONE:
+            done.append(source)
+        elif (
+            state == STAGED
+            and entry is not None
+            and entry.fragment == source.fragment
+            and (
+                staging is None
+                or all((staging / p / (source.fragment + FRAGMENT_SUFFIX)).is_file() for p in entry.partitions)
+            )
+        ):
+            staged.append((source, entry))
+        else:
+            todo.append(source)
+    return ResumePlan(todo, staged, done)
+
+
+def _file_summary(source: str, data: dict[str, Any]) -> FileSummary:
+    """A FileSummary back from its ``to_json`` (as the ledger keeps it)."""
+    from collections import Counter
+
+    return FileSummary(
+        source,
+        lines_read=int(data.get("lines_read", 0)),
+        good=int(data.get("good", 0)),
+        bad=int(data.get("bad", 0)),
+        skipped=int(data.get("skipped", 0)),
+        bytes_read=int(data.get("bytes_read", 0)),
+        bad_by_kind=Counter(data.get("bad_by_kind", {})),
+        skipped_by_reason=Counter(data.get("skipped_by_reason", {})),
+        notices=Counter(data.get("notices", {})),
+        lines_without_layout=int(data.get("lines_without_layout", 0)),
+    )
+
+
+class _Run:
+    """One locked run: resume plan, read, record, finalize, record."""
+
+    def __init__(
+        self,
+        sources: list[SourceFile],
+        dest: Path,
+        setup: WorkerSetup,
+        parts: Parts,
+        workers: int,
+        progress: Progress,
+        started: float,
+        s3_client: Any,
+        output: S3Destination | None = None,
+    ) -> None:
+        self.sources = sources
+        self.dest = dest
+        self.setup = setup
+        self.parts = parts
+        self.workers = workers
+        self.progress = progress
+        self.started = started
+        self.s3_client = s3_client
+        self.summary = RunSummary()
+        self._executor: Any = None
+        self._run_map: _Mapper = map
+        self.output: S3Destination | None = output
+        self._old_keys: dict[str, list[str]] = {}
+
+    def execute(self, plan: BackfillPlan | None, resume: bool) -> RunSummary:
+        from load.dataset import STAGING_DIR
+
+        staging = self.dest / STAGING_DIR
+        if self.output is not None:
+            self.output.fetch_ledger(self.dest / LEDGER_FILE)
+        ledger = Ledger.read(self.dest / LEDGER_FILE)  # read even when not resuming: compact() keeps the others
+        work = resume_plan(self.sources, ledger if resume else Ledger(ledger.path), staging)
+        _clean_staging(staging, {source.fragment for source, _ in work.staged})
+        summary = self.summary
+        if plan is not None:
+            summary.ignored_keys = list(plan.ignored)
+            summary.out_of_range = plan.out_of_range
+        summary.skipped_files = len(work.done)
+        touched: set[str] = set()
+        per_file: list[dict[str, Any]] = []
+        recorded: list[LedgerEntry] = []
+        for source, entry in work.staged:
+            file = _file_summary(source.path, entry.summary)
+            self._count(source, file)
+            summary.resumed_files += 1
+            per_file.append(file.to_json())
+            touched.update(entry.partitions)
+            recorded.append(entry)
+        read_started = time.perf_counter()
+        lines_before = summary.lines_read
+        try:
+            if work.todo:
+                self._read(work.todo, touched, per_file, recorded, ledger)
+            read_seconds = time.perf_counter() - read_started
+            if touched:
+                self._finalize(sorted(touched))
+            if self.output is not None:
+                self._publish(sorted(touched))
+        except KeyboardInterrupt:
+            self.progress.close()
+            ledger.close()
+            raise BackfillInterrupted(len(recorded), len(self.sources)) from None
+        finally:
+            self._close_executor()
+        self.progress.close()
+        ledger.append([LedgerEntry(e.source, e.identity, DONE, e.partitions, e.fragment, e.summary) for e in recorded])
+        read_bytes = sum(source.size for source in work.todo)
+        if work.todo and read_seconds > 0:
+            per_worker = max(1, min(self.workers, len(work.todo))) * read_seconds
+            ledger.record_run(read_bytes / per_worker, (summary.lines_read - lines_before) / per_worker)
+        ledger.compact()
+        shutil.rmtree(staging, ignore_errors=True)
+        self._report(per_file)
+        return summary
+
+    def _report(self, per_file: list[dict[str, Any]]) -> None:
+        """Write ``_summary.json`` (and publish it, the bad rows and the ledger to an S3 DEST)."""
+        self.summary.seconds = time.perf_counter() - self.started
+        report = {**self.summary.to_json(), "per_file": sorted(per_file, key=lambda f: f["source"])}
+        (self.dest / SUMMARY_FILE).write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+        if self.output is not None:
+            self.output.publish_files(self.dest)
+
+    def _publish(self, partitions: list[str]) -> None:
+        assert self.output is not None
+        self.progress.phase("publishing partitions", len(partitions), "partition")
+        for done, partition in enumerate(partitions, start=1):
+            self.output.publish_partition(self.dest, partition, self._old_keys.get(partition, ()))
+            self.progress.update(done)
+
+    def _count(self, source: SourceFile, file: FileSummary) -> None:
+        self.summary.add(file)
+        if is_s3(source.path):
+            self.summary.s3_objects += 1
+            self.summary.s3_bytes += source.size
+
+    def _read(
+        self,
+        todo: list[SourceFile],
+        touched: set[str],
+        per_file: list[dict[str, Any]],
+        recorded: list[LedgerEntry],
+        ledger: Ledger,
+    ) -> None:
+        summary = self.summary
+        workers = max(1, min(self.workers, len(todo)))
+        by_size = sorted(todo, key=lambda s: (-s.size, s.path))  # big files first balances workers
+        by_path = {source.path: source for source in todo}
+        offsets = multiprocessing.get_context("spawn").RawArray("q", workers)
+        finished_bytes = 0
+        total_files = len(self.sources)
+        skipped = summary.skipped_files
+        started = time.perf_counter()
+        lines_before = summary.lines_read
+
+        def show() -> None:
+            # Lines are known per finished file; bytes (and their rate) as the workers read.
+            note = f"{summary.files + skipped}/{total_files} files"
+            if skipped:
+                note += f" ({skipped} done before)"
+            lines = summary.lines_read - lines_before
+            if lines:
+                rate = lines / (time.perf_counter() - started)
+                note += f", {summary.lines_read:,} lines, {rate:,.0f} lines/s"
+            self.progress.update(finished_bytes + sum(offsets), note)
+
+        self.progress.phase("reading", sum(source.size for source in todo), "B")
+        self._executor = _executor(workers, self.setup, self.parts, offsets, self.s3_client)
+        self._run_map = self._executor.__enter__()
         with Ticker(show):
-            for outcome in run(_process_one, by_size):
-                summary.add(outcome.summary)
-                finished_bytes += sizes.get(outcome.summary.source, 0)
-                per_file.append(outcome.summary.to_json())
+            for outcome in self._run_map(_process_one, by_size):
+                source = by_path[outcome.summary.source]
+                finished_bytes += source.size
                 if outcome.error:
+                    summary.add(outcome.summary)
                     summary.failed_files += 1
                     summary.errors.append(outcome.error)
+                    per_file.append(outcome.summary.to_json())
+                    continue
+                entry = LedgerEntry(
+                    source.path,
+                    source.identity,
+                    STAGED,
+                    tuple(outcome.partitions),
+                    source.fragment,
+                    outcome.summary.to_json(),
+                )
+                ledger.append([entry])  # after the worker fsynced the fragments: now they count
+                recorded.append(entry)
+                self._count(source, outcome.summary)
+                per_file.append(outcome.summary.to_json())
                 touched.update(outcome.partitions)
-                summary.seconds = time.perf_counter() - started
-        progress.phase("writing partitions", len(touched), "partition")
-        for done, (_, rows, dropped) in enumerate(run(_finalize_one, sorted(touched)), start=1):
-            summary.rows_written += rows
-            summary.duplicates_dropped += dropped
-            progress.update(done, f"{summary.rows_written:,} rows")
-    progress.close()
-    shutil.rmtree(dest / STAGING_DIR, ignore_errors=True)
-    summary.seconds = time.perf_counter() - started
-    report = {**summary.to_json(), "per_file": sorted(per_file, key=lambda f: f["source"])}
-    (dest / SUMMARY_FILE).write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
-    return summary
+                summary.seconds = time.perf_counter() - self.started
+
+    def _finalize(self, partitions: list[str]) -> None:
+        summary = self.summary
+        executor = self._executor
+        if executor is None:  # nothing read this run (all resumed): workers for finalize only
+            offsets = multiprocessing.get_context("spawn").RawArray("q", 1)
+            workers = max(1, min(self.workers, len(partitions)))
+            executor = self._executor = _executor(workers, self.setup, self.parts, offsets, self.s3_client)
+            self._run_map = executor.__enter__()
+        if self.output is not None:  # merge with what S3 holds: its parts come down first
+            for partition in partitions:
+                self._old_keys[partition] = self.output.fetch_partition(self.dest, partition)
+        try:
+            self.progress.phase("writing partitions", len(partitions), "partition")
+            for done, (_, rows, dropped) in enumerate(self._run_map(_finalize_one, partitions), start=1):
+                summary.rows_written += rows
+                summary.duplicates_dropped += dropped
+                self.progress.update(done, f"{summary.rows_written:,} rows")
+        finally:
+            self._close_executor()
+
+    def _close_executor(self) -> None:
+        executor = self._executor
+        if executor is not None:
+            self._executor = None
+            executor.__exit__(None, None, None)
+
+
+def _clean_staging(staging: Path, keep: set[str]) -> None:
+    """Delete every fragment in ``staging`` but those of ``keep`` (sources the ledger says are staged).
+
+    A fragment of a source not recorded may be partial (the run was killed while writing it):
+    that source is read again from scratch, so its old fragments must not be finalized too.
+    """
+    from load.dataset import FRAGMENT_SUFFIX
+
+    if not keep:
+        shutil.rmtree(staging, ignore_errors=True)
+        return
+    if not staging.is_dir():
+        return
+    for folder in staging.rglob("*"):
+        if folder.is_file() and not (folder.suffix == FRAGMENT_SUFFIX and folder.stem in keep):
+            folder.unlink(missing_ok=True)
 
 
 @contextmanager
-def _executor(workers: int, setup: WorkerSetup, parts: Parts, offsets: Any) -> Iterator[_Mapper]:
+def _executor(workers: int, setup: WorkerSetup, parts: Parts, offsets: Any, s3_client: Any = None) -> Iterator[_Mapper]:
     """A map over work items: in this process for one worker (with the parent's parts), else one spawned pool.
 
     Each worker publishes its offset in its current file into its slot of ``offsets``.
@@ -468,7 +863,7 @@ def _executor(workers: int, setup: WorkerSetup, parts: Parts, offsets: Any) -> I
     context = multiprocessing.get_context("spawn")
     slots = context.Value("i", 0)
     if workers == 1:
-        _init_worker(setup, parts, offsets, slots)
+        _init_worker(setup, parts, offsets, slots, s3_client)
         try:
             yield map
         finally:
@@ -478,3 +873,187 @@ def _executor(workers: int, setup: WorkerSetup, parts: Parts, offsets: Any) -> I
         yield lambda function, items: pool.imap_unordered(function, items, chunksize=1)
 
 
+# ---------------------------------------------------------------------------- dry run
+@dataclass(frozen=True)
+class DryRun:
+    """What a run would do: the sources, what the ledger says, and an estimate of the time."""
+
+    objects: int
+    bytes: int
+    s3_objects: int
+    first_hour: str | None
+    last_hour: str | None
+    done: int
+    done_bytes: int
+    staged: int
+    todo: int
+    todo_bytes: int
+    ignored: tuple[str, ...]
+    out_of_range: int
+    bytes_per_second: float
+    rate_from: str
+    workers: int
+
+    @property
+    def estimated_seconds(self) -> float:
+        return self.todo_bytes / (self.bytes_per_second * self.workers) if self.bytes_per_second > 0 else 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "objects": self.objects,
+            "bytes": self.bytes,
+            "s3_objects": self.s3_objects,
+            "first_hour": self.first_hour,
+            "last_hour": self.last_hour,
+            "done": self.done,
+            "done_bytes": self.done_bytes,
+            "staged": self.staged,
+            "todo": self.todo,
+            "todo_bytes": self.todo_bytes,
+            "ignored_keys": list(self.ignored),
+            "out_of_range": self.out_of_range,
+            "bytes_per_second_per_worker": round(self.bytes_per_second, 1),
+            "rate_from": self.rate_from,
+            "workers": self.workers,
+            "estimated_seconds": round(self.estimated_seconds, 3),
+        }
+
+
+def dry_run(plan: BackfillPlan, ledger: Ledger, workers: int, rate: tuple[float, str]) -> DryRun:
+    """The plan of a run as a value (no I/O): ``rate`` is (compressed bytes/s per worker, where it came from)."""
+    from pipeline.app.sources import CloudFrontName
+
+    work = resume_plan(plan.files, ledger, None)
+    hours = sorted(name.hour for f in plan.files if (name := CloudFrontName.parse(f.path)) is not None)
+    return DryRun(
+        objects=len(plan.files),
+        bytes=sum(f.size for f in plan.files),
+        s3_objects=len(plan.s3_files),
+        first_hour=f"{hours[0]:%Y-%m-%dT%H}" if hours else None,
+        last_hour=f"{hours[-1]:%Y-%m-%dT%H}" if hours else None,
+        done=len(work.done),
+        done_bytes=sum(f.size for f in work.done),
+        staged=len(work.staged),
+        todo=len(work.todo),
+        todo_bytes=sum(f.size for f in work.todo),
+        ignored=tuple(plan.ignored),
+        out_of_range=plan.out_of_range,
+        bytes_per_second=rate[0],
+        rate_from=rate[1],
+        workers=max(1, min(workers, len(work.todo) or 1)),
+    )
+
+
+def measure_rate(config: PipelineConfig, environ: dict[str, str] | None = None, lines: int = 3000) -> float:
+    """Compressed bytes/s of one core on a generated sample (about a second's work), held in memory."""
+    import tempfile
+
+    from pipeline.testing.generate import GenerateOptions, generate_logs
+
+    setup, (log_format, canonicalizer) = WorkerSetup.check(config, Path("."), environ)
+    with tempfile.TemporaryDirectory(prefix="clickstream-etl-rate-") as folder:
+        [path] = generate_logs(Path(folder), GenerateOptions(files=1, lines_per_file=lines, seed=11))
+        data = Path(path).read_bytes()
+    summary = FileSummary("sample")
+    started = time.perf_counter()
+    stream = io.BytesIO(data)
+    for _ in process_stream(
+        stream, SourceRef("sample"), log_format, canonicalizer, setup.limits, summary, 0, expect_gzip=True
+    ):
+        pass
+    seconds = time.perf_counter() - started
+    return len(data) / seconds if seconds > 0 else 0.0
+
+
+# ---------------------------------------------------------------------------- S3 destination
+class S3Destination:
+    """``--output s3://bucket/prefix``: the run works in a local folder, then publishes partition by partition.
+
+    The local work folder (see :func:`work_folder`) holds the staging, the ledger and, while a
+    partition is finalized, that partition's existing parts (downloaded first, so finalize
+    merges with them as with a local DEST).  A finalized partition is published by uploading
+    its files under deterministic keys, ``events/<partition>/part-NNNNN-<sha256 of the bytes,
+    16 hex>.parquet``, then deleting the keys it held before that are not among them: a reader
+    listing the partition in between sees the old and the new files (duplicates), never part
+    of a partition; a rerun of the same input gives the same keys and deletes nothing.  The
+    ledger object ``_backfill_ledger.jsonl`` under the prefix is uploaded after the partitions
+    (a kill before that only makes the next run finalize and publish the same files again).
+    """
+
+    def __init__(self, client: Any, url: S3Url) -> None:
+        self.client = client
+        self.url = url
+        self.root = url.prefix if not url.prefix or url.prefix.endswith("/") else url.prefix + "/"
+
+    def display(self) -> str:
+        return f"s3://{self.url.bucket}/{self.root}".rstrip("/")
+
+    def fetch_ledger(self, path: Path) -> None:
+        """Put the S3 ledger's lines before the work folder's own (its staged lines are newer)."""
+        from botocore.exceptions import ClientError
+
+        try:
+            body: bytes = self.client.get_object(Bucket=self.url.bucket, Key=self.root + LEDGER_FILE)["Body"].read()
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") not in ("NoSuchKey", "404"):
+                raise
+            return
+        local = path.read_bytes() if path.exists() else b""
+        temporary = path.with_name(path.name + ".fetched")
+        temporary.write_bytes(body if body.endswith(b"\n") or not body else body + b"\n")
+        with open(temporary, "ab") as handle:
+            handle.write(local)
+        os.replace(temporary, path)
+
+    def _keys(self, partition: str) -> list[str]:
+        keys: list[str] = []
+        paginator = self.client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.url.bucket, Prefix=f"{self.root}events/{partition}/"):
+            keys.extend(item["Key"] for item in page.get("Contents", ()) if item["Key"].endswith(".parquet"))
+        return sorted(keys)
+
+    def fetch_partition(self, work: Path, partition: str) -> list[str]:
+        """Download ``partition``'s parts into the work folder (replacing what it held); return their keys."""
+        folder = work / "events" / partition
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        keys = self._keys(partition)
+        for key in keys:
+            self.client.download_file(self.url.bucket, key, str(folder / key.rsplit("/", 1)[-1]))
+        return keys
+
+    def publish_partition(self, work: Path, partition: str, old_keys: Sequence[str]) -> list[str]:
+        """Upload the finalized partition's files, then delete its old keys; free the local copy."""
+        folder = work / "events" / partition
+        new_keys: list[str] = []
+        for path in sorted(folder.glob("part-*.parquet")):
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+            key = f"{self.root}events/{partition}/{path.stem}-{digest}.parquet"
+            self.client.upload_file(str(path), self.url.bucket, key)
+            new_keys.append(key)
+        stale = [key for key in old_keys if key not in new_keys]
+        for start in range(0, len(stale), 1000):  # DeleteObjects takes at most 1,000 keys
+            chunk = stale[start : start + 1000]
+            self.client.delete_objects(
+                Bucket=self.url.bucket, Delete={"Objects": [{"Key": key} for key in chunk], "Quiet": True}
+            )
+        shutil.rmtree(folder, ignore_errors=True)
+        return new_keys
+
+    def publish_files(self, work: Path) -> None:
+        """Upload the bad rows, the summary and the ledger (in that order), then free the local bad rows."""
+        bad = work / BAD_DIR
+        for path in sorted(bad.rglob("*.jsonl")) if bad.exists() else ():
+            self.client.upload_file(str(path), self.url.bucket, self.root + path.relative_to(work).as_posix())
+        shutil.rmtree(bad, ignore_errors=True)
+        for name in (SUMMARY_FILE, LEDGER_FILE):
+            if (work / name).exists():
+                self.client.upload_file(str(work / name), self.url.bucket, self.root + name)
+
+
+def work_folder(url: S3Url) -> Path:
+    """The local work folder of an S3 DEST: the same for the same DEST, so a rerun resumes its staging."""
+    import tempfile
+
+    digest = hashlib.sha256(url.format().encode("utf-8")).hexdigest()[:12]
+    return Path(tempfile.gettempdir()) / f"clickstream-etl-backfill-{digest}"

@@ -402,8 +402,8 @@ def test_f20_a_backfill_killed_mid_write_then_rerun_and_a_replayed_window_add_no
     """Reliability catalogue F20.
 
     GIVEN logs over three hours, and a backfill killed after writing its first partition
-    WHEN it is run again, and then once more over the same (already processed) window
-    THEN both give the dataset an uninterrupted run gives, file for file and byte for byte,
+    WHEN it is run again, and then over the same (already processed) window, resumed and in full
+    THEN each gives the dataset an uninterrupted run gives, file for file and byte for byte,
          with one row per natural event and nothing left in staging.
     """
     logs = tmp_path / "logs"
@@ -421,7 +421,11 @@ def test_f20_a_backfill_killed_mid_write_then_rerun_and_a_replayed_window_add_no
 
     rerun = run_backfill(sources, dest, config)
     assert dataset_files(dest) == expected and rerun.failed_files == 0
-    replay = run_backfill(sources, dest, config)
+    # the same window again: the resume ledger skips every file, and nothing changes
+    again = run_backfill(sources, dest, config)
+    assert dataset_files(dest) == expected and (again.skipped_files, again.rows_written) == (3, 0)
+    # and replayed in full (--no-resume): every file is read again, and the dataset is the same
+    replay = run_backfill(sources, dest, config, resume=False)
     assert dataset_files(dest) == expected and replay.rows_written == rerun.rows_written
     rows = ds.dataset(dest / "events", partitioning="hive").to_table(columns=["event_id", "event_fingerprint"])
     keys = list(zip(*(rows.column(c).to_pylist() for c in ("event_id", "event_fingerprint")), strict=True))

@@ -218,6 +218,7 @@ def test_each_configuration_deploys_and_moto_creates_all_but_what_it_skips(
 def test_the_mappings_read_back_with_the_settings_topology_declares(
     deploy: Callable[[str], Stack], configuration: str
 ) -> None:
+    """Reliability catalogue F13."""
     stack = deploy(configuration)
     ev = stack.ev
     lam = stack.client("lambda")
@@ -534,7 +535,7 @@ def assert_every_allowed_action_is_needed(template: dict[str, Any], used: dict[s
 def test_the_streaming_functions_call_aws_only_within_their_allow_lists(
     deploy: Callable[[str], Stack], template: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """GIVEN the streaming stack with Redshift on moto
+    """Reliability catalogue S01: GIVEN the streaming stack with Redshift on moto
     WHEN each handler runs with its template environment: Extract (a log, a duplicate notification,
          a continuation), Transform, the Parquet sink (one failed put, then its retry), the
          reconciler, the Firehose transformation and the loader

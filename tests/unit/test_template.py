@@ -221,6 +221,7 @@ def test_each_configuration_deploys_the_functions_topology_declares_for_it(
 def test_functions_equal_topology_memory_timeout_concurrency_code_and_layers(
     template: dict[str, Any], defaults: PipelineConfig
 ) -> None:
+    """Reliability catalogue S04."""
     declared = functions(defaults)
     assert set(sam_functions(template)) == set(declared)
     globals_ = template["Globals"]["Function"]
@@ -279,6 +280,7 @@ _PYTHON_DEPRECATION = {
 
 
 def test_the_runtime_is_not_deprecated(template: dict[str, Any]) -> None:
+    """Reliability catalogue S04."""
     runtime = template["Globals"]["Function"]["Runtime"]
     assert runtime in _PYTHON_DEPRECATION, f"{runtime}: add its deprecation date or pick a supported runtime"
     assert datetime.now(UTC).date() < _PYTHON_DEPRECATION[runtime]
@@ -413,6 +415,7 @@ def mapping_problems(translated: dict[str, Any], ev: Evaluator) -> list[str]:
 
 
 def test_no_mapping_can_lose_data_in_any_configuration(translated: dict[str, Any]) -> None:
+    """Reliability catalogue F13."""
     for configuration in CONFIGURATIONS:
         assert mapping_problems(translated, evaluator(translated, configuration)) == [], configuration
 
@@ -435,6 +438,7 @@ def _drop(properties: dict[str, Any], key: str) -> None:
 def test_the_mapping_check_fails_when_a_mapping_loses_a_safety_setting(
     translated: dict[str, Any], mapping: str, change: Callable[[dict[str, Any]], None], problem: str
 ) -> None:
+    """Reliability catalogue F13."""
     broken = copy.deepcopy(translated)
     change(broken["Resources"][mapping]["Properties"])
     found = mapping_problems(broken, evaluator(broken, "streaming"))
@@ -472,7 +476,7 @@ def test_the_reconciler_lists_the_log_prefix_and_redrives_to_the_function_of_the
 
 
 def test_object_functions_send_failed_asynchronous_invocations_to_a_queue(template: dict[str, Any]) -> None:
-    """Continuations and re-drives are asynchronous: after a few retries they land in a queue, not nowhere."""
+    """Reliability catalogue S04: Continuations and re-drives are asynchronous: after a few retries they land in a queue, not nowhere."""
     ev = evaluator(template)
     assert name_of(ev, "AsyncFailureQueue") == ASYNC_FAILURE_QUEUE
     for logical in ("ExtractFunction", "DirectFunction"):
@@ -557,7 +561,7 @@ def deployed_config(translated: dict[str, Any], configuration: str) -> PipelineC
 def test_nothing_the_pipeline_writes_can_trigger_extract(
     template: dict[str, Any], translated: dict[str, Any], configuration: str
 ) -> None:
-    """Every key the code writes lands in OutputBucket, which notifies nothing; the raw bucket
+    """Reliability catalogue S05: Every key the code writes lands in OutputBucket, which notifies nothing; the raw bucket
     notifies for the log prefix and suffix only.  Extract's own guard (is_own_output) refuses them
     too, should someone wire OutputBucket's notifications to the queue by hand."""
     ev = evaluator(template, configuration)
@@ -590,7 +594,7 @@ def test_the_raw_bucket_notifies_the_queue_for_log_objects_only(template: dict[s
 def test_the_notification_check_fails_when_the_output_bucket_would_notify_extract(
     template: dict[str, Any], translated: dict[str, Any]
 ) -> None:
-    """The bucket, not the filter, keeps Firehose's .gz files away: with the raw bucket's default
+    """Reliability catalogue S05: The bucket, not the filter, keeps Firehose's .gz files away: with the raw bucket's default
     filter on OutputBucket, the check finds them."""
     broken = copy.deepcopy(template)
     notification = broken["Resources"]["RawLogsBucket"]["Properties"]["NotificationConfiguration"]
@@ -635,6 +639,7 @@ def _policy_of(template: dict[str, Any], bucket: str) -> dict[str, Any]:
 
 
 def test_every_bucket_is_private_tls_only_owner_enforced_encrypted_and_logged(template: dict[str, Any]) -> None:
+    """Reliability catalogue S02."""
     for logical, bucket in resources_of(template, "AWS::S3::Bucket").items():
         p = bucket["Properties"]
         assert p["PublicAccessBlockConfiguration"] == dict.fromkeys(
@@ -671,6 +676,7 @@ def test_every_bucket_is_private_tls_only_owner_enforced_encrypted_and_logged(te
 
 
 def test_the_raw_bucket_is_versioned_and_logs_and_bad_rows_expire(template: dict[str, Any]) -> None:
+    """Reliability catalogue S02."""
     raw = template["Resources"]["RawLogsBucket"]["Properties"]
     assert raw["VersioningConfiguration"] == {"Status": "Enabled"}
     assert any(
@@ -684,6 +690,7 @@ def test_the_raw_bucket_is_versioned_and_logs_and_bad_rows_expire(template: dict
 
 
 def test_streams_queues_table_and_logs_are_encrypted_with_the_rotated_key(template: dict[str, Any]) -> None:
+    """Reliability catalogue S03."""
     key = template["Resources"]["DataKey"]["Properties"]
     assert key["EnableKeyRotation"] is True
     key_arn = {"Fn::GetAtt": ["DataKey", "Arn"]}
@@ -701,7 +708,7 @@ def test_streams_queues_table_and_logs_are_encrypted_with_the_rotated_key(templa
 def test_firehose_reads_the_encrypted_stream_and_writes_encrypted_files_with_errors_to_s3(
     template: dict[str, Any], defaults: PipelineConfig
 ) -> None:
-    """Firehose's destination equals load/redshift/firehose_destination.py's; checkov has no Firehose check."""
+    """Reliability catalogue S03: Firehose's destination equals load/redshift/firehose_destination.py's; checkov has no Firehose check."""
     firehose = template["Resources"]["RedshiftDeliveryStream"]
     assert firehose["Condition"] == "StreamingWithRedshift"
     p = firehose["Properties"]
@@ -808,7 +815,7 @@ def _golden(name: str) -> dict[str, list[str]]:
 
 
 def test_every_role_equals_its_golden_allow_list(template: dict[str, Any]) -> None:
-    """A permission added to (or removed from) a role shows in deploy/iam/*.json (python -m deploy.policies --write)."""
+    """Reliability catalogue S01: A permission added to (or removed from) a role shows in deploy/iam/*.json (python -m deploy.policies --write)."""
     files = {path.stem for path in policies.IAM_DIR.glob("*.json")}
     roles = policies.roles(template)
     assert {policies.golden_name(template, role) for role in roles} == files
@@ -817,6 +824,7 @@ def test_every_role_equals_its_golden_allow_list(template: dict[str, Any]) -> No
 
 
 def test_the_allow_list_check_fails_when_a_role_gains_an_action(template: dict[str, Any]) -> None:
+    """Reliability catalogue S01."""
     broken = copy.deepcopy(template)
     statements = broken["Resources"]["TransformRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
     statements.append({"Effect": "Allow", "Action": "s3:GetObject", "Resource": {"Fn::Sub": "${OutputBucket.Arn}/*"}})
@@ -848,6 +856,7 @@ _STAR_RESOURCE_OK = {
 
 
 def test_no_wildcard_action_and_a_wildcard_resource_only_where_aws_requires_one(template: dict[str, Any]) -> None:
+    """Reliability catalogue S01."""
     for role_name, role in policies.roles(template).items():
         for statement in policies.statements(role):
             actions = policies.as_list(statement["Action"])
@@ -863,6 +872,7 @@ def test_no_wildcard_action_and_a_wildcard_resource_only_where_aws_requires_one(
 
 
 def test_every_kms_grant_is_limited_to_the_services_that_use_the_key(template: dict[str, Any]) -> None:
+    """Reliability catalogue S03."""
     for role_name, role in policies.roles(template).items():
         for statement in policies.statements(role):
             if any(a.startswith("kms:") for a in policies.as_list(statement["Action"])):
@@ -871,6 +881,7 @@ def test_every_kms_grant_is_limited_to_the_services_that_use_the_key(template: d
 
 
 def test_extract_invokes_itself_only_and_the_reconciler_only_the_object_function(template: dict[str, Any]) -> None:
+    """Reliability catalogue S01."""
     ev = evaluator(template)
     own = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{name_of(ev, 'ExtractFunction')}"
     (extract,) = [
