@@ -476,7 +476,9 @@ def test_the_reconciler_lists_the_log_prefix_and_redrives_to_the_function_of_the
 
 
 def test_object_functions_send_failed_asynchronous_invocations_to_a_queue(template: dict[str, Any]) -> None:
-    """Reliability catalogue S04: Continuations and re-drives are asynchronous: after a few retries they land in a queue, not nowhere."""
+    """Reliability catalogue S04: Continuations and re-drives are asynchronous: after a few retries they land in a
+    queue, not nowhere.
+    """
     ev = evaluator(template)
     assert name_of(ev, "AsyncFailureQueue") == ASYNC_FAILURE_QUEUE
     for logical in ("ExtractFunction", "DirectFunction"):
@@ -561,7 +563,8 @@ def deployed_config(translated: dict[str, Any], configuration: str) -> PipelineC
 def test_nothing_the_pipeline_writes_can_trigger_extract(
     template: dict[str, Any], translated: dict[str, Any], configuration: str
 ) -> None:
-    """Reliability catalogue S05: Every key the code writes lands in OutputBucket, which notifies nothing; the raw bucket
+    """Reliability catalogue S05: Every key the code writes lands in OutputBucket, which notifies nothing; the raw
+    bucket
     notifies for the log prefix and suffix only.  Extract's own guard (is_own_output) refuses them
     too, should someone wire OutputBucket's notifications to the queue by hand."""
     ev = evaluator(template, configuration)
@@ -594,7 +597,8 @@ def test_the_raw_bucket_notifies_the_queue_for_log_objects_only(template: dict[s
 def test_the_notification_check_fails_when_the_output_bucket_would_notify_extract(
     template: dict[str, Any], translated: dict[str, Any]
 ) -> None:
-    """Reliability catalogue S05: The bucket, not the filter, keeps Firehose's .gz files away: with the raw bucket's default
+    """Reliability catalogue S05: The bucket, not the filter, keeps Firehose's .gz files away: with the raw bucket's
+    default
     filter on OutputBucket, the check finds them."""
     broken = copy.deepcopy(template)
     notification = broken["Resources"]["RawLogsBucket"]["Properties"]["NotificationConfiguration"]
@@ -708,7 +712,9 @@ def test_streams_queues_table_and_logs_are_encrypted_with_the_rotated_key(templa
 def test_firehose_reads_the_encrypted_stream_and_writes_encrypted_files_with_errors_to_s3(
     template: dict[str, Any], defaults: PipelineConfig
 ) -> None:
-    """Reliability catalogue S03: Firehose's destination equals load/redshift/firehose_destination.py's; checkov has no Firehose check."""
+    """Reliability catalogue S03: Firehose's destination equals load/redshift/firehose_destination.py's; checkov has no
+    Firehose check.
+    """
     firehose = template["Resources"]["RedshiftDeliveryStream"]
     assert firehose["Condition"] == "StreamingWithRedshift"
     p = firehose["Properties"]
@@ -815,7 +821,9 @@ def _golden(name: str) -> dict[str, list[str]]:
 
 
 def test_every_role_equals_its_golden_allow_list(template: dict[str, Any]) -> None:
-    """Reliability catalogue S01: A permission added to (or removed from) a role shows in deploy/iam/*.json (python -m deploy.policies --write)."""
+    """Reliability catalogue S01: A permission added to (or removed from) a role shows in deploy/iam/*.json (python -m
+    deploy.policies --write).
+    """
     files = {path.stem for path in policies.IAM_DIR.glob("*.json")}
     roles = policies.roles(template)
     assert {policies.golden_name(template, role) for role in roles} == files
