@@ -39,7 +39,7 @@ from pipeline.formats.base import FieldLayout, LogFormat, LogLine, ReadLimits, R
 from pipeline.records import RawBatch, encode_raw
 
 # Room for the record's fixed fields (bucket, key, etag, layout) besides its lines.
-_RECORD_OVERHEAD: Final = 8 * 1024
+RECORD_OVERHEAD: Final = 8 * 1024
 _MAX_PENDING_BAD: Final = 5000
 _MAX_PENDING_BAD_BYTES: Final = 16 * 1024 * 1024  # raw payloads held before a flush (bounded memory)
 # Skipped lines count toward the checkpoint cadence too: after this many lines read since the
@@ -264,7 +264,7 @@ def _ship(  # noqa: PLR0915 - one object's read-pack-flush-checkpoint loop; its 
         return result
     body, etl_tstamp = opened.body, opened.etl_tstamp
     source = SourceRef(obj.uri, etag=obj.etag)
-    budget = min(config.stream.record_target_bytes, config.stream.record_max_bytes - _RECORD_OVERHEAD)
+    budget = min(config.stream.record_target_bytes, config.stream.record_max_bytes - RECORD_OVERHEAD)
     packer = _Packer(obj, etl_tstamp, budget, reader.name)
     stats = ReadStats()
     pending_bad: list[BadRow] = []
@@ -484,7 +484,7 @@ def check_limits(config: PipelineConfig) -> None:
     from pipeline.errors import ConfigError
 
     # A record holds at least one line and its #Fields layout (itself at most one line long).
-    if 2 * config.extract.max_line_bytes + _RECORD_OVERHEAD > min(config.stream.record_max_bytes, 1024 * 1024):
+    if 2 * config.extract.max_line_bytes + RECORD_OVERHEAD > min(config.stream.record_max_bytes, 1024 * 1024):
         raise ConfigError(
             f"twice extract.max_line_bytes ({config.extract.max_line_bytes}) plus record overhead must fit "
             f"stream.record_max_bytes ({config.stream.record_max_bytes}, at most 1 MiB)"

@@ -61,6 +61,23 @@ COMMANDS: Final[tuple[Command, ...]] = (
         "pipeline.app.commands.backfill",
     ),
     Command(
+        "reconcile",
+        "re-drive the raw log objects of a date range the ledger lacks, and Firehose's processing failures",
+        "List the raw log objects named for hours from --since (inclusive) to --until (exclusive), re-drive "
+        "those without a COMPLETE ledger entry to Extract (asynchronous invocations), and put Firehose's "
+        "processing-failed records back on stream 2, each error object once. --dry-run lists only. "
+        "Exit code 1 when objects are FAILED in the ledger.",
+        "pipeline.app.commands.reconcile",
+    ),
+    Command(
+        "replay",
+        "feed the deployed pipeline a date range of raw logs, rate-limited to the streams' shard limits",
+        "Invoke Extract asynchronously for each raw log object of --since .. --until (one object per "
+        "invocation), paced by a token bucket on stream 1's records/s and bytes/s, then wait for the "
+        "ledger to mark them COMPLETE. Exit code 1 when objects are still pending after --wait.",
+        "pipeline.app.commands.replay",
+    ),
+    Command(
         "generate-logs",
         "write realistic, deterministic CloudFront sample logs",
         "Write realistic CloudFront access logs (deterministic for a given seed).",

@@ -1,0 +1,288 @@
+"""Replay a date range of raw logs through the deployed pipeline, within stream 1's shard limits.
+
+``clickstream-etl replay s3://bucket/prefix --since D --until D`` (issue 12, item 4, the small-range
+mode) invokes Extract asynchronously once per log object, as :mod:`extract.reconciler` re-drives
+one, and paces the invocations from the CLI so that stream 1 stays within its shards' write limits
+(1,000 records/s and 1 MiB/s each: https://docs.aws.amazon.com/streams/latest/dev/service-sizes-and-limits.html).
+
+What an object costs the stream is estimated from its stored size (:func:`estimate_cost`): Extract
+sends the decompressed lines, uncompressed, packed into records of at most the packer's budget
+(``min(stream.record_target_bytes, stream.record_max_bytes - 8 KiB)``, 256 KiB by default; see
+``extract.stage._Packer``), so an object of ``S`` gzip bytes is about ``S * ratio`` bytes and
+``ceil(S * ratio / budget)`` records (at least one).  :class:`Pacer` is a token bucket over both
+dimensions on an injected clock: an invocation starts once neither bucket is in debt and then
+debits its whole cost, so, over the invocations started at ``t_i`` up to (not including) ``t_j``,
+the records and bytes never exceed ``burst + rate * (t_j - t_i)``; with the default burst of 0, an
+invocation's cost is spread over the ``cost / rate`` seconds after it starts.  Extract's own
+PutRecords retries absorb what the estimate misses (an invocation that runs faster than the pace).
+
+The plan is :func:`pipeline.app.reconcile.plan_objects` (what the ledger does not have COMPLETE,
+FAILED or leased); after the last invocation, :func:`replay` polls the ledger until every invoked
+object is COMPLETE or FAILED, or ``wait_s`` has passed, and reports what is still pending.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from extract.notifications import ObjectNotice
+from extract.stage import RECORD_OVERHEAD  # the packer's reserve for a record's fixed fields
+from pipeline.app.progress import NoProgress, Progress
+from pipeline.app.reconcile import ObjectPlan, ReconcileInputError
+from pipeline.aws.ledger import Ledger, ObjectId
+from pipeline.config import StreamConfig
+
+SHARD_RECORDS_PER_S: Final = 1000
+SHARD_BYTES_PER_S: Final = 1024 * 1024
+DEFAULT_SHARE: Final = 0.8
+"""Of the shards' limits a replay takes by default, leaving the rest to the live traffic."""
+DEFAULT_COMPRESSION_RATIO: Final = 10.0
+"""Decompressed bytes per stored byte of a ``.gz`` log.  ``generate-logs`` output measures 4.9; real logs,
+with their repeated user agents and hosts, compress better, so 10 errs on the slow side (an
+overestimate paces more slowly, an underestimate leaves Extract's PutRecords retries to absorb it)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Cost:
+    """What one object puts on stream 1: records, and bytes (data plus partition keys)."""
+
+    records: int
+    bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class Estimator:
+    """Estimates an object's stream-1 cost from its stored size (see the module docstring)."""
+
+    record_budget: int
+    compression_ratio: float = DEFAULT_COMPRESSION_RATIO
+
+    @classmethod
+    def from_config(cls, stream: StreamConfig, compression_ratio: float = DEFAULT_COMPRESSION_RATIO) -> Estimator:
+        budget = min(stream.record_target_bytes, stream.record_max_bytes - RECORD_OVERHEAD)
+        return cls(budget, compression_ratio)
+
+    def __call__(self, key: str, size: int) -> Cost:
+        ratio = self.compression_ratio if key.endswith(".gz") else 1.0
+        data = math.ceil(max(size, 0) * ratio)
+        records = max(1, math.ceil(data / self.record_budget))
+        return Cost(records, data + records * 64)  # 64: a partition key (a batch id) per record
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimits:
+    """Records/s and bytes/s a replay may put on stream 1, and how far ahead it may burst (seconds)."""
+
+    records_per_s: float
+    bytes_per_s: float
+    burst_s: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not (self.records_per_s > 0 and self.bytes_per_s > 0 and self.burst_s >= 0):
+            raise ReconcileInputError("rates must be above 0 and the burst at least 0")
+
+    @classmethod
+    def for_shards(cls, shards: int, share: float = DEFAULT_SHARE) -> RateLimits:
+        """``share`` of ``shards`` shards' write limits."""
+        if shards < 1:
+            raise ReconcileInputError(f"a stream has at least one shard, got {shards}")
+        return cls(SHARD_RECORDS_PER_S * shards * share, SHARD_BYTES_PER_S * shards * share)
+
+
+class Pacer:
+    """A two-dimensional token bucket (records, bytes) on an injected clock and sleep.
+
+    Starts full (``burst_s`` worth of each); :meth:`acquire` waits until neither bucket is in
+    debt, then debits the cost, which may put a bucket in debt (an object larger than the burst
+    still goes, and the ones after it wait for the debt to be paid).
+    """
+
+    def __init__(self, limits: RateLimits, clock: Callable[[], float], sleep: Callable[[float], None]) -> None:
+        self._limits = limits
+        self._clock = clock
+        self._sleep = sleep
+        self._capacity = (limits.records_per_s * limits.burst_s, limits.bytes_per_s * limits.burst_s)
+        self._tokens = list(self._capacity)
+        self._last = clock()
+
+    def _refill(self) -> None:
+        now = self._clock()
+        elapsed = max(now - self._last, 0.0)
+        self._last = now
+        rates = (self._limits.records_per_s, self._limits.bytes_per_s)
+        for index in (0, 1):
+            self._tokens[index] = min(self._capacity[index], self._tokens[index] + rates[index] * elapsed)
+
+    def wait_for(self) -> float:
+        """Seconds until the next acquisition may start (0: now)."""
+        self._refill()
+        return max(
+            0.0,
+            -self._tokens[0] / self._limits.records_per_s,
+            -self._tokens[1] / self._limits.bytes_per_s,
+        )
+
+    def acquire(self, cost: Cost) -> float:
+        """Wait (with the injected sleep) until ``cost`` may start, debit it; returns the seconds waited."""
+        delay = self.wait_for()
+        if delay > 0:
+            # One sleep: time.sleep never returns early (PEP 475), and a fake clock may not move by
+            # less than its float's resolution, so the debt is paid by the delay, clamped at zero.
+            self._sleep(delay)
+            now = self._clock()
+            elapsed = max(now - self._last, delay)
+            self._last = max(now, self._last)
+            rates = (self._limits.records_per_s, self._limits.bytes_per_s)
+            for index in (0, 1):
+                refilled = max(self._tokens[index] + rates[index] * elapsed, 0.0)
+                self._tokens[index] = min(self._capacity[index], refilled)
+        self._tokens[0] -= cost.records
+        self._tokens[1] -= cost.bytes
+        return delay
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayItem:
+    notice: ObjectNotice
+    cost: Cost
+
+
+def plan_replay(plan: ObjectPlan, estimate: Callable[[str, int], Cost]) -> list[ReplayItem]:
+    """The objects of ``plan`` to invoke Extract for (not COMPLETE, FAILED or leased), with their costs.
+
+    Unlike the reconciler, a replay takes an object without a ledger entry whatever its age.
+    """
+    return [
+        ReplayItem(ObjectNotice(plan.bucket, p.item.key, p.item.etag, p.item.size), estimate(p.item.key, p.item.size))
+        for p in plan.objects
+        if p.redrive or p.state == "too_young"
+    ]
+
+
+@dataclass
+class ReplaySummary:
+    selected: int = 0
+    already_complete: int = 0
+    left_alone: dict[str, int] = field(default_factory=dict)
+    """Selected objects not invoked: FAILED in the ledger, or leased to a live invocation."""
+    invoked: int = 0
+    records: int = 0
+    bytes: int = 0
+    """The estimated stream-1 cost of the invoked objects."""
+    paced_s: float = 0.0
+    """From the first invocation to the last."""
+    complete: int = 0
+    failed: list[str] = field(default_factory=list)
+    pending: list[str] = field(default_factory=list)
+    dry_run: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return not self.pending and not self.failed
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "dry_run": self.dry_run,
+            "selected": self.selected,
+            "already_complete": self.already_complete,
+            "left_alone": self.left_alone,
+            "invoked": self.invoked,
+            "estimated_records": self.records,
+            "estimated_bytes": self.bytes,
+            "paced_seconds": round(self.paced_s, 3),
+            "complete": self.complete,
+            "failed": self.failed,
+            "pending": self.pending,
+        }
+
+
+def budget_seconds(items: Sequence[ReplayItem], limits: RateLimits) -> float:
+    """The least time a paced replay of ``items`` takes from its first invocation to its last (pure)."""
+    if len(items) < 2:
+        return 0.0
+    head = items[:-1]
+    records = sum(i.cost.records for i in head) - limits.records_per_s * limits.burst_s
+    data = sum(i.cost.bytes for i in head) - limits.bytes_per_s * limits.burst_s
+    return max(0.0, records / limits.records_per_s, data / limits.bytes_per_s)
+
+
+@dataclass(frozen=True)
+class ReplayDeps:
+    ledger: Ledger
+    redrive: Callable[[ObjectNotice], None]
+    clock: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], None] = time.sleep
+    progress: Progress = field(default_factory=NoProgress)
+
+
+def replay(
+    plan: ObjectPlan,
+    items: Sequence[ReplayItem],
+    deps: ReplayDeps,
+    limits: RateLimits,
+    *,
+    wait_s: float = 900.0,
+    poll_s: float = 15.0,
+    dry_run: bool = False,
+) -> ReplaySummary:
+    """Invoke Extract for each item, paced by :class:`Pacer`; then wait for the ledger to settle them.
+
+    A dry run invokes and waits for nothing.  Errors of the re-drive (Lambda refusing the
+    invocation) propagate: the objects invoked before stay invoked, and a rerun skips what has
+    completed meanwhile.
+    """
+    counts = plan.counts()
+    summary = ReplaySummary(
+        selected=len(plan.objects),
+        already_complete=counts.get("complete", 0),
+        left_alone={s: n for s, n in counts.items() if s in ("failed", "in_progress")},
+        records=sum(i.cost.records for i in items),
+        bytes=sum(i.cost.bytes for i in items),
+        dry_run=dry_run,
+    )
+    if dry_run:
+        summary.paced_s = budget_seconds(items, limits)
+        summary.pending = [f"s3://{i.notice.bucket}/{i.notice.key}" for i in items]
+        return summary
+    pacer = Pacer(limits, deps.clock, deps.sleep)
+    progress = deps.progress
+    progress.phase("invoking Extract", len(items), "objects")
+    first: float | None = None
+    for done, item in enumerate(items, start=1):
+        pacer.acquire(item.cost)
+        now = deps.clock()
+        first = now if first is None else first
+        summary.paced_s = now - first
+        deps.redrive(item.notice)
+        summary.invoked += 1
+        progress.update(done)
+    _settle(summary, items, deps, wait_s=wait_s, poll_s=poll_s)
+    progress.close()
+    return summary
+
+
+def _settle(
+    summary: ReplaySummary, items: Sequence[ReplayItem], deps: ReplayDeps, *, wait_s: float, poll_s: float
+) -> None:
+    """Poll the ledger until every invoked object is COMPLETE or FAILED, or ``wait_s`` has passed."""
+    waiting = {ObjectId(i.notice.bucket, i.notice.key, i.notice.etag) for i in items}
+    deadline = deps.clock() + wait_s
+    deps.progress.phase("waiting for the ledger", len(waiting), "objects")
+    while True:
+        for obj, entry in deps.ledger.get_many(sorted(waiting, key=lambda o: o.key)).items():
+            if entry.status == "COMPLETE":
+                summary.complete += 1
+                waiting.discard(obj)
+            elif entry.status == "FAILED":
+                summary.failed.append(obj.uri)
+                waiting.discard(obj)
+        deps.progress.update(len(items) - len(waiting))
+        if not waiting or deps.clock() >= deadline:
+            break
+        deps.sleep(max(min(poll_s, deadline - deps.clock()), 0.0))
+    summary.failed.sort()
+    summary.pending = sorted(o.uri for o in waiting)
