@@ -98,7 +98,14 @@ def load_template(path: Path) -> dict[str, Any]:
     try:
         text = path.read_text("utf-8")
     except OSError as exc:
-        raise InputError(f"cannot read the template {path}: {exc.strerror or exc}") from exc
+        hint = (
+            "; deploy from a checkout of the project, which holds template.yaml and where "
+            "`clickstream-etl package` builds lambda-artifacts/ (git clone, then pip install -e '.[deploy]'), "
+            "or pass --template"
+            if isinstance(exc, FileNotFoundError)
+            else ""
+        )
+        raise InputError(f"cannot read the template {path}: {exc.strerror or exc}{hint}") from exc
     return parse_template(text)
 
 
