@@ -84,7 +84,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 
 from load.errors import DestinationError, SinkWriteError
 from load.partitions import PartitionKey
-from load.redshift.backfill_plan import S3Location, S3Object, content_hash
+from load.redshift.backfill_plan import S3Location, S3Object, content_hash, group_partitions
 from pipeline.aws.errors import aws_exceptions, classify, translate
 from pipeline.config import LoadConfig
 from pipeline.iglu import Resolver
@@ -103,12 +103,6 @@ SCRATCH_FACTOR: Final = 2.5
 the outputs (the same rows, recompressed) and a margin for typed entity columns."""
 
 _HOUR_MS: Final = 3_600_000
-# The backfill's part-NNNNN files, the sink's <shard>-<first>-<last> objects, the direct mode's
-# direct-... parts and our outputs alike (load/redshift/backfill_plan.py reads the same layout;
-# a test keeps the two equal).  ASCII digits only: \d would match any Unicode digit.
-_OBJECT = re.compile(
-    r"event_date=(\d{4}-\d{2}-\d{2})/event_hour=(\d{2})/([A-Za-z0-9][A-Za-z0-9_.-]*\.parquet)", re.ASCII
-)
 _OUTPUT = re.compile(rf"{COMPACTED_PREFIX}([0-9a-f]{{{HASH_DIGITS}}})-(\d{{5}})\.parquet", re.ASCII)
 _TYPED_COLUMN_PREFIXES: Final = ("contexts_", "unstruct_event_")
 """The typed entity columns of :mod:`load.lake` (``..._recovered_...`` ones included)."""
@@ -210,18 +204,7 @@ def plan_compaction(
     if now.tzinfo is None:
         raise ValueError("now must be an aware datetime (UTC)")
     now_ms = int(now.timestamp() * 1000)
-    groups: dict[PartitionKey, list[S3Object]] = {}
-    ignored = 0
-    for obj in objects:
-        rest = obj.key[len(root.prefix) :] if obj.key.startswith(root.prefix) else None
-        match = _OBJECT.fullmatch(rest) if rest is not None else None
-        if match is None:
-            ignored += 1
-            continue
-        day, hour = match.group(1), int(match.group(2))
-        if (since and day < since.isoformat()) or (until and day > until.isoformat()):
-            continue
-        groups.setdefault(PartitionKey(day, hour), []).append(obj)
+    groups, ignored = group_partitions(root, objects, since, until)
     tasks: list[CompactionTask] = []
     young = compacted = 0
     for partition, files in sorted(groups.items()):

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any, Final, Literal
 
+from load.partitions import PartitionKey
 from load.redshift.columns import staging_type
 from load.redshift.identifiers import RedshiftTables, quote
 from load.redshift.merge import lock_statement, merge_statements
@@ -29,8 +30,10 @@ TEMP_COPY: Final = "clk_copy"
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 _SAFE_KEY = re.compile(r"[A-Za-z0-9!_.*()/=-]+")
 _ROLE_ARN = re.compile(r"arn:aws[a-z-]*:iam::\d{12}:role/[A-Za-z0-9+=,.@_/-]{1,512}")
-# The backfill's part-NNNNN.parquet files and the Parquet sink's <shard>-<first>-<last>.parquet
-# objects alike; hidden and temporary files are not data.
+
+# Every Parquet file of the dataset layout: the backfill's part-NNNNN files, the Parquet sink's
+# <shard>-<first>-<last> objects, the direct mode's direct-... parts and the compactor's outputs;
+# hidden and temporary files are not data.
 # ASCII digits only: str patterns let \d match any Unicode digit ("event_hour=٠٩" would be hour 9).
 _PART = re.compile(r"event_date=(\d{4}-\d{2}-\d{2})/event_hour=(\d{2})/[A-Za-z0-9][A-Za-z0-9_.-]*\.parquet", re.ASCII)
 
@@ -174,6 +177,29 @@ def content_hash(files: Iterable[S3Object]) -> str:
     return digest.hexdigest()
 
 
+def group_partitions(
+    root: S3Location, objects: Iterable[S3Object], since: date | None = None, until: date | None = None
+) -> tuple[dict[PartitionKey, list[S3Object]], int]:
+    """The dataset's Parquet files under ``root`` by hour partition (dates bounded by ``since``
+    and ``until``, inclusive), and how many objects are not ``event_date=…/event_hour=…/<name>.parquet``.
+
+    Every reader of an S3 dataset listing (the Redshift backfill, the compactor) groups with this.
+    """
+    groups: dict[PartitionKey, list[S3Object]] = {}
+    ignored = 0
+    for obj in objects:
+        rest = obj.key[len(root.prefix) :] if obj.key.startswith(root.prefix) else None
+        match = _PART.fullmatch(rest) if rest is not None else None
+        if match is None:
+            ignored += 1
+            continue
+        day, hour = match.group(1), int(match.group(2))
+        if (since and day < since.isoformat()) or (until and day > until.isoformat()):
+            continue
+        groups.setdefault(PartitionKey(day, hour), []).append(obj)
+    return groups, ignored
+
+
 def plan_backfill(
     root: S3Location,
     objects: Iterable[S3Object],
@@ -190,18 +216,7 @@ def plan_backfill(
     and ``until`` bound the partition dates, inclusive.
     """
     validate_manifest_prefix(manifest_prefix)
-    groups: dict[tuple[str, int], list[S3Object]] = {}
-    ignored = 0
-    for obj in objects:
-        rest = obj.key[len(root.prefix) :] if obj.key.startswith(root.prefix) else None
-        match = _PART.fullmatch(rest) if rest is not None else None
-        if match is None:
-            ignored += 1
-            continue
-        day, hour = match.group(1), int(match.group(2))
-        if (since and day < since.isoformat()) or (until and day > until.isoformat()):
-            continue
-        groups.setdefault((day, hour), []).append(obj)
+    groups, ignored = group_partitions(root, objects, since, until)
     partitions = []
     for (day, hour), files in sorted(groups.items()):
         prefix = root.url_of(f"{root.prefix}event_date={day}/event_hour={hour:02d}/")
