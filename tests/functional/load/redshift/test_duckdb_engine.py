@@ -34,7 +34,6 @@ from pipeline.config import PipelineConfig
 from pipeline.iglu import Resolver, bundled_registry
 from pipeline.records import encode_event
 from pipeline.schema import FIELDS, to_json_record
-from tests.conftest import make_config, run_core
 from tests.redshift_support import DuckDBExecutor, synthetic_event_id
 
 ROOT = Path(__file__).resolve().parents[4]
@@ -47,22 +46,8 @@ CANONICAL = frozenset(f.name for f in FIELDS)
 
 
 # --------------------------------------------------------------------------- helpers
-@pytest.fixture(scope="module")
-def sample_events() -> list[dict[str, Any]]:
-    return run_core(SAMPLE.read_bytes()).events
-
-
-@pytest.fixture
-def config() -> PipelineConfig:
-    return make_config()
-
-
-@pytest.fixture
-def tables(config: PipelineConfig) -> RedshiftTables:
-    return RedshiftTables.from_config(config.redshift)
-
-
 def engine(tables: RedshiftTables, s3: Any = None) -> DuckDBExecutor:
+    """An in-memory DuckDB with the load path's tables (test_entity_tables.py uses it too)."""
     executor = DuckDBExecutor(s3)
     for statement in ddl_statements(tables):
         executor.execute(statement)

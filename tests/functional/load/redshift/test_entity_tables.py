@@ -8,7 +8,6 @@ Snowplow's loader derives them.  What cannot be typed goes to ``unresolved_entit
 
 from __future__ import annotations
 
-import base64
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -20,20 +19,17 @@ import pytest
 from moto import mock_aws
 
 from load.errors import StatementFailedError
-from load.firehose import transform_records
 from load.parquet import encode_parquet
 from load.redshift.backfill_load import plan_backfill_load, run_backfill_load
 from load.redshift.backfill_plan import S3Location
 from load.redshift.ddl import ddl_statements
 from load.redshift.entity_load import drain_entities
-from load.redshift.firehose_destination import firehose_copy_command
 from load.redshift.identifiers import RedshiftTables
 from load.redshift.statements import Statement, Transaction
 from load.redshift.stream_load import run_loader
 from pipeline.config import PipelineConfig
 from pipeline.iglu import FolderRegistry, Resolver, bundled_registry
-from pipeline.records import encode_event
-from tests.conftest import make_config, run_core
+from tests.functional.load.redshift.test_duckdb_engine import engine, firehose
 from tests.redshift_support import DuckDBExecutor
 
 ROOT = Path(__file__).resolve().parents[4]
@@ -80,28 +76,6 @@ def registry(tmp_path: Path) -> Resolver:
     return Resolver([FolderRegistry(folder), bundled_registry()])
 
 
-@pytest.fixture(scope="module")
-def sample_events() -> list[dict[str, Any]]:
-    return run_core(SAMPLE.read_bytes()).events
-
-
-@pytest.fixture
-def config() -> PipelineConfig:
-    return make_config()
-
-
-@pytest.fixture
-def tables(config: PipelineConfig) -> RedshiftTables:
-    return RedshiftTables.from_config(config.redshift)
-
-
-def engine(tables: RedshiftTables, s3: Any = None) -> DuckDBExecutor:
-    executor = DuckDBExecutor(s3)
-    for statement in ddl_statements(tables):
-        executor.execute(statement)
-    return executor
-
-
 def contexts(*entities: tuple[str, dict[str, Any]]) -> str:
     return json.dumps(
         {
@@ -132,15 +106,6 @@ def page_view_and_click(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
         CLICK_1_0_0, {"label": "Buy now", "count": 3, "clicked_at": "2024-11-15T09:01:02.345Z", "primary": True}
     )
     return [view, click]
-
-
-def firehose(executor: DuckDBExecutor, tables: RedshiftTables, events: list[dict[str, Any]]) -> None:
-    """Firehose: the transformation Lambda's JSON lines, COPYed into the staging table."""
-    records = [{"recordId": str(n), "data": base64.b64encode(encode_event(e)).decode()} for n, e in enumerate(events)]
-    out, counts = transform_records(records)
-    assert counts.failed == 0
-    lines = [line for item in out for line in base64.b64decode(item["data"]).decode("utf-8").splitlines()]
-    executor.copy_json_lines(tables, firehose_copy_command(tables), lines)
 
 
 def entity_rows(executor: DuckDBExecutor, table: str) -> list[tuple[Any, ...]]:
