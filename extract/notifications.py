@@ -3,8 +3,12 @@
 Pure: a Lambda event in, :class:`ObjectNotice` values and counted ignores out.  Keys in S3
 notifications are form-encoded (space as ``+``, a literal ``+`` as ``%2B``; moto also
 encodes ``/``), so they are decoded with ``unquote_plus`` exactly once; EventBridge keys
-arrive decoded.  A notice remembers the SQS message that carried it, so the handler can
-report that message as a batch item failure when its object must be tried again later.
+arrive decoded.  The replay state machine's Distributed Map (``template.yaml``, ``ReplayStateMachine``)
+sends batches of its manifest's items, ``{"Items": [{"key", "etag", "size"}...], "BatchInput":
+{"bucket", "pace"}}``; ``pace`` is this invocation's share of stream 1's write limits
+(:mod:`pipeline.pacing`), which the notices carry, and a continuation keeps.  A notice remembers
+the SQS message that carried it, so the handler can report that message as a batch item failure
+when its object must be tried again later.
 Something that is not a notification (reliability catalogue A16) is counted and remembered by
 the message that carried it, so the handler can refuse it instead of succeeding silently.
 :func:`object_created_event` builds the S3-shaped event the pipeline sends itself
@@ -20,6 +24,11 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote_plus, unquote_plus
 
+from pipeline.pacing import PacingError, RateLimits
+
+PACE_KEY = "clickstreamPace"
+"""Where a continuation of a paced object carries its pace, beside the S3 record's fields."""
+
 
 @dataclass(frozen=True, slots=True)
 class ObjectNotice:
@@ -31,6 +40,8 @@ class ObjectNotice:
     sqs_message_id: str = ""
     """The SQS message that delivered this notice; "" when Lambda was invoked directly (S3,
     EventBridge, a continuation or a re-drive), where only a failed invocation brings it back."""
+    pace: RateLimits | None = None
+    """This invocation's share of stream 1's write limits, when a replay sent it (``None``: unpaced)."""
 
 
 @dataclass
@@ -75,8 +86,49 @@ def _from_s3_record(record: Mapping[str, Any], out: Notices, message_id: str) ->
             obj.get("size"),
             str(obj.get("sequencer", "")),
             message_id,
+            _pace(record.get(PACE_KEY), out, message_id) if PACE_KEY in record else None,
         )
     )
+
+
+def _pace(document: Any, out: Notices, message_id: str) -> RateLimits | None:
+    if not isinstance(document, Mapping):
+        _malformed(out, "malformed_pace", message_id)
+        return None
+    try:
+        return RateLimits.from_json(document)
+    except PacingError:
+        _malformed(out, "malformed_pace", message_id)
+        return None
+
+
+def _item_field(item: Mapping[str, Any], *names: str) -> Any:
+    # The manifest the CLI writes uses lower-case names; an S3 ListObjectsV2 or inventory item reader
+    # gives ``Key``, ``Etag`` (or ``ETag``) and ``Size``.
+    for name in names:
+        if name in item:
+            return item[name]
+    return None
+
+
+def _from_map_batch(event: Mapping[str, Any], out: Notices, message_id: str) -> None:
+    batch_input = event.get("BatchInput")
+    items = event.get("Items")
+    bucket = batch_input.get("bucket") if isinstance(batch_input, Mapping) else None
+    if not isinstance(bucket, str) or not bucket or not isinstance(items, list):
+        _malformed(out, "malformed_map_batch", message_id)
+        return
+    assert isinstance(batch_input, Mapping)  # narrowed by the test above
+    pace = _pace(batch_input["pace"], out, message_id) if "pace" in batch_input else None
+    for item in items:
+        key = _item_field(item, "key", "Key") if isinstance(item, Mapping) else None
+        size = _item_field(item, "size", "Size") if isinstance(item, Mapping) else None
+        if not isinstance(key, str) or not key or not (size is None or isinstance(size, int)):
+            _malformed(out, "malformed_map_item", message_id)
+            continue
+        assert isinstance(item, Mapping)
+        etag = _strip_etag(str(_item_field(item, "etag", "Etag", "ETag") or ""))
+        out.objects.append(ObjectNotice(bucket, key, etag, size, "", message_id, pace))
 
 
 def _from_eventbridge(event: Mapping[str, Any], out: Notices, message_id: str) -> None:
@@ -111,6 +163,9 @@ def _walk(event: Any, out: Notices, depth: int = 0, message_id: str = "") -> Non
     if "detail-type" in event:
         _from_eventbridge(event, out, message_id)
         return
+    if "BatchInput" in event or "Items" in event:
+        _from_map_batch(event, out, message_id)
+        return
     records = event.get("Records")
     if not isinstance(records, list):
         _malformed(out, "malformed_event", message_id)
@@ -144,17 +199,17 @@ def object_created_event(notice: ObjectNotice, *, event_name: str = "ObjectCreat
     """An S3-shaped event for one object, as the pipeline sends it to a fresh Extract invocation.
 
     ``event_name`` (after ``ObjectCreated:``) says why in the logs: a continuation of a
-    checkpointed object, or a re-drive by the reconciler.  The key is form-encoded like S3's.
+    checkpointed object, or a re-drive by the reconciler.  The key is form-encoded like S3's.  A
+    paced notice's pace goes with it, so a continuation stays within the replay's share.
     """
-    return {
-        "Records": [
-            {
-                "eventSource": "aws:s3",
-                "eventName": event_name,
-                "s3": {
-                    "bucket": {"name": notice.bucket},
-                    "object": {"key": quote_plus(notice.key, safe="/"), "eTag": notice.etag, "size": notice.size},
-                },
-            }
-        ]
+    record: dict[str, Any] = {
+        "eventSource": "aws:s3",
+        "eventName": event_name,
+        "s3": {
+            "bucket": {"name": notice.bucket},
+            "object": {"key": quote_plus(notice.key, safe="/"), "eTag": notice.etag, "size": notice.size},
+        },
     }
+    if notice.pace is not None:
+        record[PACE_KEY] = notice.pace.to_json()
+    return {"Records": [record]}

@@ -21,6 +21,7 @@ for the ones that never do).
 from __future__ import annotations
 
 import hashlib
+import time
 from collections import Counter
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
@@ -30,12 +31,13 @@ from extract.errors import ExtractTransientError, ObjectBusyError
 from extract.notifications import ObjectNotice
 from pipeline.aws.badsink import BadRowWriter
 from pipeline.aws.errors import aws_exceptions, classify, error_code
-from pipeline.aws.kinesis import MAX_BYTES_PER_CALL, MAX_RECORDS_PER_CALL, OutRecord, RecordWriter
+from pipeline.aws.kinesis import MAX_BYTES_PER_CALL, MAX_RECORDS_PER_CALL, OutRecord, PacedWriter, RecordWriter
 from pipeline.aws.ledger import Claim, ClaimRefused, Ledger, ObjectId
 from pipeline.badrows import BadRow, SourceRef
 from pipeline.config import PipelineConfig
 from pipeline.formats import get_format
 from pipeline.formats.base import FieldLayout, LogFormat, LogLine, ReadLimits, ReadProgress, ReadStats
+from pipeline.pacing import Pacer, RateLimits
 from pipeline.records import RawBatch, encode_raw
 
 # Room for the record's fixed fields (bucket, key, etag, layout) besides its lines.
@@ -379,6 +381,9 @@ class ExtractDeps:
     """Schedules a fresh invocation for an object that was checkpointed near the timeout."""
     log_format: LogFormat = field(default_factory=get_format)
     """How the objects are read (``extract.format``)."""
+    clock: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], None] = time.sleep
+    """The clock and sleep that pace a replay's objects (:class:`~pipeline.aws.kinesis.PacedWriter`)."""
 
 
 def is_own_output(notice: ObjectNotice, config: PipelineConfig) -> bool:
@@ -397,6 +402,7 @@ def handle_notices(
 ) -> list[ExtractResult]:
     """Extract every noticed object; guarded, deduplicated and continued as needed."""
     results: list[ExtractResult] = []
+    pacers: dict[RateLimits, Pacer] = {}  # one per pace, so an invocation's objects share its budget
     for notice in notices:
         obj = ObjectId(notice.bucket, notice.key, notice.etag)
         if is_own_output(notice, deps.config) or notice.key.endswith("/"):
@@ -407,10 +413,14 @@ def handle_notices(
             deps.continue_later(notice)
             results.append(ExtractResult(obj, "deferred"))
             continue
+        writer = deps.writer
+        if notice.pace is not None:
+            pacer = pacers.setdefault(notice.pace, Pacer(notice.pace, deps.clock, deps.sleep))
+            writer = PacedWriter(deps.writer, pacer)
         result = extract_object(
             notice,
             s3=deps.s3,
-            writer=deps.writer,
+            writer=writer,
             bad_sink=deps.bad_sink,
             ledger=deps.ledger,
             config=deps.config,

@@ -34,6 +34,7 @@ def quiet_library_loggers(environ: Mapping[str, str] | None = None) -> str:
         logging.getLogger(name).setLevel(level)
     return level
 
+
 Handler = TypeVar("Handler", bound=Callable[..., Any])
 
 _DISABLED = frozenset({"1", "true", "yes"})

@@ -27,6 +27,18 @@ EXTRACT_TIMEOUT_S: Final = 300
 invocation's lease is free at most this long after it started; large objects continue in fresh
 invocations, so a longer timeout buys nothing."""
 NOTIFICATION_QUEUE: Final = "clickstream-etl-notifications"
+REPLAY_STATE_MACHINE: Final = "clickstream-etl-replay"
+"""The replay's Distributed Map (template.yaml ``ReplayStateMachine``; ``backfill --mode replay``)."""
+REPLAY_PREFIX: Final = "_replay/"
+"""Where, in the output bucket, the replay's manifests and results exports go (the only keys its role may touch)."""
+REPLAY_ITEMS_PER_BATCH: Final = 10
+"""Objects per Extract invocation of the Distributed Map (its ItemBatcher's MaxItemsPerBatch)."""
+REPLAY_MAX_BATCH_BYTES: Final = 131072
+"""The ItemBatcher's MaxInputBytesPerBatch: a batch's JSON, items and batch input, stays under it."""
+REPLAY_BATCH_INPUT: Final[Mapping[str, str]] = {"bucket": "$.bucket", "pace": "$.pace"}
+"""The ItemBatcher's BatchInput: each field of a batch event, and the path of the execution input it comes from."""
+REPLAY_MAX_CONCURRENCY: Final = 8
+"""The default cap of concurrent Extract invocations of a replay; fewer when stream 1 has fewer shards."""
 ASYNC_FAILURE_QUEUE: Final = "clickstream-etl-async-failures"
 """Where Lambda sends the asynchronous invocations of the object function (Extract, or the direct
 function) that failed every retry: continuations and the reconciler's re-drives."""

@@ -114,6 +114,15 @@ COMMANDS: Final[tuple[Command, ...]] = (
         "pipeline.app.commands.run_local",
     ),
     Command(
+        "loadtest",
+        "synthetic traffic at N events/s through the local chain (or a deployed stream 1): latency, loss, duplicates",
+        "Put synthetic tracker events at --rate events/s for --duration s on stream 1 of the emulated chain "
+        "(default) or of a deployed pipeline (--stream), read the sink back and report throughput, latency "
+        "percentiles from ingestion to sink, and every event lost or duplicated. Exit code 1 on any loss, "
+        "duplicate or bad row.",
+        "pipeline.app.commands.loadtest",
+    ),
+    Command(
         "package",
         "build the Lambda artifacts (folders sam deploy takes) without Docker",
         "Build the Lambda artifacts and the pyarrow layer under OUTPUT with pip, for Lambda's Linux.",

@@ -759,3 +759,44 @@ def render_peers(inputs: CostInputs) -> list[str]:
             f"{peer.at_events_per_second:g} events/s ({peer.scope}) {peer.source}"
         )
     return lines
+
+
+REPLAY_TRANSITIONS_PER_BATCH: Final = 4
+"""State transitions of one batch of the replay's Distributed Map: its child run's start, the task's
+entry and exit, its end (retries add one each)."""
+REPLAY_TRANSITIONS_PER_RUN: Final = 4
+
+
+@dataclass(frozen=True)
+class ReplayCost:
+    """What replaying stored logs through the deployed streaming pipeline costs, dollars."""
+
+    events: float
+    pipeline: float
+    """The per-event part of the streaming mode's bill (Lambda, Kinesis PUT units, S3, DynamoDB)."""
+    state_machine: float
+    """Step Functions' state transitions, when the Distributed Map runs the replay."""
+
+    @property
+    def total(self) -> float:
+        return self.pipeline + self.state_machine
+
+
+def replay_cost(
+    decompressed_bytes: float, objects: int, inputs: CostInputs, *, batch_size: int, map_engine: bool = True
+) -> ReplayCost:
+    """The cost of replaying ``objects`` log objects of ``decompressed_bytes`` through the streaming pipeline.
+
+    Events are the bytes over the measured raw bytes per event; each costs the per-event part of the
+    streaming mode's estimate at a rate high enough that the log-object floor does not weigh in
+    (the stream's shard-hours are the deployment's, paid with or without a replay).
+    """
+    events = decompressed_bytes / inputs.usage.m("raw_bytes")
+    steady = estimate("streaming", 1000.0, inputs)
+    per_event = steady.per_event / steady.events_per_month if steady.events_per_month else 0.0
+    state_machine = 0.0
+    if map_engine and objects:
+        batches = math.ceil(objects / max(batch_size, 1))
+        transitions = REPLAY_TRANSITIONS_PER_RUN + REPLAY_TRANSITIONS_PER_BATCH * batches
+        state_machine = transitions / 1000 * inputs.prices("stepfunctions", "standard_transitions_per_thousand")
+    return ReplayCost(events, events * per_event, state_machine)

@@ -32,26 +32,39 @@ from typing import Any, Final
 from extract.notifications import ObjectNotice
 from extract.stage import RECORD_OVERHEAD  # the packer's reserve for a record's fixed fields
 from pipeline.app.progress import NoProgress, Progress
-from pipeline.app.reconcile import ObjectPlan, ReconcileInputError
+from pipeline.app.reconcile import ObjectPlan
 from pipeline.aws.ledger import Ledger, ObjectId
 from pipeline.config import StreamConfig
+from pipeline.pacing import (  # re-exported: the replay's pacing is the foundation's token bucket
+    DEFAULT_SHARE,
+    SHARD_BYTES_PER_S,
+    SHARD_RECORDS_PER_S,
+    Cost,
+    Pacer,
+    RateLimits,
+)
 
-SHARD_RECORDS_PER_S: Final = 1000
-SHARD_BYTES_PER_S: Final = 1024 * 1024
-DEFAULT_SHARE: Final = 0.8
-"""Of the shards' limits a replay takes by default, leaving the rest to the live traffic."""
+__all__ = [
+    "DEFAULT_SHARE",
+    "SHARD_BYTES_PER_S",
+    "SHARD_RECORDS_PER_S",
+    "Cost",
+    "Estimator",
+    "Pacer",
+    "RateLimits",
+    "ReplayDeps",
+    "ReplayItem",
+    "ReplaySummary",
+    "budget_seconds",
+    "plan_replay",
+    "replay",
+    "settle",
+]
+
 DEFAULT_COMPRESSION_RATIO: Final = 10.0
 """Decompressed bytes per stored byte of a ``.gz`` log.  ``generate-logs`` output measures 4.9; real logs,
 with their repeated user agents and hosts, compress better, so 10 errs on the slow side (an
 overestimate paces more slowly, an underestimate leaves Extract's PutRecords retries to absorb it)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Cost:
-    """What one object puts on stream 1: records, and bytes (data plus partition keys)."""
-
-    records: int
-    bytes: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,78 +84,6 @@ class Estimator:
         data = math.ceil(max(size, 0) * ratio)
         records = max(1, math.ceil(data / self.record_budget))
         return Cost(records, data + records * 64)  # 64: a partition key (a batch id) per record
-
-
-@dataclass(frozen=True, slots=True)
-class RateLimits:
-    """Records/s and bytes/s a replay may put on stream 1, and how far ahead it may burst (seconds)."""
-
-    records_per_s: float
-    bytes_per_s: float
-    burst_s: float = 0.0
-
-    def __post_init__(self) -> None:
-        if not (self.records_per_s > 0 and self.bytes_per_s > 0 and self.burst_s >= 0):
-            raise ReconcileInputError("rates must be above 0 and the burst at least 0")
-
-    @classmethod
-    def for_shards(cls, shards: int, share: float = DEFAULT_SHARE) -> RateLimits:
-        """``share`` of ``shards`` shards' write limits."""
-        if shards < 1:
-            raise ReconcileInputError(f"a stream has at least one shard, got {shards}")
-        return cls(SHARD_RECORDS_PER_S * shards * share, SHARD_BYTES_PER_S * shards * share)
-
-
-class Pacer:
-    """A two-dimensional token bucket (records, bytes) on an injected clock and sleep.
-
-    Starts full (``burst_s`` worth of each); :meth:`acquire` waits until neither bucket is in
-    debt, then debits the cost, which may put a bucket in debt (an object larger than the burst
-    still goes, and the ones after it wait for the debt to be paid).
-    """
-
-    def __init__(self, limits: RateLimits, clock: Callable[[], float], sleep: Callable[[float], None]) -> None:
-        self._limits = limits
-        self._clock = clock
-        self._sleep = sleep
-        self._capacity = (limits.records_per_s * limits.burst_s, limits.bytes_per_s * limits.burst_s)
-        self._tokens = list(self._capacity)
-        self._last = clock()
-
-    def _refill(self) -> None:
-        now = self._clock()
-        elapsed = max(now - self._last, 0.0)
-        self._last = now
-        rates = (self._limits.records_per_s, self._limits.bytes_per_s)
-        for index in (0, 1):
-            self._tokens[index] = min(self._capacity[index], self._tokens[index] + rates[index] * elapsed)
-
-    def wait_for(self) -> float:
-        """Seconds until the next acquisition may start (0: now)."""
-        self._refill()
-        return max(
-            0.0,
-            -self._tokens[0] / self._limits.records_per_s,
-            -self._tokens[1] / self._limits.bytes_per_s,
-        )
-
-    def acquire(self, cost: Cost) -> float:
-        """Wait (with the injected sleep) until ``cost`` may start, debit it; returns the seconds waited."""
-        delay = self.wait_for()
-        if delay > 0:
-            # One sleep: time.sleep never returns early (PEP 475), and a fake clock may not move by
-            # less than its float's resolution, so the debt is paid by the delay, clamped at zero.
-            self._sleep(delay)
-            now = self._clock()
-            elapsed = max(now - self._last, delay)
-            self._last = max(now, self._last)
-            rates = (self._limits.records_per_s, self._limits.bytes_per_s)
-            for index in (0, 1):
-                refilled = max(self._tokens[index] + rates[index] * elapsed, 0.0)
-                self._tokens[index] = min(self._capacity[index], refilled)
-        self._tokens[0] -= cost.records
-        self._tokens[1] -= cost.bytes
-        return delay
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,29 +201,40 @@ def replay(
         deps.redrive(item.notice)
         summary.invoked += 1
         progress.update(done)
-    _settle(summary, items, deps, wait_s=wait_s, poll_s=poll_s)
+    settle(summary, items, deps.ledger, deps.clock, deps.sleep, progress, wait_s=wait_s, poll_s=poll_s)
     progress.close()
     return summary
 
 
-def _settle(
-    summary: ReplaySummary, items: Sequence[ReplayItem], deps: ReplayDeps, *, wait_s: float, poll_s: float
+def settle(  # noqa: PLR0913 - the ledger and the three seams a test replaces
+    summary: ReplaySummary,
+    items: Sequence[ReplayItem],
+    ledger: Ledger,
+    clock: Callable[[], float],
+    sleep: Callable[[float], None],
+    progress: Progress,
+    *,
+    wait_s: float,
+    poll_s: float,
 ) -> None:
-    """Poll the ledger until every invoked object is COMPLETE or FAILED, or ``wait_s`` has passed."""
+    """Poll the ledger until every invoked object is COMPLETE or FAILED, or ``wait_s`` has passed.
+
+    The reconciliation that ends every replay, whichever engine invoked Extract.
+    """
     waiting = {ObjectId(i.notice.bucket, i.notice.key, i.notice.etag) for i in items}
-    deadline = deps.clock() + wait_s
-    deps.progress.phase("waiting for the ledger", len(waiting), "objects")
+    deadline = clock() + wait_s
+    progress.phase("waiting for the ledger", len(waiting), "objects")
     while True:
-        for obj, entry in deps.ledger.get_many(sorted(waiting, key=lambda o: o.key)).items():
+        for obj, entry in ledger.get_many(sorted(waiting, key=lambda o: o.key)).items():
             if entry.status == "COMPLETE":
                 summary.complete += 1
                 waiting.discard(obj)
             elif entry.status == "FAILED":
                 summary.failed.append(obj.uri)
                 waiting.discard(obj)
-        deps.progress.update(len(items) - len(waiting))
-        if not waiting or deps.clock() >= deadline:
+        progress.update(len(items) - len(waiting))
+        if not waiting or clock() >= deadline:
             break
-        deps.sleep(max(min(poll_s, deadline - deps.clock()), 0.0))
+        sleep(max(min(poll_s, deadline - clock()), 0.0))
     summary.failed.sort()
     summary.pending = sorted(o.uri for o in waiting)

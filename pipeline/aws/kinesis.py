@@ -19,6 +19,7 @@ from typing import Any, Final, Protocol
 from pipeline.aws.errors import AwsFault, aws_exceptions, classify
 from pipeline.config import StreamConfig
 from pipeline.errors import TerminalError, TransientError
+from pipeline.pacing import Cost, Pacer
 
 MAX_RECORDS_PER_CALL: Final = 500
 MAX_BYTES_PER_CALL: Final = 5 * 1024 * 1024
@@ -48,6 +49,26 @@ class RecordWriter(Protocol):
     """Puts records on a stream; returns only once every record is durable (else raises)."""
 
     def put(self, records: Sequence[OutRecord]) -> None: ...
+
+
+class PacedWriter:
+    """A :class:`RecordWriter` that waits for its :class:`~pipeline.pacing.Pacer` before each put.
+
+    A put starts once the pacer's buckets are out of debt and then debits its records and bytes
+    (data and partition keys), so over any window the puts started stay within the pacer's rates
+    plus one put's size.
+    """
+
+    def __init__(self, inner: RecordWriter, pacer: Pacer) -> None:
+        self._inner = inner
+        self._pacer = pacer
+        self.stats = getattr(inner, "stats", None)  # the handler reads the inner writer's retry counts
+
+    def put(self, records: Sequence[OutRecord]) -> None:
+        if not records:
+            return
+        self._pacer.acquire(Cost(len(records), sum(r.size for r in records)))
+        self._inner.put(records)
 
 
 @dataclass

@@ -149,7 +149,6 @@ class RequestScreen(Protocol):
     def __getitem__(self, request: tuple[str, str], /) -> Skip | None: ...
 
 
-
 class LogFormat(Protocol):
     """An input format: how to read its lines, and how to turn a line into a :class:`Request`.
 

@@ -25,7 +25,7 @@ def options_of(command: str) -> set[str]:
 def test_the_readme_synopsis_of_a_command_lists_each_of_its_options(command: str) -> None:
     match = re.search(rf"clickstream-etl {command} [A-Z_]+[^`\n]*(?:\n[^`\n]*)*?[`\n]{{1}}", README)
     assert match, f"no synopsis of {command} in the README"
-    synopsis = README[match.start() : match.start() + 600].split("```")[0].split("` (")[0]
+    synopsis = README[match.start() : match.start() + 1200].split("```")[0].split("` (")[0]
     listed = set(re.findall(r"--[a-z][a-z-]*", synopsis))
     assert options_of(command) <= listed, f"missing from the README: {sorted(options_of(command) - listed)}"
 

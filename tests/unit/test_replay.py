@@ -24,6 +24,7 @@ from pipeline.app.replay import (
     budget_seconds,
 )
 from pipeline.config import load_config
+from pipeline.pacing import PacingError
 from pipeline.testing.lambda_events import FakeClock
 
 
@@ -112,10 +113,24 @@ def test_an_object_larger_than_a_second_goes_and_the_next_waits_its_debt() -> No
 
 
 def test_rates_must_be_positive() -> None:
-    with pytest.raises(ReconcileInputError):
+    with pytest.raises(PacingError):
         RateLimits(0, 1)
-    with pytest.raises(ReconcileInputError):
+    with pytest.raises(PacingError):
         RateLimits.for_shards(0)
+    with pytest.raises(PacingError):
+        RateLimits(10, 10).shared_by(0)
+    with pytest.raises(PacingError, match="records_per_s"):
+        RateLimits.from_json({"bytes_per_s": 1})
+    with pytest.raises(PacingError):
+        RateLimits.from_json({"records_per_s": "x", "bytes_per_s": 1})
+
+
+def test_limits_shared_by_writers_add_up_to_the_whole_and_survive_json() -> None:
+    whole = RateLimits.for_shards(4)
+    part = whole.shared_by(8)
+    assert part.records_per_s * 8 == pytest.approx(whole.records_per_s)
+    assert part.bytes_per_s * 8 == pytest.approx(whole.bytes_per_s)
+    assert RateLimits.from_json(part.to_json()) == part
 
 
 def test_the_estimate_follows_the_packer_budget_and_the_compression_ratio() -> None:

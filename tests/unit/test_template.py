@@ -845,7 +845,10 @@ def test_one_role_per_function_none_shared_and_no_managed_policy(
     users = policies.role_users(template)
     assert sorted(users) == sorted(policies.roles(template))
     assert all(len(u) == 1 for u in users.values()), users
-    assert {u for (u,) in users.values()} == set(sam_functions(template)) | {"RedshiftDeliveryStream"}
+    assert {u for (u,) in users.values()} == set(sam_functions(template)) | {
+        "RedshiftDeliveryStream",
+        "ReplayStateMachine",
+    }
     for role in resources_of(translated, "AWS::IAM::Role").values():
         assert "ManagedPolicyArns" not in role["Properties"]
     assert len(resources_of(translated, "AWS::IAM::Role")) == len(policies.roles(template))
@@ -921,6 +924,14 @@ def test_roles_write_logs_to_their_own_log_group_and_trust_only_their_service(te
         if user == "RedshiftDeliveryStream":
             assert trust["Principal"] == {"Service": "firehose.amazonaws.com"}
             assert trust["Condition"] == {"StringEquals": {"sts:ExternalId": {"Ref": "AWS::AccountId"}}}
+            continue
+        if user == "ReplayStateMachine":
+            # No execution logs (its results export records each batch), so no Logs statement either.
+            assert trust["Principal"] == {"Service": "states.amazonaws.com"}
+            assert trust["Condition"] == {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}
+            assert not [
+                s for s in policies.statements(role) for a in policies.as_list(s["Action"]) if a.startswith("logs:")
+            ]
             continue
         assert trust == {
             "Effect": "Allow",
@@ -1033,3 +1044,123 @@ def test_the_template_names_no_account_region_or_hard_coded_arn(template: dict[s
     assert not [s for s in strings if ACCOUNT in s or "us-east-1" in s]
     assert not [s for s in strings if s.startswith("arn:aws:")], "ARNs use ${AWS::Partition}"
     assert PIPELINE_MODES == tuple(template["Parameters"]["PipelineMode"]["AllowedValues"])
+
+
+# --------------------------------------------------------------------------- replay state machine (issue 12)
+def _replay_definition(template: dict[str, Any]) -> dict[str, Any]:
+    return copy.deepcopy(template["Resources"]["ReplayStateMachine"]["Properties"]["Definition"])
+
+
+def _input_paths(value: Any) -> set[str]:
+    """The execution-input fields (``$.name``) a definition reads outside its ItemProcessor."""
+    found: set[str] = set()
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if key == "ItemProcessor":
+                continue
+            if (key.endswith(".$") or key.endswith("Path")) and isinstance(item, str) and item.startswith("$."):
+                found.add(item[2:].split(".")[0])
+            found |= _input_paths(item)
+    elif isinstance(value, list):
+        for item in value:
+            found |= _input_paths(item)
+    return found
+
+
+def test_the_replay_is_a_distributed_map_of_extract_batches_with_retries_and_a_results_export(
+    template: dict[str, Any],
+) -> None:
+    from deploy.asl import problems
+    from pipeline.app.replay_map import execution_input
+    from pipeline.pacing import RateLimits
+    from pipeline.topology import (
+        REPLAY_BATCH_INPUT,
+        REPLAY_ITEMS_PER_BATCH,
+        REPLAY_MAX_BATCH_BYTES,
+        REPLAY_STATE_MACHINE,
+    )
+
+    resource = template["Resources"]["ReplayStateMachine"]
+    definition = _replay_definition(template)
+    assert problems(definition) == []
+    (map_state,) = definition["States"].values()
+    assert map_state["ItemProcessor"]["ProcessorConfig"] == {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"}
+    assert map_state["ItemReader"]["Resource"] == "arn:${Partition}:states:::s3:getObject"
+    assert map_state["ItemReader"]["Parameters"] == {"Bucket": "${OutputBucket}", "Key.$": "$.manifest_key"}
+    batcher = map_state["ItemBatcher"]
+    assert batcher["MaxItemsPerBatch"] == REPLAY_ITEMS_PER_BATCH
+    assert batcher["MaxInputBytesPerBatch"] == REPLAY_MAX_BATCH_BYTES
+    assert batcher["BatchInput"] == {f"{name}.$": path for name, path in REPLAY_BATCH_INPUT.items()}
+    assert map_state["MaxConcurrencyPath"] == "$.max_concurrency"
+    assert map_state["ResultWriter"]["Parameters"] == {"Bucket": "${OutputBucket}", "Prefix.$": "$.results_prefix"}
+    # Every field the definition reads is one the CLI's execution input holds.
+    sample = execution_input(bucket="b", manifest_key="k", results_prefix="r", max_concurrency=1, pace=RateLimits(1, 1))
+    assert _input_paths(definition) <= set(sample)
+    (task,) = map_state["ItemProcessor"]["States"].values()
+    assert task["Resource"] == "arn:${Partition}:states:::lambda:invoke"
+    assert task["Parameters"] == {"FunctionName": "${ObjectFunction}", "Payload.$": "$"}
+    throttled, anything = task["Retry"]
+    assert "Lambda.TooManyRequestsException" in throttled["ErrorEquals"]
+    assert throttled["BackoffRate"] > 1 and throttled["JitterStrategy"] == "FULL" and throttled["MaxAttempts"] >= 5
+    assert anything["ErrorEquals"] == ["States.ALL"] and 1 <= anything["MaxAttempts"] <= 5
+    # The function per batch is the one that reads objects in each mode.
+    substitutions = resource["Properties"]["DefinitionSubstitutions"]
+    assert substitutions["OutputBucket"] == {"Ref": "OutputBucket"}
+    for configuration, function in (("streaming", "extract"), ("direct", "direct")):
+        ev = evaluator(template, configuration)
+        assert (
+            ev.resolve(substitutions["ObjectFunction"])
+            == f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:clickstream-etl-{function}"
+        )
+        assert ev.resolve(resource["Properties"]["Name"]) == REPLAY_STATE_MACHINE
+
+
+@pytest.mark.parametrize(
+    "mutation",
+    [
+        "inline",
+        "no batcher size",
+        "oversized batch",
+        "catch-all first",
+        "dangling next",
+        "unknown field",
+        "reader type",
+    ],
+)
+def test_the_definition_check_fails_a_broken_map(template: dict[str, Any], mutation: str) -> None:
+    from deploy.asl import problems
+
+    definition = _replay_definition(template)
+    (map_state,) = definition["States"].values()
+    (task,) = map_state["ItemProcessor"]["States"].values()
+    if mutation == "inline":
+        map_state["ItemProcessor"]["ProcessorConfig"] = {"Mode": "INLINE"}
+    elif mutation == "no batcher size":
+        map_state["ItemBatcher"] = {"BatchInput": {}}
+    elif mutation == "oversized batch":
+        map_state["ItemBatcher"]["MaxInputBytesPerBatch"] = 300_000
+    elif mutation == "catch-all first":
+        task["Retry"].reverse()
+    elif mutation == "dangling next":
+        task.pop("End")
+        task["Next"] = "Nowhere"
+    elif mutation == "unknown field":
+        map_state["MaxItems"] = 3
+    elif mutation == "reader type":
+        map_state["ItemReader"]["ReaderConfig"]["InputType"] = "XML"
+    assert problems(definition)
+
+
+def test_the_replay_role_touches_only_replay_files_and_invokes_only_the_object_function(
+    template: dict[str, Any],
+) -> None:
+    role = template["Resources"]["ReplayStateMachineRole"]
+    allowed = policies.allow_list(role)
+    for action, resources in allowed.items():
+        if action.startswith("s3:"):
+            assert resources == ["${OutputBucket.Arn}/_replay/*"], action
+    assert allowed["lambda:InvokeFunction"] == [
+        "arn:${AWS::Partition}:lambda:${AWS::Region}:${AWS::AccountId}:function:${NamePrefix}-direct",
+        "arn:${AWS::Partition}:lambda:${AWS::Region}:${AWS::AccountId}:function:${NamePrefix}-extract",
+    ]
+    assert not [a for a in allowed if a.startswith(("dynamodb:", "kinesis:", "iam:"))]

@@ -12,6 +12,7 @@ from typing import Any, Final
 
 from pipeline.app.arguments import config_argument, positive_int
 from pipeline.app.cli import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
+from pipeline.app.commands.replay import add_replay_options
 from pipeline.errors import InputError
 from pipeline.summary import RunSummary
 
@@ -27,7 +28,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         ),
     )
     parser.add_argument(
-        "--output", "-o", required=True, metavar="DEST", help="output folder, or s3://bucket/prefix (staged locally)"
+        "--output",
+        "-o",
+        metavar="DEST",
+        help="output folder, or s3://bucket/prefix (staged locally); required unless --mode replay",
+    )
+    parser.add_argument(
+        "--mode",
+        choices=("local", "replay"),
+        default="local",
+        help=(
+            "local (default): process here into DEST; replay: feed the deployed pipeline from one s3:// SOURCE "
+            "(needs --since and --until; see the replay options below)"
+        ),
     )
     parser.add_argument(
         "--since",
@@ -68,6 +81,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="what to do with requests that are not tracker hits (default from config: skip)",
     )
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    replay_options = parser.add_argument_group("replay options (--mode replay)")
+    add_replay_options(replay_options)
+
+
+def _replay_mode(args: argparse.Namespace) -> int:
+    """``backfill --mode replay``: the same plan as ``replay``, run by the deployed pipeline."""
+    from pipeline.app.commands import replay as replay_command
+
+    if args.output:
+        raise InputError("--mode replay writes where the deployed pipeline writes: leave out --output")
+    if len(args.source) != 1 or not args.source[0].startswith("s3://"):
+        raise InputError("--mode replay takes one SOURCE, s3://bucket/prefix: the raw logs the pipeline can read")
+    if not (args.since and args.until):
+        raise InputError("--mode replay needs --since and --until (the request hours to replay)")
+    if len(args.distribution) > 1:
+        raise InputError("--mode replay takes at most one --distribution")
+    replay_args = argparse.Namespace(**vars(args))
+    replay_args.source = args.source[0]
+    replay_args.distribution = args.distribution[0] if args.distribution else None
+    return replay_command.run(replay_args)
 
 
 def check_paths(sources: list[str], output: str) -> None:
@@ -90,6 +123,14 @@ def check_paths(sources: list[str], output: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.mode == "replay":
+        return _replay_mode(args)
+    if not args.output:
+        raise InputError("--output DEST is required: a folder or s3://bucket/prefix (or --mode replay)")
+    return _run_here(args)
+
+
+def _run_here(args: argparse.Namespace) -> int:
     from pipeline.app.backfill import BackfillInterrupted, plan_backfill, run_backfill
     from pipeline.app.progress import TerminalProgress
     from pipeline.app.sources import Selection, is_s3
@@ -180,8 +221,9 @@ def _dry_run(args: argparse.Namespace, plan: Any, dest: Path, config: Any, outpu
     if rate is None:
         rate = (measure_rate(config), "measured now on a generated sample (reading and transforming only)")
     planned = dry_run(plan, ledger, args.workers, rate)
+    replay = _replay_cost(args, planned.todo, planned.todo_bytes)
     if args.json:
-        print(json.dumps(planned.to_json(), indent=1))
+        print(json.dumps({**planned.to_json(), "replay_cost": replay}, indent=1))
         return EXIT_OK
     covered = f"{planned.first_hour} .. {planned.last_hour}" if planned.first_hour else "no CloudFront names"
     rows = [
@@ -198,6 +240,12 @@ def _dry_run(args: argparse.Namespace, plan: Any, dest: Path, config: Any, outpu
             f"{planned.workers} worker(s) at {planned.bytes_per_second / 1048576:,.2f} MiB/s each "
             f"({planned.rate_from})",
         ),
+        (
+            "replay cost",
+            f"${replay['dollars']:,.2f}",
+            f"--mode replay ({replay['engine']}): about {replay['events']:,.0f} events through the deployed "
+            f"pipeline at list prices of {replay['prices_as_of']} (clickstream-etl cost)",
+        ),
     ]
     width = max(len(label) for label, _, _ in rows)
     value_width = max(len(value) for _, value, _ in rows)
@@ -206,6 +254,31 @@ def _dry_run(args: argparse.Namespace, plan: Any, dest: Path, config: Any, outpu
         print(f"ignored: {key}")
     print("dry run: nothing was read or written")
     return EXIT_OK
+
+
+def _replay_cost(args: argparse.Namespace, objects: int, stored_bytes: int) -> dict[str, Any]:
+    """What ``--mode replay`` of the objects still to read would cost on AWS (the cost model's per-event part)."""
+    from pipeline.app.cost import load_cost_inputs, replay_cost
+    from pipeline.app.replay_map import AUTO_MAP_THRESHOLD
+    from pipeline.topology import REPLAY_ITEMS_PER_BATCH
+
+    engine = args.engine if args.engine != "auto" else ("map" if objects > AUTO_MAP_THRESHOLD else "invoke")
+    inputs = load_cost_inputs()
+    cost = replay_cost(
+        stored_bytes * args.compression_ratio,
+        objects,
+        inputs,
+        batch_size=REPLAY_ITEMS_PER_BATCH,
+        map_engine=engine == "map",
+    )
+    return {
+        "engine": engine,
+        "events": round(cost.events),
+        "dollars": round(cost.total, 4),
+        "pipeline_dollars": round(cost.pipeline, 4),
+        "state_machine_dollars": round(cost.state_machine, 4),
+        "prices_as_of": inputs.prices.as_of,
+    }
 
 
 NOTICES: Final = {

@@ -20,6 +20,7 @@ from pipeline.errors import PipelineError
 if TYPE_CHECKING:
     from pipeline.app.reconcile import ReconcileDeps
     from pipeline.app.replay import RateLimits, ReplayDeps, ReplaySummary
+    from pipeline.app.replay_map import MapReplayDeps
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,6 +32,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--until", required=True, metavar="DATE", help="end of the range: YYYY-MM-DD or YYYY-MM-DD-HH (exclusive)"
     )
     parser.add_argument("--distribution", metavar="ID", help="only this CloudFront distribution's files")
+    add_replay_options(parser)
+    parser.add_argument("--dry-run", action="store_true", help="print the plan and its time budget; invoke nothing")
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    config_argument(parser)
+
+
+def add_replay_options(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """The options of a replay, shared by ``replay`` and ``backfill --mode replay``."""
+    parser.add_argument(
+        "--engine",
+        choices=("auto", "map", "invoke"),
+        default="auto",
+        help=(
+            "map: the deployed ReplayStateMachine (a Distributed Map, a batch of objects per Extract invocation); "
+            "invoke: one asynchronous invocation per object, paced from here; auto (default): invoke up to "
+            "200 objects, map above"
+        ),
+    )
+    parser.add_argument(
+        "--concurrency",
+        type=positive_int,
+        metavar="N",
+        help="concurrent Extract invocations of the map (default: one per shard, at most 8)",
+    )
+    parser.add_argument(
+        "--state-machine",
+        metavar="ARN",
+        help="the replay state machine (default: the one named clickstream-etl-replay)",
+    )
     parser.add_argument(
         "--rate-records",
         type=non_negative_float,
@@ -66,9 +96,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="NAME",
         help="the function invoked per object (default: the Extract function; clickstream-etl-direct in direct mode)",
     )
-    parser.add_argument("--dry-run", action="store_true", help="print the plan and its time budget; invoke nothing")
-    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
-    config_argument(parser)
 
 
 def run(
@@ -77,11 +104,13 @@ def run(
     deps: tuple[ReconcileDeps, ReplayDeps] | None = None,
     shards: int | None = None,
     out: TextIO | None = None,
+    map_deps: MapReplayDeps | None = None,
 ) -> int:
-    """Run ``replay``; ``deps`` replaces the AWS clients, clock and sleep, ``shards`` the DescribeStream (tests)."""
+    """Run ``replay``; ``deps`` replaces the AWS clients, clock and sleep, ``shards`` the DescribeStream,
+    ``map_deps`` the state machine (tests)."""
     out = out or sys.stdout
     try:
-        return _replay(args, deps, shards, out)
+        return _replay(args, deps, shards, out, map_deps)
     except PipelineError as exc:
         print(error_message(exc), file=sys.stderr)
         return exit_code(exc)
@@ -137,11 +166,35 @@ def limits_from(args: argparse.Namespace, shards: int) -> RateLimits:
     return RateLimits(args.rate_records or default.records_per_s, args.rate_bytes or default.bytes_per_s)
 
 
+def _map_deps(listing: ReconcileDeps, args: argparse.Namespace) -> MapReplayDeps:
+    from pipeline.app.progress import TerminalProgress
+    from pipeline.app.replay_map import MapReplayDeps, StepFunctionsMap, state_machine_arn
+    from pipeline.aws.clients import make_client
+    from pipeline.topology import REPLAY_STATE_MACHINE
+
+    config = listing.config
+    sfn = make_client("stepfunctions", config.aws)
+    if args.state_machine:
+        arn = args.state_machine
+    elif args.dry_run:  # a dry run starts nothing, so it needs no deployed state machine
+        arn = f"(the state machine named {REPLAY_STATE_MACHINE})"
+    else:
+        arn = state_machine_arn(sfn, REPLAY_STATE_MACHINE)
+    bucket = config.resources.output_bucket
+    engine = StepFunctionsMap(listing.s3, sfn, arn, bucket)
+    return MapReplayDeps(listing.ledger, engine, bucket, progress=TerminalProgress())
+
+
 def _replay(
-    args: argparse.Namespace, deps: tuple[ReconcileDeps, ReplayDeps] | None, shards: int | None, out: TextIO
+    args: argparse.Namespace,
+    deps: tuple[ReconcileDeps, ReplayDeps] | None,
+    shards: int | None,
+    out: TextIO,
+    map_deps: MapReplayDeps | None = None,
 ) -> int:
     from pipeline.app.reconcile import HourWindow, plan_raw
     from pipeline.app.replay import Estimator, plan_replay, replay
+    from pipeline.app.replay_map import AUTO_MAP_THRESHOLD, max_concurrency_for, replay_with_map
 
     bucket, prefix = _source(args.source)
     window = HourWindow.parse(args.since, args.until)
@@ -154,7 +207,26 @@ def _replay(
     limits = limits_from(args, shards)
     plan = plan_raw(listing, window, prefix=prefix, distribution=args.distribution)
     items = plan_replay(plan, Estimator.from_config(listing.config.stream, args.compression_ratio or 1.0))
-    summary = replay(plan, items, replay_deps, limits, wait_s=args.wait, poll_s=args.poll, dry_run=args.dry_run)
+    engine = args.engine
+    if engine == "auto":
+        engine = "map" if len(items) > AUTO_MAP_THRESHOLD else "invoke"
+    summary: ReplaySummary
+    if engine == "map":
+        concurrency = max_concurrency_for(shards, args.concurrency)
+        if map_deps is None:
+            map_deps = _map_deps(listing, args)
+        summary = replay_with_map(
+            plan,
+            items,
+            map_deps,
+            limits,
+            max_concurrency=concurrency,
+            wait_s=args.wait,
+            poll_s=args.poll,
+            dry_run=args.dry_run,
+        )
+    else:
+        summary = replay(plan, items, replay_deps, limits, wait_s=args.wait, poll_s=args.poll, dry_run=args.dry_run)
     if args.json:
         out.write(json.dumps({**summary.to_json(), **_limits_json(limits, shards)}, indent=1) + "\n")
     else:
@@ -178,6 +250,17 @@ def _print(summary: ReplaySummary, limits: RateLimits, shards: int, out: TextIO)
         f"{limits.records_per_s:,.0f} records/s, {limits.bytes_per_s:,.0f} bytes/s): "
         f"{summary.paced_s:,.1f} s of pacing\n"
     )
+    from pipeline.app.replay_map import MapReplaySummary
+
+    if isinstance(summary, MapReplaySummary):
+        verb = "would start" if summary.dry_run else "started"
+        out.write(
+            f"{verb} the replay state machine: batches of objects, {summary.max_concurrency} Extract invocations "
+            f"at a time, each paced to 1/{summary.max_concurrency} of those rates\n"
+            f"  manifest {summary.manifest}\n  results  {summary.results}\n"
+        )
+        if not summary.dry_run:
+            out.write(f"  execution {summary.execution}: {summary.status}\n")
     if summary.dry_run:
         return
     out.write(f"ledger: {summary.complete} complete, {len(summary.failed)} failed, {len(summary.pending)} pending\n")

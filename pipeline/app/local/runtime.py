@@ -23,7 +23,7 @@ import json
 import os
 import shutil
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -218,7 +218,16 @@ def emulated_aws(*, server: bool) -> Iterator[str]:
 class LocalChain:
     """The deployed chain, emulated.  Clients must point at moto (see :func:`emulated_aws`)."""
 
-    def __init__(self, config: PipelineConfig, *, shards: int = 2) -> None:
+    def __init__(
+        self,
+        config: PipelineConfig,
+        *,
+        shards: int = 2,
+        sink_observer: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
+        """``sink_observer`` hears each response of the Parquet sink handler as it returns (the loadtest
+        times its objects with it)."""
+        self._sink_observer = sink_observer
         # moto's backends are not thread-safe: the sink's conditional writes go one at a time here.
         config = dataclasses.replace(config, stream=dataclasses.replace(config.stream, dedupe_concurrency=1))
         self.config = config
@@ -370,7 +379,41 @@ class LocalChain:
         self._distinct.update((e["event_id"], e["event_fingerprint"]) for e in output.events)
 
     def _sink(self, event: dict[str, Any], context: Any) -> Any:
-        return handle_sink(event, self.sink_deps)
+        response = handle_sink(event, self.sink_deps)
+        if self._sink_observer is not None:
+            self._sink_observer(response)
+        return response
+
+    def step(self) -> tuple[int, int]:
+        """One round of the chain's work: notifications and continuations to Extract, stream 1 to
+        Transform, stream 2 to the Parquet sink and the emulated Firehose.
+
+        Returns the messages (notifications, continuations) and the stream records handled; (0, 0)
+        when the chain was quiet.  :meth:`run` repeats it; the loadtest interleaves it with its puts.
+        """
+        messages = self._notifications() + self._continue()
+        transform = self._poller.drain(
+            self.config.resources.raw_stream,
+            self._transform,
+            self._mappings["transform"],
+            context_factory=lambda: self._context("clickstream-etl-transform"),
+        )
+        sink = self._poller.drain(
+            self.config.resources.events_stream,
+            self._sink,
+            self._mappings["parquet_sink"],
+            context_factory=lambda: self._context("clickstream-etl-parquet-sink"),
+        )
+        firehose = self.firehose.drain()
+        for result in (transform, sink):
+            self.report.redelivered_records += result.duplicates
+            self.report.discarded_batches += len(result.discarded)
+        self.report.transform_invocations += transform.invocations
+        self.report.sink_invocations += sink.invocations
+        self.report.firehose_ok += firehose.ok
+        self.report.firehose_dropped += firehose.dropped
+        self.report.firehose_failed += firehose.failed
+        return messages, transform.records_in + sink.records_in + firehose.records_in
 
     def run(self, progress: Progress | None = None) -> Reconciliation:
         """Drive the chain until nothing is left to do, then reconcile.
@@ -381,30 +424,9 @@ class LocalChain:
         progress.phase("running the chain", 0, "record")
         records = 0
         for round_number in range(1, MAX_ROUNDS + 1):
-            progressed = self._notifications() + self._continue()
-            transform = self._poller.drain(
-                self.config.resources.raw_stream,
-                self._transform,
-                self._mappings["transform"],
-                context_factory=lambda: self._context("clickstream-etl-transform"),
-            )
-            sink = self._poller.drain(
-                self.config.resources.events_stream,
-                self._sink,
-                self._mappings["parquet_sink"],
-                context_factory=lambda: self._context("clickstream-etl-parquet-sink"),
-            )
-            firehose = self.firehose.drain()
-            for result in (transform, sink):
-                self.report.redelivered_records += result.duplicates
-                self.report.discarded_batches += len(result.discarded)
-            self.report.transform_invocations += transform.invocations
-            self.report.sink_invocations += sink.invocations
-            self.report.firehose_ok += firehose.ok
-            self.report.firehose_dropped += firehose.dropped
-            self.report.firehose_failed += firehose.failed
-            progressed += transform.records_in + sink.records_in + firehose.records_in
-            records += transform.records_in + sink.records_in + firehose.records_in
+            messages, stream_records = self.step()
+            progressed = messages + stream_records
+            records += stream_records
             progress.update(
                 records,
                 f"round {round_number}: {self.report.transform_invocations} transform and "
