@@ -56,6 +56,10 @@ __all__ = [
 
 @dataclass(frozen=True)
 class GenerateOptions:
+    """What :func:`generate_logs` writes: how many files and lines, the seed, the hours covered, the layout."""
+
+    __test__ = False  # not a pytest test class
+
     files: int = 4
     lines_per_file: int = 1000
     seed: int = 42

@@ -56,6 +56,8 @@ EMPTY_ETAG: Final = "d41d8cd98f00b204e9800998ecf8427e"  # MD5 of b"": S3's ETag 
 class FakeClock:
     """A manual clock in epoch seconds: :meth:`now` only moves when :meth:`advance` is called."""
 
+    __test__ = False  # not a pytest test class
+
     def __init__(self, start: float = DEFAULT_CLOCK_START) -> None:
         self._now = float(start)
 
@@ -84,6 +86,8 @@ class FakeLambdaContext:
     goes below zero.  ``aws_request_id`` is unique per instance (a process-wide counter, so the
     values are deterministic within a run).
     """
+
+    __test__ = False  # not a pytest test class
 
     def __init__(
         self,
@@ -292,6 +296,8 @@ def eventbridge_object_created(
 class KinesisRecord:
     """One record as read from a Kinesis shard.  ``arrival`` is the approximate arrival time, epoch seconds."""
 
+    __test__ = False  # not a pytest test class
+
     data: bytes
     partition_key: str
     sequence_number: str
@@ -343,6 +349,8 @@ class FirehoseInputRecord:
     Kinesis-sourced delivery stream, ``source`` is the Kinesis record it came from; it fills
     ``kinesisRecordMetadata``.
     """
+
+    __test__ = False  # not a pytest test class
 
     record_id: str
     data: bytes

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -16,7 +15,7 @@ from pipeline.aws.kinesis import KinesisWriter
 from pipeline.aws.ledger import Ledger, create_table
 from pipeline.config import PipelineConfig, load_config
 from pipeline.records import RawBatch, decode_raw
-from pipeline.testing import LogBuilder, tracker_query
+from pipeline.testing import cloudfront_log, gzip_log, tracker_hit
 from pipeline.testing.lambda_events import KinesisRecord
 from transform.handler import TransformDeps
 from transform.handler import build_deps as build_transform_deps
@@ -133,11 +132,8 @@ class Chain:
 
 def page_view_log(lines: int) -> bytes:
     """A gzipped log of ``lines`` tracker page views, one URL each."""
-    builder = LogBuilder()
-    for n in range(lines):
-        builder.add(uri_stem="/i", query=tracker_query({"e": "pv", "url": f"https://a.example/{n}"}))
-    return builder.to_gzip()
+    return gzip_log(cloudfront_log([tracker_hit(e="pv", url=f"https://a.example/{n}") for n in range(lines)]))
 
 
 def gz(text: str) -> bytes:
-    return gzip.compress(text.encode("utf-8"), mtime=0)
+    return gzip_log(text)

@@ -4,6 +4,12 @@ GIVEN every module of the packages
 WHEN their imports (module level and inside functions) are read, and each foundation module is imported alone
 THEN no module under ``pipeline/`` outside ``pipeline.app`` reaches extract, transform or load,
      ``transform`` never imports boto3, and the import graph has no cycle.
+
+The testing kit (``pipeline.testing``) is foundation too, except its runners (:data:`KIT_RUNNERS`),
+which run the stages and the roof's local chain and so may import both.  Nothing outside the kit
+imports a runner; the foundation and the stages never import the kit at all (the roof may use
+its event factories, fake context and generator).  ``import pipeline.testing`` names the runners
+only lazily, which the run-time test below checks.
 """
 
 from __future__ import annotations
@@ -17,6 +23,8 @@ ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("pipeline", "extract", "transform", "load")
 STAGES = ("extract", "transform", "load")
 ROOF = "pipeline.app"
+KIT = "pipeline.testing"
+KIT_RUNNERS = ("pipeline.testing.stages", "pipeline.testing.chain", "pipeline.testing.esm", "pipeline.testing.plugin")
 
 
 def _modules() -> dict[str, Path]:
@@ -58,7 +66,12 @@ GRAPH = {name: _imports(name, path) for name, path in MODULES.items()}
 
 
 def _is_foundation(name: str) -> bool:
-    return (name == "pipeline" or name.startswith("pipeline.")) and not (name == ROOF or name.startswith(ROOF + "."))
+    in_pipeline = name == "pipeline" or name.startswith("pipeline.")
+    return in_pipeline and not (name == ROOF or name.startswith(ROOF + ".")) and name not in KIT_RUNNERS
+
+
+def _in_kit(name: str) -> bool:
+    return name == KIT or name.startswith(KIT + ".")
 
 
 def test_the_foundation_never_imports_a_stage() -> None:
@@ -78,6 +91,17 @@ def test_the_foundation_never_imports_the_roof() -> None:
         if _is_foundation(name)
     }
     assert not {n: t for n, t in offenders.items() if t}
+
+
+def test_nothing_outside_the_kit_imports_its_runners_and_only_the_roof_imports_the_kit() -> None:
+    runners = {name: sorted(t for t in targets if t in KIT_RUNNERS) for name, targets in GRAPH.items()}
+    assert not {n: t for n, t in runners.items() if t and not _in_kit(n)}, "modules importing the kit's runners"
+    kit_users = {
+        name: sorted(t for t in targets if _in_kit(t))
+        for name, targets in GRAPH.items()
+        if not _in_kit(name) and not (name == ROOF or name.startswith(ROOF + "."))
+    }
+    assert not {n: t for n, t in kit_users.items() if t}, "foundation or stage modules importing the testing kit"
 
 
 def test_transform_never_imports_boto3() -> None:
