@@ -43,6 +43,8 @@ class FailureKind(StrEnum):
     self-describing entities failed its Iglu schema."""
     RESOLUTION_ERROR = "resolution_error"
     """An entity's Iglu schema is in no registry, and ``transform.unknown_schemas`` is ``reject``."""
+    ENRICHMENT_FAILURE = "enrichment_failure"
+    """An enrichment or a custom transform step raised on the event (Snowplow's enrichment_failures)."""
     RECORD_INVALID = "record_invalid"
     """A stream record that cannot be decoded (not written by this pipeline, or corrupted)."""
 

@@ -77,6 +77,19 @@ class RedactConfig:
 
 
 @dataclass(frozen=True)
+class CrossNavigationConfig:
+    enabled: bool
+    """Read the ``_sp`` cross-domain linker of the page URL into refr_domain_userid and refr_dvce_tstamp."""
+
+
+@dataclass(frozen=True)
+class BotFlagConfig:
+    drop: bool
+    """Drop the events of crawlers (a skip counted as ``step:bot_flag``) instead of tagging them."""
+    cache_size: int
+
+
+@dataclass(frozen=True)
 class IgluConfig:
     validate: bool
     registries: tuple[str, ...]
@@ -95,12 +108,16 @@ class TransformConfig:
     collector_name: str
     fingerprint_algorithm: Literal["md5", "sha1", "sha256"]
     enrichments: tuple[str, ...]
+    steps: tuple[str, ...]
+    """Custom transform steps (:mod:`transform.steps`): built-in names or ``package.module:attribute``."""
     ip: IpConfig
     useragent: UserAgentConfig
     referer: RefererConfig
     campaign: CampaignConfig
     pseudonymize: PseudonymizeConfig
     redact: RedactConfig
+    cross_navigation: CrossNavigationConfig
+    bot_flag: BotFlagConfig
     unknown_schemas: Literal["pass", "reject"]
     iglu: IgluConfig
 

@@ -4,8 +4,12 @@
 :class:`~pipeline.formats.base.Request`, whatever format logged it).  It is pure: the same
 request, source and configuration always give the same result (``etl_tstamp`` is an input),
 and it never raises for bad data -- every problem becomes a :class:`BadRow`.  The
-enrichment steps (:mod:`transform.enrichments`) run in configured order; the canonicalizer
-knows none of them by name.
+enrichment steps (:mod:`transform.enrichments`) run in configured order, then the custom
+steps of ``transform.steps`` (:mod:`transform.steps`) on the enriched, valid event; the
+canonicalizer knows none of them by name.  A step of either kind that raises
+:class:`~transform.steps.DropEvent` makes the event a counted skip (``step:<name>``), and one
+that raises anything else makes it a bad row naming the step: never an exception out of
+:meth:`Canonicalizer.process`.
 """
 
 from __future__ import annotations
@@ -26,9 +30,10 @@ from pipeline.errors import ConfigError
 from pipeline.formats.base import Request, Skip
 from pipeline.iglu import Resolver, S3Fetch, resolver_from_config
 from pipeline.schema import CanonicalEvent, validate
-from transform.cleaning import clean_text
-from transform.enrichments import Enrichment, EnrichmentSetup, Hit, Part, build_enrichments
+from transform.cleaning import clean_columns, clean_text
+from transform.enrichments import Enrichment, EnrichmentSetup, Hit, Part, build_enrichments, build_page_url_steps
 from transform.errors import TransformConfigError
+from transform.steps import STEP_FAILURE_KIND, DropEvent, build_steps, failure_message, skip_reason
 from transform.tracker import EVENT_TYPES, QueryDecoder
 from transform.urls import Redaction, UrlParts, split_url
 from transform.validation import VALID, EntityValidator, Verdict
@@ -51,6 +56,15 @@ SKIP_METHOD: Final = Skip("method")
 Result = CanonicalEvent | BadRow | Skip
 
 _EMAIL_USER_ID: Final = re.compile(r"[^@\s]+@[^@\s]+\.[A-Za-z]{2,}")
+
+
+class _StepStopped(Exception):
+    """A step dropped the event (a :class:`Skip`) or failed on it (the bad row's message), carried
+    from the enrichment loop up to :meth:`Canonicalizer.process`, which knows the request."""
+
+    def __init__(self, outcome: Skip | str) -> None:
+        super().__init__(outcome)
+        self.outcome = outcome
 
 
 class _UrlPart(NamedTuple):
@@ -114,15 +128,18 @@ class Canonicalizer:
         *,
         pseudonymization_key: bytes | None = None,
         enrichments: Sequence[Enrichment] | None = None,
+        steps: Sequence[Enrichment] | None = None,
         validator: EntityValidator | None = None,
         s3_fetch: S3Fetch | None = None,
     ) -> None:
         """Build the transform of ``config``.
 
-        ``enrichments`` replaces the steps ``config`` would build (``transform.enrichments``);
-        ``validator`` the entity validation over ``transform.iglu``'s registries (give one
-        or ``s3_fetch`` when a registry is in S3: this package never creates AWS clients).
-        Raises TransformConfigError when a step cannot be set up.
+        ``enrichments`` replaces the steps ``config`` would build (``transform.enrichments``;
+        the page-URL steps of their own sections, ``transform.cross_navigation``, still run
+        first); ``steps`` the custom steps (``transform.steps``); ``validator`` the entity
+        validation over ``transform.iglu``'s registries (give one or ``s3_fetch`` when a
+        registry is in S3: this package never creates AWS clients).
+        Raises TransformConfigError when a step cannot be set up or a custom step cannot be resolved.
         """
         self.config = config
         self._tracker_paths = frozenset(config.tracker_paths)
@@ -152,11 +169,16 @@ class Canonicalizer:
         self._reject_unknown = validator is not None and validator.unknown_schemas == "reject"
         # Entities are validated inside the decoder's memo of each self-describing value.
         self._decoder = QueryDecoder(validator.verdict if validator is not None else None)
+        setup = EnrichmentSetup(pseudonymization_key)
         if enrichments is None:
-            enrichments = build_enrichments(config, EnrichmentSetup(pseudonymization_key))
-        self.enrichments: tuple[Enrichment, ...] = tuple(enrichments)
+            enrichments = build_enrichments(config, setup)
+        # The page-URL steps (the _sp linker) first: Snowplow reads them with the page URL.
+        self.enrichments: tuple[Enrichment, ...] = (*build_page_url_steps(config, setup), *enrichments)
         # Bound once: one call site serving several step types would otherwise look the method up per event.
         self._steps = tuple(step.apply for step in self.enrichments)
+        self.steps: tuple[Enrichment, ...] = tuple(build_steps(config, setup) if steps is None else steps)
+        """The custom steps (``transform.steps``), run in order on each enriched, valid event."""
+        self._custom = tuple((step.apply, step.name, Skip(skip_reason(step.name))) for step in self.steps)
         self.screens: BoundedCache[tuple[str, str], Skip | None] = BoundedCache(
             _SCREEN_CACHE_SIZE, lambda request: self.screen(*request)
         )
@@ -178,12 +200,18 @@ class Canonicalizer:
     def process(self, request: Request, source: SourceRef, etl_tstamp: int) -> Result:
         """Transform one request.  ``source`` names the object; its line is the request's."""
         method, path = request.method, request.path
-        if method == "GET" and path in self._tracker_paths:
-            return self._tracker_event(request, source, etl_tstamp)
-        skip = self.screen(method, path)
-        if skip is not None:
-            return skip
-        return self._request_page_view(request, source, etl_tstamp)
+        try:  # free unless raised (Python 3.11): only a step raising in the enrichment loop gets here
+            if method == "GET" and path in self._tracker_paths:
+                return self._tracker_event(request, source, etl_tstamp)
+            skip = self.screen(method, path)
+            if skip is not None:
+                return skip
+            return self._request_page_view(request, source, etl_tstamp)
+        except _StepStopped as stopped:
+            outcome = stopped.outcome
+            if type(outcome) is Skip:
+                return outcome
+            return self._bad(STEP_FAILURE_KIND, [str(outcome)], request, source)
 
     # ------------------------------------------------------------------ pieces
     @staticmethod
@@ -246,10 +274,10 @@ class Canonicalizer:
                 flags.append("email_shaped_user_id")
                 self.notices["email_shaped_user_id"] += 1
         refr, tracker_ip = specials.get("refr"), specials.get("ip")
-        parts = self._enrich(event, request, page_url, refr, useragent, tracker_ip, fingerprinted, flags)
+        parts, hit = self._enrich(event, request, page_url, refr, useragent, tracker_ip, fingerprinted, flags)
         if flags:
             event["etl_tags"] = clean_text(",".join(flags))[:500]
-        return self._finish(event, parts, request, source)
+        return self._finish(event, parts, hit, request, source)
 
     def _request_page_view(self, request: Request, source: SourceRef, etl_tstamp: int) -> Result:
         event = self._base_event(request.collector_tstamp, etl_tstamp)
@@ -275,10 +303,10 @@ class Canonicalizer:
         event["derived_tstamp"] = request.collector_tstamp
         event["event_id"] = self._derived_event_id(request, source)
         flags: list[str] = []
-        parts = self._enrich(event, request, page_url, request.referer, useragent or None, None, None, flags)
+        parts, hit = self._enrich(event, request, page_url, request.referer, useragent or None, None, None, flags)
         if flags:
             event["etl_tags"] = clean_text(",".join(flags))[:500]
-        return self._finish(event, parts, request, source)
+        return self._finish(event, parts, hit, request, source)
 
     def _enrich(
         self,
@@ -290,10 +318,12 @@ class Canonicalizer:
         tracker_ip: str | None,
         tracker_pairs: list[str] | None,
         flags: list[str],
-    ) -> list[Part]:
-        """Run the enrichment steps; return the columns to merge (page and referrer URLs, the steps' parts).
+    ) -> tuple[list[Part], Hit]:
+        """Run the enrichment steps; return the columns to merge (page and referrer URLs, the steps' parts)
+        and the hit the custom steps see too.
 
-        The steps see the URLs as stored (redacted), never as sent.
+        The steps see the URLs as stored (redacted), never as sent.  Raises :class:`_StepStopped`
+        when a step drops the event or fails on it.
         """
         parts: list[Part] = []
         page = refr = None
@@ -312,11 +342,16 @@ class Canonicalizer:
                 flags.extend(tag for tag in cached.tags if tag not in flags)
                 self.notices["redacted_url_parameters"] += 1
         hit = Hit(request, page_url, page, referrer, refr, useragent, tracker_ip, tracker_pairs)
-        for apply in self._steps:
-            part = apply(event, hit)
-            if part is not None:
-                parts.append(part)
-        return parts
+        try:
+            for apply in self._steps:
+                part = apply(event, hit)
+                if part is not None:
+                    parts.append(part)
+        except Exception as exc:  # a step's bug or DropEvent: this event's outcome, never the batch's
+            name = next(step.name for step in self.enrichments if step.apply == apply)
+            outcome = Skip(skip_reason(name)) if isinstance(exc, DropEvent) else failure_message(name, exc)
+            raise _StepStopped(outcome) from exc
+        return parts, hit
 
     def _entity_verdict(
         self, verdicts: dict[str, Verdict | None], flags: list[str], request: Request, source: SourceRef
@@ -347,8 +382,11 @@ class Canonicalizer:
             name = f"line:{source.object.rsplit('/', 1)[-1]}:{request.line_no}"
         return str(uuid.uuid5(EVENT_ID_NAMESPACE, name))
 
-    def _finish(self, event: CanonicalEvent, parts: list[Part], request: Request, source: SourceRef) -> Result:
-        """Validate the event, merge the (already validated) enrichment parts, or fail with all errors."""
+    def _finish(
+        self, event: CanonicalEvent, parts: list[Part], hit: Hit, request: Request, source: SourceRef
+    ) -> Result:
+        """Validate the event, merge the (already validated) enrichment parts, or fail with all errors;
+        then run the custom steps on it, if any."""
         problems = validate(event)
         for _, errors in parts:  # unpacked: a named field costs a lookup per access
             if errors:
@@ -357,6 +395,38 @@ class Canonicalizer:
             return self._bad(FailureKind.SCHEMA_VIOLATION, problems, request, source)
         for columns, _ in parts:
             event.update(columns)
+        if self._custom:
+            return self._run_custom_steps(event, hit, request, source)
+        return event
+
+    def _run_custom_steps(self, event: CanonicalEvent, hit: Hit, request: Request, source: SourceRef) -> Result:
+        """The custom steps in order on the enriched event; what they changed is then cleaned and validated.
+
+        A step's :class:`Part` is merged at once, so the next step sees it.
+        """
+        problems: list[str] = []
+        before = event.copy()  # the event is valid here: only what the steps change needs checking again
+        for apply, name, dropped in self._custom:
+            try:
+                part = apply(event, hit)
+            except DropEvent:
+                return dropped
+            except Exception as exc:  # whatever a user's code raises: a bad row naming the step, never the batch's end
+                return self._bad(STEP_FAILURE_KIND, [failure_message(name, exc)], request, source)
+            if part is not None:
+                event.update(part.columns)
+                problems.extend(part.errors)
+        if event != before:  # one C comparison: a step that only filters changes nothing
+            changed = {field: value for field, value in event.items() if before.get(field) is not value}
+            for field in [field for field, value in changed.items() if value is None]:
+                del event[field], changed[field]  # a step may null a field with None; absent is how an event says null
+            cleaned = clean_columns(dict(changed))  # as every string column (transform.cleaning)
+            for field in changed.keys() - cleaned.keys():
+                del event[field]  # left empty by cleaning: null
+            event.update(cleaned)
+            problems.extend(problem for problem in validate(cleaned) if problem not in problems)
+        if problems:
+            return self._bad(FailureKind.SCHEMA_VIOLATION, problems, request, source)
         return event
 
 

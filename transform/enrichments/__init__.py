@@ -14,6 +14,7 @@ from typing import Final
 from pipeline.config import TransformConfig
 from transform.enrichments.base import Enrichment, EnrichmentSetup, Hit, Part
 from transform.enrichments.campaign import CampaignEnrichment
+from transform.enrichments.cross_navigation import CrossNavigationEnrichment
 from transform.enrichments.fingerprint import FingerprintEnrichment
 from transform.enrichments.ip import IpEnrichment
 from transform.enrichments.pseudonymize import PseudonymizeEnrichment
@@ -35,6 +36,18 @@ REQUIRED: Final = frozenset({FingerprintEnrichment.name})
 """Steps the pipeline cannot do without: deduplication keys on event_fingerprint."""
 PRIVACY_STEPS: Final = (IpEnrichment.name, PseudonymizeEnrichment.name)
 """Steps that mask or hash values the fingerprint reads, so it must run after them."""
+PAGE_URL_STEPS: Final[Mapping[str, EnrichmentFactory]] = {
+    CrossNavigationEnrichment.name: CrossNavigationEnrichment.from_config,
+}
+"""Steps that are part of reading the page URL, as in Snowplow's Enrich: not listed in
+``transform.enrichments`` but switched in their own section, and run before the listed steps
+(so that ``pseudonymize`` sees what they set)."""
+
+
+def build_page_url_steps(config: TransformConfig, setup: EnrichmentSetup) -> tuple[Enrichment, ...]:
+    """The enabled :data:`PAGE_URL_STEPS`, in order."""
+    steps = (factory(config, setup) for factory in PAGE_URL_STEPS.values())
+    return tuple(step for step in steps if step is not None)
 
 
 def build_enrichments(
@@ -81,4 +94,13 @@ def build_enrichments(
     return tuple(steps)
 
 
-__all__ = ["ENRICHMENTS", "Enrichment", "EnrichmentSetup", "Hit", "Part", "build_enrichments"]
+__all__ = [
+    "ENRICHMENTS",
+    "PAGE_URL_STEPS",
+    "Enrichment",
+    "EnrichmentSetup",
+    "Hit",
+    "Part",
+    "build_enrichments",
+    "build_page_url_steps",
+]
