@@ -114,6 +114,15 @@ COMMANDS: Final[tuple[Command, ...]] = (
         "pipeline.app.commands.run_local",
     ),
     Command(
+        "redrive-discarded",
+        "put the Kinesis batches the event source mappings discarded back on their streams",
+        "Read the transform and sink on-failure queues (or --queue), read each discarded batch back from its "
+        "stream by its sequence range, put its records back (same data and partition keys) and delete the "
+        "message once they are durable. --dry-run reads only. Exit code 1 when a range is no longer on its "
+        "stream in full (past retention): re-process the log objects of its arrival window.",
+        "pipeline.app.commands.redrive_discarded",
+    ),
+    Command(
         "loadtest",
         "synthetic traffic at N events/s through the local chain (or a deployed stream 1): latency, loss, duplicates",
         "Put synthetic tracker events at --rate events/s for --duration s on stream 1 of the emulated chain "
