@@ -44,7 +44,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -587,7 +587,7 @@ def run_backfill(
     started = time.perf_counter()
     setup, parts = WorkerSetup.check(config, dest, environ)
     check_destination(dest, source_roots, sources)
-    with destination_lock(dest):
+    with destination_lock(dest), output.lease.held() if output is not None else nullcontext():
         run = _Run(sources, dest, setup, parts, workers, progress or NoProgress(), started, s3_client, output)
         return run.execute(plan, resume)
 
@@ -980,10 +980,11 @@ class S3Destination:
     (a kill before that only makes the next run finalize and publish the same files again).
     """
 
-    def __init__(self, client: Any, url: S3Url) -> None:
+    def __init__(self, client: Any, url: S3Url, lease: S3Lease | None = None) -> None:
         self.client = client
         self.url = url
         self.root = url.prefix if not url.prefix or url.prefix.endswith("/") else url.prefix + "/"
+        self.lease = lease or S3Lease(client, url.bucket, self.root + S3_LEASE_FILE, display=self.display())
 
     def display(self) -> str:
         return f"s3://{self.url.bucket}/{self.root}".rstrip("/")
@@ -1024,6 +1025,7 @@ class S3Destination:
 
     def publish_partition(self, work: Path, partition: str, old_keys: Sequence[str]) -> list[str]:
         """Upload the finalized partition's files, then delete its old keys; free the local copy."""
+        self.lease.check()
         folder = work / "events" / partition
         new_keys: list[str] = []
         for path in sorted(folder.glob("part-*.parquet")):
@@ -1042,6 +1044,7 @@ class S3Destination:
 
     def publish_files(self, work: Path) -> None:
         """Upload the bad rows, the summary and the ledger (in that order), then free the local bad rows."""
+        self.lease.check()
         bad = work / BAD_DIR
         for path in sorted(bad.rglob("*.jsonl")) if bad.exists() else ():
             self.client.upload_file(str(path), self.url.bucket, self.root + path.relative_to(work).as_posix())
@@ -1049,6 +1052,139 @@ class S3Destination:
         for name in (SUMMARY_FILE, LEDGER_FILE):
             if (work / name).exists():
                 self.client.upload_file(str(work / name), self.url.bucket, self.root + name)
+
+
+S3_LEASE_FILE: Final = "_backfill.lock"
+S3_LEASE_SECONDS: Final = 900.0
+"""How long a lease on an S3 DEST lasts unless renewed; the holder renews it every third of that."""
+
+
+class S3Lease:
+    """An exclusive, expiring lease on an S3 DEST, for backfills on different machines.
+
+    A local DEST is locked with ``flock`` (:func:`destination_lock`); an S3 DEST is written from
+    a local work folder, so two machines would each hold their own lock.  The lease is an object
+    under the DEST (``_backfill.lock``) created with a conditional write (``If-None-Match: *``):
+    of two backfills only one creates it, and the other refuses, naming the holder and when its
+    lease ends.  The holder renews it (``If-Match`` its ETag) every third of its duration from a
+    background thread; a lease whose holder died expires, and the next backfill takes it over
+    with ``If-Match`` on the expired one, so a killed run never blocks a rerun for long.  Every
+    publication checks the lease first: a holder that lost it (it could not renew in time, and
+    another run took it over) stops before it writes anything more.
+    """
+
+    def __init__(
+        self,
+        client: Any,
+        bucket: str,
+        key: str,
+        *,
+        display: str,
+        seconds: float = S3_LEASE_SECONDS,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._client = client
+        self._bucket = bucket
+        self._key = key
+        self._display = display
+        self._seconds = seconds
+        self._clock = clock
+        self._etag: str | None = None
+        self._lost: str | None = None
+        self._stop = threading.Event()
+        self._renewer: threading.Thread | None = None
+
+    def _body(self) -> bytes:
+        import socket
+
+        holder = f"pid {os.getpid()} on {socket.gethostname()}"
+        return json.dumps({"holder": holder, "expires_at": self._clock() + self._seconds}).encode()
+
+    def _put(self, **condition: str) -> str:
+        response = self._client.put_object(Bucket=self._bucket, Key=self._key, Body=self._body(), **condition)
+        return str(response["ETag"])
+
+    def acquire(self) -> None:
+        """Take the lease, or raise :class:`DestinationInUseError` naming the live holder."""
+        from botocore.exceptions import ClientError
+
+        try:
+            self._etag = self._put(IfNoneMatch="*")
+        except ClientError as exc:
+            if _code(exc) not in ("PreconditionFailed", "ConditionalRequestConflict", "412", "409"):
+                raise
+            response = self._client.get_object(Bucket=self._bucket, Key=self._key)
+            current = json.loads(response["Body"].read() or b"{}")
+            expires = float(current.get("expires_at", 0))
+            if expires > self._clock():
+                raise DestinationInUseError(
+                    f"--output {self._display} is in use by another backfill ({current.get('holder', 'unknown')}, "
+                    f"its lease ends {datetime.fromtimestamp(expires, UTC):%Y-%m-%dT%H:%M:%SZ} unless renewed); wait "
+                    "for it to finish, or choose another DEST"
+                ) from None
+            try:  # an expired lease: its holder died; take it over unless another run just did
+                self._etag = self._put(IfMatch=response["ETag"])
+            except ClientError as again:
+                if _code(again) not in ("PreconditionFailed", "ConditionalRequestConflict", "412", "409"):
+                    raise
+                raise DestinationInUseError(
+                    f"--output {self._display} was just taken by another backfill; wait for it to finish"
+                ) from None
+        self._renewer = threading.Thread(target=self._renew_loop, name="s3-lease", daemon=True)
+        self._renewer.start()
+
+    def _renew_loop(self) -> None:
+        while not self._stop.wait(self._seconds / 3):
+            self.renew()
+
+    def renew(self) -> None:
+        """Extend the lease; on failure remember it is lost (:meth:`check` then raises)."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        if self._etag is None or self._lost:
+            return
+        try:
+            self._etag = self._put(IfMatch=self._etag)
+        except ClientError as exc:
+            if _code(exc) in ("PreconditionFailed", "ConditionalRequestConflict", "412", "409", "NoSuchKey", "404"):
+                self._lost = "another backfill took it over after it expired"
+            # other errors: the next renewal tries again; the lease lasts three periods
+        except BotoCoreError:
+            pass
+
+    def check(self) -> None:
+        """Raise :class:`DestinationInUseError` if the lease was lost (never publish without it)."""
+        if self._lost:
+            raise DestinationInUseError(
+                f"--output {self._display}: this backfill lost its lease ({self._lost}); it stopped before "
+                "publishing more. Rerun it when the other backfill has finished: it resumes from the ledger"
+            )
+
+    def release(self) -> None:
+        """Stop renewing and delete the lease object if it is still ours."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        self._stop.set()
+        if self._renewer is not None:
+            self._renewer.join(timeout=5)
+        if self._etag is not None and not self._lost:
+            try:
+                self._client.delete_object(Bucket=self._bucket, Key=self._key, IfMatch=self._etag)
+            except (ClientError, BotoCoreError):
+                pass  # already taken over, or unreachable: it expires on its own
+        self._etag = None
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        self.acquire()
+        try:
+            yield
+        finally:
+            self.release()
+
+
+def _code(exc: Any) -> str:
+    return str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
 
 
 def work_folder(url: S3Url) -> Path:

@@ -584,3 +584,56 @@ def test_the_cli_over_http_with_aws_endpoint_url_selects_by_key_hour_resumes_and
     assert f"{lake}/events (Parquet)" in capsys.readouterr().out
     download_dataset(client, "lake/", tmp_path / "lake")
     assert rows(tmp_path / "lake") == rows(local)
+
+
+# ---------------------------------------------------------------------------- two machines, one S3 DEST
+def test_a_second_machine_backfilling_into_the_same_s3_dest_is_refused_and_writes_nothing(
+    logs: Path, s3: Any, tmp_path: Path
+) -> None:
+    """GIVEN a backfill holding the lease of s3://BUCKET/lake/ (its own work folder, as on machine A)
+    WHEN a second backfill into the same DEST starts from another work folder (machine B)
+    THEN it refuses with the holder named, before reading or writing anything; after A's run
+    ends its lease object is gone, and B's rerun succeeds."""
+    from pipeline.app.backfill import S3_LEASE_FILE, DestinationInUseError
+
+    upload(s3, logs)
+    url = S3Url.parse(f"s3://{BUCKET}/lake/")
+    plan = plan_backfill([f"s3://{BUCKET}/{PREFIX}"], Selection(), s3)
+    holder = S3Destination(s3, url)
+    holder.lease.acquire()
+    try:
+        other = S3Destination(s3, url)
+        with pytest.raises(DestinationInUseError, match=r"in use by another backfill \(pid \d+ on .+, its lease ends"):
+            run_backfill(plan.files, tmp_path / "machine-b", load_config(), s3_client=s3, output=other)
+        assert not s3.list_objects_v2(Bucket=BUCKET, Prefix="lake/events/").get("Contents")
+    finally:
+        holder.lease.release()
+    assert not s3.list_objects_v2(Bucket=BUCKET, Prefix="lake/" + S3_LEASE_FILE).get("Contents")
+    summary = run_backfill(
+        plan.files, tmp_path / "machine-b", load_config(), s3_client=s3, output=S3Destination(s3, url)
+    )
+    assert summary.rows_written > 0
+    assert not s3.list_objects_v2(Bucket=BUCKET, Prefix="lake/" + S3_LEASE_FILE).get("Contents")
+
+
+def test_an_expired_lease_is_taken_over_and_its_old_holder_stops_before_publishing(s3: Any) -> None:
+    """GIVEN a lease whose holder stopped renewing (killed) and has expired
+    WHEN another backfill takes the DEST over, and the old holder wakes up and tries to renew
+    THEN the takeover succeeds, the old holder learns it lost the lease and refuses to publish."""
+    from pipeline.app.backfill import DestinationInUseError, S3Lease
+
+    now = [1_000.0]
+    first = S3Lease(s3, BUCKET, "lake/_backfill.lock", display="s3://x", seconds=60, clock=lambda: now[0])
+    first.acquire()
+    first._stop.set()  # noqa: SLF001 - the holder is frozen: it renews no more
+    live = S3Lease(s3, BUCKET, "lake/_backfill.lock", display="s3://x", seconds=60, clock=lambda: now[0])
+    with pytest.raises(DestinationInUseError):
+        live.acquire()
+    now[0] += 61
+    live.acquire()
+    first.renew()
+    with pytest.raises(DestinationInUseError, match="lost its lease"):
+        first.check()
+    live.check()
+    live.release()
+    first.release()
