@@ -1,20 +1,29 @@
-"""Backfill throughput and memory beside baselines measured on the same files in the same run.
+"""Backfill throughput, memory and growth beside baselines measured on the same files in the same run.
 
-    python benchmarks/run.py --size-mb 20
+    python benchmarks/run.py                                   # both profiles at 10 and 30 MB (~11 min, 2 cores)
+    python benchmarks/run.py --sizes 10,30,100,300 --repeat 2  # the full growth curve (about 1.5 hours on 2 cores)
+    python benchmarks/run.py --profile high-cardinality --sizes 10 --json out.json
 
-1. generates ~SIZE MB (gzipped) of CloudFront logs with ``clickstream-etl generate-logs``,
-   spread over 24 hours, and the same volume again in a single hour (one big partition:
-   the worst case for finalize's memory; ``--skip-one-hour`` leaves it out);
-2. the floor: gzip decompression and line splitting alone (one process);
-3. the DuckDB baseline: DuckDB's CSV reader and SQL doing the same tracker-parameter
+For each profile (``high-cardinality``, the headline, and ``classic``; ``generate-logs --profile``)
+and each size (MB gzipped, spread over 24 hours) it generates the logs once, then runs, each as a
+whole process timed from outside (interpreter start, imports and the Parquet write included):
+
+1. the floor: gzip decompression and line splitting alone (one process);
+2. the DuckDB baseline: DuckDB's CSV reader and SQL doing the same tracker-parameter
    extraction and percent-decoding, writing partitioned Parquet, on 1 thread and on 2;
-4. ``clickstream-etl backfill`` with ``--workers 1`` and ``--workers 2`` on each input.
+3. ``clickstream-etl backfill`` with ``--workers 1`` and ``--workers 2``.
 
-Each step runs in its own process; wall time and peak RSS are reported, with ratios
-against the DuckDB one-thread baseline.  For backfill the peak RSS is also split into the
-main process and the largest worker (``--workers 1`` does everything in the main process);
-the acceptance bound is on ``--workers 1``.  Results go to stdout as a table and to
-``--json FILE``.
+Every step runs ``--repeat`` times in interleaved rounds (the machine's speed drifts; the fastest
+run of a step is its least disturbed one); memory is the largest of all runs.  Ratios: backfill
+``--workers 1`` against DuckDB on 1 thread, ``--workers 2`` against DuckDB on 2 threads.  A growth
+line per profile gives seconds per million lines at each size (linear growth is a flat line).
+
+It also measures the cold-start import of the Extract and Transform handlers (median of 5 fresh
+interpreters, and whether pyarrow got imported: it must not), and the Transform core's CPU time
+per event on each profile (``time.process_time``, one core, best of 3: the same figure as a Lambda
+at 1,769 MB, which has one vCPU; the cost model's ``transform_cpu_us``).
+
+The table goes to stdout, and with ``--json FILE`` to a file.
 """
 
 from __future__ import annotations
@@ -24,9 +33,12 @@ import gzip
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +46,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from pipeline.formats.cloudfront import LEGACY_FIELDS  # noqa: E402
+
+PROFILES = ("high-cardinality", "classic")
+STEPS = ("gzip floor", "duckdb 1 thread", "duckdb 2 threads", "backfill --workers 1", "backfill --workers 2")
+RATIO_BASE = {"backfill --workers 1": "duckdb 1 thread", "backfill --workers 2": "duckdb 2 threads"}
+LAMBDA_TRANSFORM_MB = 1769
+"""The Transform function's memory: Lambda gives one full vCPU at 1,769 MB, so CPU per event is the same."""
 
 # Tracker parameters extracted by the DuckDB baseline: the same decoding work our transform does
 # for these columns (undo CloudFront's %25, then percent-decode each value).
@@ -152,37 +170,77 @@ COPY (
 """
 
 
-_PROBE = (
-    "import resource, subprocess, sys, time, json\n"
-    "t = time.perf_counter()\n"
-    "rc = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL).returncode\n"
-    "wall = time.perf_counter() - t\n"
-    "rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss\n"
-    "print(json.dumps({'rc': rc, 'seconds': wall, 'peak_rss_mb': rss / 1024}))\n"
-)
-# The CLI runs inside the probe, so RUSAGE_SELF is the main process and RUSAGE_CHILDREN the
-# largest of its pool workers (each is joined before the CLI returns).
+# The CLI runs inside this probe, so RUSAGE_SELF is the main process and RUSAGE_CHILDREN the
+# largest of its pool workers (each is joined before the CLI returns).  The wall time is taken
+# by the harness around the whole process.
 _CLI_PROBE = (
-    "import contextlib, json, os, resource, sys, time\n"
-    "t = time.perf_counter()\n"
+    "import contextlib, json, os, resource, sys\n"
     "from pipeline.app.cli import main\n"
     "with open(os.devnull, 'w') as sink, contextlib.redirect_stdout(sink):\n"
     "    rc = main(sys.argv[1:])\n"
-    "wall = time.perf_counter() - t\n"
     "parent = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024\n"
     "workers = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024\n"
-    "print(json.dumps({'rc': rc, 'seconds': wall, 'peak_rss_mb': max(parent, workers),\n"
-    "                  'parent_rss_mb': parent, 'worker_rss_mb': workers}))\n"
+    "print(json.dumps({'rc': rc, 'parent_rss_mb': parent, 'worker_rss_mb': workers}))\n"
+)
+_FLOOR = (
+    "import gzip, sys\n"
+    "n = 0\n"
+    "for p in sys.argv[1:]:\n"
+    "    with gzip.open(p, 'rb') as h:\n"
+    "        for line in h: n += 1\n"
+)
+_DUCKDB = "import duckdb, sys\nduckdb.connect().execute(sys.argv[1])\n"
+_IMPORT_PROBE = (
+    "import json, sys, time\n"
+    "start = time.perf_counter()\n"
+    "import {module}\n"
+    "print(json.dumps({{'seconds': time.perf_counter() - start, 'pyarrow': 'pyarrow' in sys.modules}}))\n"
 )
 
 
-def measure(command: list[str], *, cli: bool = False) -> dict[str, Any]:
-    """Run a step in a child process; wall seconds and peak RSS (``cli``: ``clickstream-etl`` arguments)."""
-    argv = [sys.executable, "-c", _CLI_PROBE, *command] if cli else [sys.executable, "-c", _PROBE, *command]
-    out = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, check=True)
-    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
-    if result["rc"] != 0:
-        raise SystemExit(f"benchmark step failed ({result['rc']}): {' '.join(command)}\n{out.stderr}")
+@dataclass(frozen=True)
+class Input:
+    profile: str
+    size_mb: float
+    folder: Path
+    files: int
+    gz_bytes: int
+    raw_bytes: int
+    lines: int
+
+
+@dataclass(frozen=True)
+class Step:
+    input: Input
+    name: str
+    command: list[str]
+    dest: Path | None
+
+
+def run_process(command: list[str]) -> dict[str, Any]:
+    """Run one step as a whole process: wall seconds from outside, CPU seconds and peak RSS of its tree."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        start = time.perf_counter()
+        process = subprocess.Popen(command, cwd=ROOT, stdout=out, stderr=err)
+        _, status, usage = os.wait4(process.pid, 0)
+        seconds = time.perf_counter() - start
+        process.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read(), err.read()
+    if process.returncode != 0:
+        raise SystemExit(f"benchmark step failed ({process.returncode}): {' '.join(command)[:300]}\n{stderr}")
+    # ru_maxrss of a waited child is the largest of it and its own waited-for children (Linux: KiB).
+    result: dict[str, Any] = {
+        "seconds": seconds,
+        "cpu_seconds": usage.ru_utime + usage.ru_stime,
+        "peak_rss_mb": usage.ru_maxrss / 1024,
+    }
+    if stdout.strip().startswith("{") or "\n{" in stdout:
+        probe = json.loads(stdout.strip().splitlines()[-1])
+        if probe.get("rc", 0) != 0:
+            raise SystemExit(f"benchmark step failed ({probe['rc']}): {' '.join(command)[:300]}\n{stderr}")
+        result.update({key: value for key, value in probe.items() if key != "rc"})
     return result
 
 
@@ -197,123 +255,268 @@ def count_lines(files: list[Path]) -> tuple[int, int]:
     return lines, raw
 
 
-def generate(cli: list[str], folder: Path, size_mb: float, hours: int) -> tuple[list[Path], dict[str, int]]:
+def generate(profile: str, size_mb: float, folder: Path) -> Input:
+    """Write ~``size_mb`` MB gzipped of the profile's logs over 24 hours (files of 1,000 lines, like CloudFront's)."""
     shutil.rmtree(folder, ignore_errors=True)
     subprocess.run(
-        [*cli, "generate-logs", str(folder), "--size-mb", str(size_mb), "--hours", str(hours)],
+        [sys.executable, "-m", "pipeline.app.cli", "generate-logs", str(folder), "--size-mb", str(size_mb)]
+        + ["--hours", "24", "--profile", profile],
         check=True,
         stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=ROOT,
     )
     files = sorted(folder.rglob("*.gz"))
-    compressed = sum(p.stat().st_size for p in files)
     lines, raw_bytes = count_lines(files)
+    made = Input(profile, size_mb, folder, len(files), sum(p.stat().st_size for p in files), raw_bytes, lines)
     print(
-        f"input {folder.name}: {len(files)} files over {hours} hour(s), {compressed / 1e6:.1f} MB gzipped, "
-        f"{raw_bytes / 1e6:.1f} MB raw, {lines:,} lines"
+        f"input {profile} {size_mb:g} MB: {made.files} files, {made.gz_bytes / 1e6:.1f} MB gzipped, "
+        f"{raw_bytes / 1e6:.1f} MB raw, {lines:,} lines ({raw_bytes / max(lines, 1):,.0f} bytes a line)",
+        flush=True,
     )
-    return files, {"files": len(files), "gz_bytes": compressed, "raw_bytes": raw_bytes, "lines": lines}
+    return made
+
+
+def steps_for(made: Input, work: Path, skip_duckdb: bool) -> list[Step]:
+    tag = f"{made.profile}-{made.size_mb:g}"
+    steps = [
+        Step(made, "gzip floor", [sys.executable, "-c", _FLOOR, *map(str, sorted(made.folder.glob("*.gz")))], None)
+    ]
+    if not skip_duckdb:
+        for threads in (1, 2):
+            dest = work / f"duckdb-{threads}-{tag}"
+            sql = duckdb_sql(str(made.folder / "*.gz"), str(dest), threads)
+            name = f"duckdb {threads} thread{'s' if threads > 1 else ''}"
+            steps.append(Step(made, name, [sys.executable, "-c", _DUCKDB, sql], dest))
+    for workers in (1, 2):
+        dest = work / f"backfill-{workers}-{tag}"
+        command = [sys.executable, "-c", _CLI_PROBE, "backfill", str(made.folder), "--output", str(dest)]
+        steps.append(Step(made, f"backfill --workers {workers}", [*command, "--workers", str(workers)], dest))
+    return steps
+
+
+def duckdb_rows(dest: Path) -> int:
+    import duckdb
+
+    row = duckdb.connect().execute(f"SELECT count(*) FROM read_parquet('{dest}/**/*.parquet')").fetchone()
+    return int(row[0]) if row else 0
+
+
+def cold_start(module: str, runs: int = 5) -> dict[str, Any]:
+    """Median import time of ``module`` in ``runs`` fresh interpreters, and whether pyarrow came along."""
+    seen = []
+    for _ in range(runs):
+        out = subprocess.run(
+            [sys.executable, "-c", _IMPORT_PROBE.format(module=module)],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=ROOT,
+        )
+        seen.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    return {
+        "median_seconds": statistics.median(run["seconds"] for run in seen),
+        "pyarrow_imported": any(run["pyarrow"] for run in seen),
+    }
+
+
+def transform_cpu_us(profile: str, lines: int = 20000, repeat: int = 3) -> dict[str, Any]:
+    """CPU microseconds per event of the Transform core on ``lines`` lines of the profile.
+
+    Stream-1 records are packed the way ``pipeline.app.cost_measure`` packs them (Extract's
+    record target), then :func:`transform.stage.transform_raw_record` is timed over all of them,
+    best of ``repeat``: the work one Transform invocation does between its AWS calls.
+    """
+    import io
+
+    from pipeline.badrows import SourceRef
+    from pipeline.config import load_config
+    from pipeline.formats import get_format, read_limits
+    from pipeline.formats.base import LogLine, ReadStats
+    from pipeline.records import RawBatch, encode_raw
+    from pipeline.testing.generate import GenerateOptions, generate_logs
+    from transform.canonicalize import Canonicalizer
+    from transform.stage import transform_raw_record
+
+    config = load_config(environ={})
+    target = config.stream.record_target_bytes
+    with tempfile.TemporaryDirectory() as tmp:
+        options = GenerateOptions(files=1, lines_per_file=lines, profile=profile)
+        [path] = generate_logs(Path(tmp), options)
+        gz = path.read_bytes()
+    source = SourceRef(f"s3://bucket/{path.name}", etag="etag")
+    records: list[bytes] = []
+    numbers: list[int] = []
+    texts: list[str] = []
+    size = 0
+    fields = ""
+    for item in get_format().read(io.BytesIO(gz), source, read_limits(config.extract), ReadStats()):
+        if type(item) is LogLine:
+            if texts and size + len(item.text) + 10 > target:
+                records.append(
+                    encode_raw(RawBatch("bucket", path.name, "etag", 0, fields, tuple(numbers), tuple(texts)))
+                )
+                numbers, texts, size = [], [], 0
+            if item.layout is not None:
+                fields = " ".join(item.layout.names)
+            numbers.append(item.line_no)
+            texts.append(item.text)
+            size += len(item.text) + 10
+    if texts:
+        records.append(encode_raw(RawBatch("bucket", path.name, "etag", 0, fields, tuple(numbers), tuple(texts))))
+    best = float("inf")
+    events = 0
+    for _ in range(repeat):
+        canonicalizer = Canonicalizer(config.transform)
+        start = time.process_time()
+        outs = [
+            transform_raw_record(record, canonicalizer, target, origin=f"shard:{index}", arrival_ms=0)
+            for index, record in enumerate(records)
+        ]
+        best = min(best, time.process_time() - start)
+        events = sum(len(out.events) for out in outs)
+    return {"lines": lines, "events": events, "cpu_seconds": best, "cpu_us_per_event": best * 1e6 / max(events, 1)}
+
+
+def _fmt_ratio(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}x"
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--size-mb", type=float, default=20.0, help="gzipped log volume to generate (default 20)")
+    parser.add_argument("--profile", choices=(*PROFILES, "both"), default="both", help="log profile (default both)")
+    parser.add_argument(
+        "--sizes",
+        default="10,30",
+        help="gzipped MB per input, comma-separated (default 10,30; full curve 10,30,100,300)",
+    )
+    parser.add_argument("--repeat", type=int, default=3, help="interleaved rounds; the fastest run counts (default 3)")
     parser.add_argument("--workdir", type=Path, help="keep files here (default: a temporary folder)")
     parser.add_argument("--json", type=Path, help="also write the results as JSON")
     parser.add_argument("--skip-duckdb", action="store_true", help="do not run the DuckDB baseline")
-    parser.add_argument(
-        "--skip-one-hour", action="store_true", help="do not run backfill on the same volume in a single hour"
-    )
-    parser.add_argument(
-        "--repeat", type=int, default=3, help="runs per step, interleaved; the fastest counts (default 3)"
-    )
     args = parser.parse_args()
+    profiles = PROFILES if args.profile == "both" else (args.profile,)
+    sizes = [float(size) for size in args.sizes.split(",") if size.strip()]
 
     work = args.workdir or Path(tempfile.mkdtemp(prefix="clickstream-bench-"))
-    logs = work / "logs"
-    cli = [sys.executable, "-m", "pipeline.app.cli"]
-    files, inputs = generate(cli, logs, args.size_mb, 24)
-    lines, raw_bytes = inputs["lines"], inputs["raw_bytes"]
-    sources = {"": (logs, inputs)}
-    if not args.skip_one_hour:
-        one_hour = work / "logs-one-hour"
-        sources[", one hour"] = (one_hour, generate(cli, one_hour, args.size_mb, 1)[1])
-
-    floor_script = (
-        "import gzip, sys\n"
-        "n = 0\n"
-        "for p in sys.argv[1:]:\n"
-        "    with gzip.open(p, 'rb') as h:\n"
-        "        for line in h: n += 1\n"
-    )
-    steps: dict[str, list[str]] = {"gzip floor (1 process)": [sys.executable, "-c", floor_script, *map(str, files)]}
-    outputs: dict[str, tuple[Path, ...]] = {}
-    if not args.skip_duckdb:
-        for threads in (1, 2):
-            sql = duckdb_sql(str(logs / "*.gz"), str(work / f"duckdb-{threads}"), threads)
-            script = "import duckdb, sys\nduckdb.connect().execute(sys.argv[1])\n"
-            name = f"duckdb SQL ({threads} thread{'s' if threads > 1 else ''})"
-            steps[name] = [sys.executable, "-c", script, sql]
-            outputs[name] = (work / f"duckdb-{threads}",)
-    backfills: dict[str, tuple[Path, dict[str, int]]] = {}
-    for suffix, (folder, info) in sources.items():
-        for workers in (1, 2):
-            name = f"clickstream-etl backfill --workers {workers}{suffix}"
-            dest = work / f"backfill-{workers}{'-one-hour' if suffix else ''}"
-            steps[name] = ["backfill", str(folder), "--output", str(dest), "--workers", str(workers)]
-            backfills[name] = (dest, info)
-    # Steps run interleaved, several times: the machine's speed drifts, and the fastest run
-    # of each step is the least disturbed one.  Memory is the largest of all runs.
-    results: dict[str, dict[str, Any]] = {}
-    for _ in range(max(args.repeat, 1)):
-        for name, command in steps.items():
-            for folder in outputs.get(name, ()):
-                shutil.rmtree(folder, ignore_errors=True)  # every run starts from an empty destination
-            if name in backfills:
-                shutil.rmtree(backfills[name][0], ignore_errors=True)
-            run = measure(command, cli=name in backfills)
-            best = results.get(name)
+    work.mkdir(parents=True, exist_ok=True)
+    inputs = [generate(p, s, work / f"logs-{p}-{s:g}") for p in profiles for s in sizes]
+    steps = [step for made in inputs for step in steps_for(made, work, args.skip_duckdb)]
+    results: dict[tuple[str, float, str], dict[str, Any]] = {}
+    for round_number in range(max(args.repeat, 1)):
+        print(f"round {round_number + 1} of {max(args.repeat, 1)}", flush=True)
+        for step in steps:
+            if step.dest is not None:
+                shutil.rmtree(step.dest, ignore_errors=True)  # every run starts from an empty destination
+            run = run_process(step.command)
+            key = (step.input.profile, step.input.size_mb, step.name)
+            best = results.get(key)
             if best is not None:
-                for key in ("peak_rss_mb", "parent_rss_mb", "worker_rss_mb"):
-                    if key in run:
-                        run[key] = best[key] = max(run[key], best[key])
+                for field in ("peak_rss_mb", "parent_rss_mb", "worker_rss_mb"):
+                    if field in run:
+                        run[field] = best[field] = max(run[field], best[field])
             if best is None or run["seconds"] < best["seconds"]:
-                results[name] = run
-    for name, (dest, info) in backfills.items():
-        summary = json.loads((dest / "_summary.json").read_text())
-        results[name]["events"] = summary["rows_written"]
-        results[name]["lines"] = info["lines"]
+                results[key] = run
+    for step in steps:
+        r = results[(step.input.profile, step.input.size_mb, step.name)]
+        if step.name.startswith("backfill"):
+            assert step.dest is not None
+            r["events"] = json.loads((step.dest / "_summary.json").read_text())["rows_written"]
+        elif step.name.startswith("duckdb"):
+            assert step.dest is not None
+            r["events"] = duckdb_rows(step.dest)
+        r["lines_per_second"] = step.input.lines / r["seconds"]
+        r["mb_per_second_raw"] = step.input.raw_bytes / 1e6 / r["seconds"]
+    for (profile, size, name), r in results.items():
+        base = results.get((profile, size, RATIO_BASE.get(name, "duckdb 1 thread")))
+        r["ratio"] = base["seconds"] / r["seconds"] if base else None
+        r["ratio_against"] = RATIO_BASE.get(name, "duckdb 1 thread")
 
-    baseline = results.get("duckdb SQL (1 thread)")
-    cores = os.cpu_count() or 1
-    print(
-        f"\n{'step':48} {'seconds':>8} {'lines/s':>10} {'MB/s':>7} {'peak RSS':>9} {'main/worker':>12} "
-        f"{'vs duckdb-1':>11}"
-    )
-    for name, r in results.items():
-        step_lines = r.get("lines", lines)
-        step_raw = backfills[name][1]["raw_bytes"] if name in backfills else raw_bytes
-        r["lines_per_second"] = step_lines / r["seconds"]
-        r["mb_per_second_raw"] = step_raw / 1e6 / r["seconds"]
-        r["ratio_vs_duckdb_1_thread"] = (baseline["seconds"] / r["seconds"]) if baseline else None
-        ratio = f"{r['ratio_vs_duckdb_1_thread']:.2f}x" if baseline else "-"
-        split = f"{r['parent_rss_mb']:.0f}/{r['worker_rss_mb']:.0f}MB" if "parent_rss_mb" in r else "-"
-        print(
-            f"{name:48} {r['seconds']:8.2f} {r['lines_per_second']:10,.0f} {r['mb_per_second_raw']:7.1f} "
-            f"{r['peak_rss_mb']:7.0f}MB {split:>12} {ratio:>11}"
-        )
-    single = [r["peak_rss_mb"] for name, r in results.items() if name in backfills and "--workers 1" in name]
-    print(f"\nbackfill --workers 1 peak RSS: {max(single):.0f} MB (acceptance: under 300 MB whatever the input size)")
-    report = {
-        "input": inputs,
-        "inputs": {f"logs{suffix.replace(', ', '-').replace(' ', '-')}": info for suffix, (_, info) in sources.items()},
-        "cores": cores,
-        "results": results,
-    }
+    print("\ncold start of the handlers' imports (median of 5 fresh interpreters) ...", flush=True)
+    imports = {module: cold_start(module) for module in ("extract.handler", "transform.handler")}
+    print("transform core CPU per event ...", flush=True)
+    transform = {profile: transform_cpu_us(profile) for profile in profiles}
+    report = print_report(inputs, results, imports, transform)
     if args.json:
         args.json.write_text(json.dumps(report, indent=1) + "\n")
     if not args.workdir:
         shutil.rmtree(work, ignore_errors=True)
     return 0
+
+
+def print_report(
+    inputs: list[Input],
+    results: dict[tuple[str, float, str], dict[str, Any]],
+    imports: dict[str, dict[str, Any]],
+    transform: dict[str, dict[str, Any]],
+) -> dict[str, Any]:
+    """Print the tables and return the same figures as JSON-able data."""
+    cores = os.cpu_count() or 1
+    for made in inputs:
+        print(
+            f"\n== {made.profile}, {made.size_mb:g} MB gzipped: {made.lines:,} lines, "
+            f"{made.raw_bytes / 1e6:,.1f} MB raw, {made.files} files, {cores} cores =="
+        )
+        print(
+            f"{'step':22} {'seconds':>8} {'lines/s':>10} {'MB/s':>7} {'peak RSS':>9} {'main/worker':>12} {'ratio':>18}"
+        )
+        for name in STEPS:
+            r = results.get((made.profile, made.size_mb, name))
+            if r is None:
+                continue
+            split = f"{r['parent_rss_mb']:.0f}/{r['worker_rss_mb']:.0f}MB" if "parent_rss_mb" in r else "-"
+            against = "vs duckdb-2" if r["ratio_against"] == "duckdb 2 threads" else "vs duckdb-1"
+            ratio = f"{_fmt_ratio(r['ratio'])} {against}"
+            print(
+                f"{name:22} {r['seconds']:8.2f} {r['lines_per_second']:10,.0f} {r['mb_per_second_raw']:7.1f} "
+                f"{r['peak_rss_mb']:7.0f}MB {split:>12} {ratio if name != 'gzip floor' else '-':>18}"
+            )
+        counts = {n: results[(made.profile, made.size_mb, n)].get("events") for n in STEPS}
+        shown = ", ".join(f"{n} {c:,}" for n, c in counts.items() if c is not None)
+        print(f"rows written: {shown}")
+    print("\ngrowth: seconds per million input lines at each size (flat = linear)")
+    profiles = list(dict.fromkeys(made.profile for made in inputs))
+    growth: dict[str, dict[str, dict[str, float]]] = {}
+    for profile in profiles:
+        for name in ("backfill --workers 1", "backfill --workers 2", "duckdb 1 thread"):
+            line = {
+                f"{made.size_mb:g}": results[(profile, made.size_mb, name)]["seconds"] / made.lines * 1e6
+                for made in inputs
+                if made.profile == profile and (profile, made.size_mb, name) in results
+            }
+            if line:
+                growth.setdefault(profile, {})[name] = line
+                points = "  ".join(f"{size} MB: {value:6.1f}" for size, value in line.items())
+                print(f"  {profile:17} {name:22} {points}")
+        single = [
+            results[(profile, made.size_mb, "backfill --workers 1")]["parent_rss_mb"]
+            for made in inputs
+            if made.profile == profile
+        ]
+        print(
+            f"  {profile:17} backfill --workers 1 peak RSS (main process) at each size: {[round(x) for x in single]} MB"
+        )
+    print("\ncold-start import of the handlers (median of 5 fresh interpreters; target < 0.35 s, no pyarrow)")
+    for module, figure in imports.items():
+        print(f"  {module:18} {figure['median_seconds']:.3f} s   pyarrow imported: {figure['pyarrow_imported']}")
+    print(f"\ntransform core CPU per event (one core = Lambda at {LAMBDA_TRANSFORM_MB:,} MB, 1 vCPU)")
+    for profile, figure in transform.items():
+        print(
+            f"  {profile:17} {figure['cpu_us_per_event']:7.1f} µs/event  "
+            f"({figure['events']:,} events from {figure['lines']:,} lines in {figure['cpu_seconds']:.2f} s CPU)"
+        )
+    return {
+        "cores": cores,
+        "inputs": [{**made.__dict__, "folder": str(made.folder)} for made in inputs],
+        "results": [
+            {"profile": profile, "size_mb": size, "step": name, **r} for (profile, size, name), r in results.items()
+        ],
+        "growth_seconds_per_million_lines": growth,
+        "cold_start_imports": imports,
+        "transform_cpu": {
+            profile: {**figure, "lambda_memory_mb": LAMBDA_TRANSFORM_MB} for profile, figure in transform.items()
+        },
+    }
 
 
 if __name__ == "__main__":

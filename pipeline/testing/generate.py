@@ -4,7 +4,10 @@ Stdlib only.  The same :class:`GenerateOptions` always produce byte-identical fi
 random choice comes from a ``random.Random`` seeded from the options and the file index, and
 gzip members are written with ``mtime=0`` and an empty file name.
 
-Traffic mix (roughly): 55 % Snowplow pixel tracker hits (``GET /i``, a few ``/ice.png``),
+Two profiles (``GenerateOptions.profile``): ``classic``, described here, and ``high-cardinality``,
+like real traffic (its section below says how; the benchmarks' headline).
+
+Classic traffic mix (roughly): 55 % Snowplow pixel tracker hits (``GET /i``, a few ``/ice.png``),
 30 % HTML page requests, 15 % static assets (with a few 304s and 404s).  A pool of visitors
 (each with a duid, user agent, IP, edge location...) browses the site; their tracker hits
 carry page views, page pings, structured, self-describing and ecommerce events, and about
@@ -24,9 +27,11 @@ UTF-8 in the user agent, an impossible date, a tracker hit with ``e=zz`` and one
 from __future__ import annotations
 
 import base64
+import bisect
 import gzip
 import hashlib
 import io
+import itertools
 import json
 import random
 import re
@@ -39,9 +44,11 @@ from typing import Final
 from urllib.parse import quote
 
 from pipeline.formats.cloudfront import GENERATIONS, legacy_layout
+from pipeline.testing.user_agents import USER_AGENTS as _REAL_USER_AGENTS
 
 __all__ = [
     "MALFORMED_KINDS",
+    "PROFILES",
     "GenerateOptions",
     "encode_bytes",
     "file_name",
@@ -69,24 +76,41 @@ class GenerateOptions:
     """Files are spread over this many hours, one hour per file in round-robin."""
     fields: int = 33
     """Legacy generation (field count), one of GENERATIONS."""
-    malformed_ratio: float = 0.002
+    malformed_ratio: float | None = None
+    """Share of deliberately malformed lines; None: the profile's own (0.2 % classic, 0.5 % high-cardinality)."""
     distribution_id: str = "E2EXAMPLE1ABCD"
     gzip: bool = True
+    profile: str = "classic"
+    """What the traffic looks like, one of PROFILES: ``classic`` (a small cast of visitors, pages and
+    user agents, repeated) or ``high-cardinality`` (like real traffic: a distinct IP on most lines,
+    thousands of URLs and referers, a few hundred user agents; the benchmarks' headline)."""
+
+    @property
+    def malformed_share(self) -> float:
+        """The malformed-line share in effect: ``malformed_ratio``, or the profile's default."""
+        if self.malformed_ratio is not None:
+            return self.malformed_ratio
+        return _PROFILE_MALFORMED[self.profile]
 
     def validate(self) -> None:
+        if self.profile not in PROFILES:
+            raise ValueError(f"profile must be one of {PROFILES}, not {self.profile!r}")
         if self.fields not in GENERATIONS:
             raise ValueError(f"fields must be one of {GENERATIONS}, not {self.fields}")
         if self.files < 0 or self.lines_per_file < 0:
             raise ValueError("files and lines_per_file must be >= 0")
         if self.hours < 1:
             raise ValueError("hours must be >= 1")
-        if not 0.0 <= self.malformed_ratio <= 1.0:
+        if not 0.0 <= self.malformed_share <= 1.0:
             raise ValueError("malformed_ratio must be within [0, 1]")
         if not re.fullmatch(r"[A-Z0-9]+", self.distribution_id):
             raise ValueError(f"distribution_id must be upper-case alphanumeric: {self.distribution_id!r}")
         if self.start.tzinfo is None:
             raise ValueError("start must be timezone-aware")
 
+
+PROFILES: Final[tuple[str, ...]] = ("classic", "high-cardinality")
+_PROFILE_MALFORMED: Final[dict[str, float]] = {"classic": 0.002, "high-cardinality": 0.005}
 
 MALFORMED_KINDS: Final[tuple[str, ...]] = (
     "missing_field",
@@ -823,9 +847,9 @@ def _utm(rng: random.Random, campaign: tuple[str, str, str]) -> str:
 
 
 def _malformed_count(options: GenerateOptions) -> int:
-    if options.malformed_ratio <= 0 or options.lines_per_file == 0:
+    if options.malformed_share <= 0 or options.lines_per_file == 0:
         return 0
-    count = round(options.lines_per_file * options.malformed_ratio)
+    count = round(options.lines_per_file * options.malformed_share)
     if options.lines_per_file >= 200:
         count = max(count, 1)
     return min(count, options.lines_per_file)
@@ -851,6 +875,556 @@ def _corrupt(fields: list[str], kind: str, names: Sequence[str], rng: random.Ran
 
 
 # --------------------------------------------------------------------------------------------
+# The high-cardinality profile: traffic that looks like a real shop's, not a small repeated cast
+#
+# About 80 % tracker hits and 20 % asset requests (bots fetch assets, never the pixel), 0.5 %
+# malformed lines, lines of about 1.1 KB.  Every visit is a new visitor; the client address of a
+# mobile visit (carrier-grade NAT) or an IPv6 one (privacy addresses) changes from hit to hit, so
+# most lines have an address of their own.  A catalogue of thousands of products, listings, blog
+# and help pages, campaign-tagged landings and varied external referers gives thousands of
+# distinct URLs and referers; user agents come from pipeline.testing.user_agents, weighted.  Every
+# hit has its own eid (no retries), dtm and stm; most carry a web_page context (cx).
+
+_HC_HUMAN_UAS: Final = tuple((ua, weight) for ua, weight, is_bot in _REAL_USER_AGENTS if not is_bot)
+_HC_HUMAN_WEIGHTS: Final = tuple(itertools.accumulate(weight for _, weight in _HC_HUMAN_UAS))
+_HC_BOT_UAS: Final = tuple((ua, weight) for ua, weight, is_bot in _REAL_USER_AGENTS if is_bot)
+_HC_BOT_WEIGHTS: Final = tuple(itertools.accumulate(weight for _, weight in _HC_BOT_UAS))
+_HC_TRACKER_SHARE: Final = 0.8
+_HC_BOT_ASSET_SHARE: Final = 0.2
+"""Share of asset requests made by crawlers and tools (about 4 % of all lines)."""
+
+_HC_CATEGORIES: Final[tuple[str, ...]] = (
+    "kitchen", "kitchen/cookware", "kitchen/knives", "garden", "garden/tools", "outdoor", "outdoor/camping",
+    "electronics", "electronics/audio", "electronics/cameras", "home", "home/lighting", "home/textiles",
+    "office", "toys", "sports", "sports/cycling", "beauty", "books", "gifts", "pets", "tools", "travel", "sale",
+)  # fmt: skip
+_HC_ADJECTIVES: Final[tuple[str, ...]] = (
+    "classic", "compact", "deluxe", "eco", "ultra", "smart", "mini", "pro", "vintage", "modern", "rugged",
+    "silent", "wireless", "foldable", "nordic", "premium", "travel", "heavy-duty", "slim", "crème", "café",
+    "bright", "soft", "steel", "bamboo", "ceramic", "cordless", "portable", "everyday", "limited",
+)  # fmt: skip
+_HC_NOUNS: Final[tuple[str, ...]] = (
+    "widget", "gadget", "lamp", "kettle", "backpack", "tent", "speaker", "headphones", "camera", "mug",
+    "skillet", "knife", "blanket", "chair", "desk", "bottle", "jacket", "bike-light", "drone", "planter",
+    "watering-can", "grill", "toaster", "blender", "notebook", "pen-set", "candle", "rug", "towel", "helmet",
+    "tripod", "charger", "keyboard", "mouse", "monitor-stand", "scale", "grinder", "teapot", "lunchbox", "wallet",
+)  # fmt: skip
+_HC_TOPICS: Final[tuple[str, ...]] = (
+    "shipping", "returns", "payments", "warranty", "account", "orders", "gift-cards", "sizing", "care", "privacy",
+)  # fmt: skip
+_HC_COLOURS: Final[tuple[str, ...]] = ("black", "white", "red", "blue", "green", "sand", "grey", "olive")
+_HC_SIZES: Final[tuple[str, ...]] = ("xs", "s", "m", "l", "xl", "one-size")
+_HC_SORTS: Final[tuple[str, ...]] = ("relevance", "price_asc", "price_desc", "newest", "rating")
+_HC_PRODUCTS: Final = 8_000
+_HC_NEWS_SITES: Final[tuple[str, ...]] = (
+    "www.theguardian.com", "www.nytimes.com", "www.bbc.co.uk", "www.wired.com", "www.theverge.com",
+    "www.spiegel.de", "www.lemonde.fr", "www.dnevnik.bg", "www.engadget.com", "www.techradar.com",
+    "www.buzzfeed.com", "www.independent.co.uk", "www.forbes.com", "www.businessinsider.com", "www.heise.de",
+)  # fmt: skip
+_HC_SUBREDDITS: Final[tuple[str, ...]] = ("BuyItForLife", "camping", "Cooking", "gadgets", "HomeImprovement", "deals")
+_HC_SOURCES: Final[tuple[tuple[str, str], ...]] = (
+    ("google", "cpc"), ("facebook", "paid_social"), ("instagram", "paid_social"), ("newsletter", "email"),
+    ("tiktok", "paid_social"), ("bing", "cpc"), ("affiliate", "affiliate"), ("pinterest", "social"),
+)  # fmt: skip
+_HC_SEASONS: Final[tuple[str, ...]] = ("black_friday", "cyber_monday", "winter_sale", "xmas", "new_in", "clearance")
+_HC_EVENTS: Final[tuple[str, ...]] = ("pv", "pp", "se", "ue", "tr")
+_HC_EVENT_WEIGHTS: Final[tuple[int, ...]] = (14, 54, 12, 16, 4)
+_HC_STATIC: Final[tuple[tuple[str, str, int], ...]] = (
+    ("js", "application/javascript", 48_000), ("css", "text/css", 22_000), ("woff2", "font/woff2", 31_000),
+)  # fmt: skip
+_HC_CHUNKS: Final[tuple[str, ...]] = (
+    "main", "vendor", "runtime", "product", "listing", "checkout", "cart", "search", "account", "blog",
+    "polyfills", "analytics", "carousel", "reviews", "consent", "chat",
+)  # fmt: skip
+_HC_PROBES: Final[tuple[str, ...]] = ("/wp-login.php", "/.env", "/apple-touch-icon.png", "/xmlrpc.php", "/robots.txt")
+# Address blocks no public client comes from (RFC 6890 and multicast): a generated IPv4 avoids them.
+_HC_NOT_PUBLIC_FIRST_OCTETS: Final = frozenset((0, 10, 100, 127, 169, 172, 192, 198, 203))
+_HC_PUBLIC_FIRST_OCTETS: Final = tuple(n for n in range(1, 224) if n not in _HC_NOT_PUBLIC_FIRST_OCTETS)
+_HC_IPV6_PREFIXES: Final[tuple[str, ...]] = ("2a01:cb", "2a02:8", "2600:1", "2003:e", "2409:8", "2806:1", "2a00:2")
+
+
+def _pick(rng: random.Random, items: Sequence[tuple[str, int]], cumulative: Sequence[int]) -> str:
+    return items[bisect.bisect_right(cumulative, rng.random() * cumulative[-1])][0]
+
+
+def _public_ipv4(rng: random.Random) -> tuple[int, int, int]:
+    """The first three octets of a public /24."""
+    return rng.choice(_HC_PUBLIC_FIRST_OCTETS), rng.randrange(256), rng.randrange(256)
+
+
+def _slug_title(slug: str) -> str:
+    return " ".join(word.capitalize() for word in slug.replace("-", " ").split())
+
+
+@dataclass
+class _Visit:
+    """One visitor's session on the high-cardinality site; addresses may change between its hits."""
+
+    user_agent: str
+    is_bot: bool
+    mobile: bool
+    ipv4_net: tuple[int, int, int]
+    ipv6_prefix: str | None
+    rotates: bool
+    """A new address on each hit (mobile carrier NAT, IPv6 privacy addresses)."""
+    host: int
+    forwarded_for: str | None
+    edge: str
+    http_version: str
+    tls: str
+    duid: str
+    sid: str
+    vid: int
+    res: str
+    viewport: str
+    lang: str
+    tz: str
+    uid: str | None
+    tracker_version: str
+    app_id: str
+    remaining: int
+    referrer: str | None
+    landing_query: str
+    url: str = ""
+    title: str = ""
+    page_view_id: str = ""
+    pv_sent: bool = False
+    pages: int = 0
+    scroll_y: int = 0
+    doc_size: str = "1280x3000"
+
+
+class _HighCardinalityFile:
+    """The lines of one high-cardinality file (see the section comment); all randomness from ``rng``."""
+
+    def __init__(self, options: GenerateOptions, file_index: int) -> None:
+        self.options = options
+        self.index = file_index
+        self.rng = random.Random(f"clickstream-etl:high-cardinality:{options.seed}:{file_index}")
+        self.hour_start = _hour_of(options, file_index)
+        self.hour_ms = int(self.hour_start.timestamp()) * 1000
+        lines = max(options.lines_per_file, 1)
+        self.visits = [self._new_visit() for _ in range(max(10, min(400, lines // 25)))]
+
+    # -- visits ---------------------------------------------------------------------------------
+    def _new_visit(self, bot: bool = False) -> _Visit:
+        rng = self.rng
+        if bot:
+            user_agent = _pick(rng, _HC_BOT_UAS, _HC_BOT_WEIGHTS)
+        else:
+            user_agent = _pick(rng, _HC_HUMAN_UAS, _HC_HUMAN_WEIGHTS)
+        mobile = any(token in user_agent for token in ("iPhone", "Android", "iPad", "Mobile"))
+        ipv6_prefix = None
+        if not bot and rng.random() < 0.15:
+            ipv6_prefix = f"{rng.choice(_HC_IPV6_PREFIXES)}{rng.getrandbits(8):02x}:{rng.getrandbits(16):x}"
+        forwarded = None
+        if not bot and rng.random() < 0.06:
+            client = f"{'.'.join(map(str, _public_ipv4(rng)))}.{rng.randint(1, 254)}"
+            hops = [client] + [f"10.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randint(1, 254)}"] * rng.randint(
+                0, 2
+            )
+            forwarded = ", ".join(hops)
+        width, height = (int(part) for part in rng.choice(MOBILE_RES if mobile else DESKTOP_RES).split("x"))
+        vp_w = width if mobile else max(320, width - rng.choice((0, 0, 17, 200, 600)))
+        uid: str | None = None
+        if rng.random() < 0.15:
+            uid = f"u{rng.getrandbits(40):x}" if rng.random() < 0.5 else str(rng.randint(10_000, 99_999_999))
+        referrer, landing_query = self._entry(rng, bot)
+        return _Visit(
+            user_agent=user_agent,
+            is_bot=bot,
+            mobile=mobile,
+            ipv4_net=_public_ipv4(rng),
+            ipv6_prefix=ipv6_prefix,
+            rotates=ipv6_prefix is not None or (mobile and rng.random() < 0.9),
+            host=rng.randint(1, 254),
+            forwarded_for=forwarded,
+            edge=rng.choice(EDGE_LOCATIONS),
+            http_version="HTTP/1.1" if bot else rng.choices(("HTTP/2.0", "HTTP/1.1", "HTTP/3.0"), (70, 10, 20))[0],
+            tls="TLSv1.3" if rng.random() < 0.85 else "TLSv1.2",
+            duid=_uuid4(rng),
+            sid=_uuid4(rng),
+            vid=1 + int(rng.expovariate(0.4)),
+            res=f"{width}x{height}",
+            viewport=f"{vp_w}x{height - rng.choice((110, 120, 160, 250))}",
+            lang=rng.choice(LANGUAGES),
+            tz=rng.choice(TIMEZONES),
+            uid=uid,
+            tracker_version=rng.choice(("js-3.24.2", "js-3.24.2", "js-3.23.1", "js-3.17.0", "js-4.1.0")),
+            app_id=rng.choice(("acme-web", "acme-web", "acme-web", "acme-shop")),
+            remaining=1 + int(rng.expovariate(1 / 7)),
+            referrer=referrer,
+            landing_query=landing_query,
+        )
+
+    def _entry(self, rng: random.Random, bot: bool) -> tuple[str | None, str]:  # noqa: PLR0911 - one return per traffic source
+        """Where a visit comes from: (external referrer or None, landing page query string)."""
+        if bot:
+            return None, ""
+        roll = rng.random()
+        words = f"{rng.choice(_HC_ADJECTIVES)} {rng.choice(_HC_NOUNS).replace('-', ' ')}"
+        if roll < 0.25:  # Google sends only its origin (its referrer policy), the click id marks ads
+            query = _campaign(rng) if rng.random() < 0.3 else ""
+            if query and rng.random() < 0.7:
+                query += f"&gclid={base64.urlsafe_b64encode(rng.randbytes(27)).decode().rstrip('=')}"
+            return "https://www.google.com/", query
+        if roll < 0.33:
+            return f"https://www.bing.com/search?q={quote(words, safe='').replace('%20', '+')}&form=QBLH", ""
+        if roll < 0.37:
+            return f"https://duckduckgo.com/?q={quote(words, safe='')}&t=h_", ""
+        if roll < 0.47:
+            site = rng.choice(_HC_NEWS_SITES)
+            article = f"{rng.choice(_HC_ADJECTIVES)}-{rng.choice(_HC_NOUNS)}-review-{rng.randint(1, 99_999)}"
+            return f"https://{site}/{rng.choice(('tech', 'lifestyle', 'deals', 'home'))}/{article}", ""
+        if roll < 0.52:
+            post = f"{rng.getrandbits(30):x}"
+            return (
+                f"https://www.reddit.com/r/{rng.choice(_HC_SUBREDDITS)}/comments/{post}/{words.replace(' ', '_')}/",
+                "",
+            )
+        if roll < 0.62:
+            fbclid = base64.urlsafe_b64encode(rng.randbytes(33)).decode().rstrip("=")
+            return "https://l.facebook.com/", f"{_campaign(rng)}&fbclid={fbclid}"
+        if roll < 0.67:
+            return f"https://t.co/{base64.b32encode(rng.randbytes(5)).decode().lower()}", _campaign(rng)
+        if roll < 0.72:
+            return "https://mail.google.com/", _campaign(rng)
+        return None, (_campaign(rng) if rng.random() < 0.05 else "")
+
+    def _visit(self, human: bool) -> _Visit:
+        """A visit to continue (a new one replaces a finished one); ``human``: not a crawler."""
+        rng = self.rng
+        if not human and rng.random() < _HC_BOT_ASSET_SHARE:
+            return self._new_visit(bot=True)  # crawlers and tools: one request each
+        slot = rng.randrange(len(self.visits))
+        visit = self.visits[slot]
+        if visit.remaining <= 0:
+            visit = self.visits[slot] = self._new_visit()
+        visit.remaining -= 1
+        return visit
+
+    def _address(self, visit: _Visit) -> str:
+        rng = self.rng
+        if visit.ipv6_prefix is not None:
+            return visit.ipv6_prefix + "".join(f":{rng.getrandbits(16):x}" for _ in range(4))
+        a, b, c = visit.ipv4_net
+        if visit.rotates:
+            return f"{a}.{b}.{rng.randrange(256)}.{rng.randint(1, 254)}"
+        return f"{a}.{b}.{c}.{visit.host}"
+
+    # -- pages ----------------------------------------------------------------------------------
+    def _navigate(self, visit: _Visit) -> None:  # noqa: PLR0912 - one branch per kind of page on the site
+        rng = self.rng
+        roll = rng.random()
+        query = ""
+        if roll < 0.40:
+            product = rng.randint(1, _HC_PRODUCTS)
+            slug = f"{_HC_ADJECTIVES[product % 30]}-{_HC_NOUNS[product % 40]}-{product}"
+            path = f"/products/{_HC_CATEGORIES[product % len(_HC_CATEGORIES)]}/{slug}"
+            title = f"{_slug_title(slug)} – Acme Store"
+            if rng.random() < 0.25:
+                query = f"variant={rng.choice(_HC_COLOURS)}&size={rng.choice(_HC_SIZES)}"
+        elif roll < 0.55:
+            category = rng.choice(_HC_CATEGORIES)
+            path = f"/c/{category}"
+            title = f"{_slug_title(category.replace('/', ' '))} | Acme"
+            if rng.random() < 0.6:
+                query = f"page={rng.randint(1, 12)}&sort={rng.choice(_HC_SORTS)}"
+        elif roll < 0.65:
+            path, title = "/", "Acme – Home"
+        elif roll < 0.73:
+            words = " ".join(rng.sample(_HC_ADJECTIVES, 1) + rng.sample(_HC_NOUNS, rng.randint(1, 2)))
+            path, title = "/search", f"“{words}” – Search | Acme"
+            query = f"q={quote(words, safe='')}" + (f"&page={rng.randint(2, 5)}" if rng.random() < 0.2 else "")
+        elif roll < 0.83:
+            kind = rng.choice(("guide", "ideas", "tips", "review"))
+            slug = f"{rng.choice(_HC_ADJECTIVES)}-{rng.choice(_HC_NOUNS)}-{kind}"
+            path = f"/blog/{rng.randint(2019, 2024)}/{rng.randint(1, 12):02d}/{slug}"
+            title = f"{_slug_title(slug)} | Acme Blog"
+        elif roll < 0.88:
+            topic = rng.choice(_HC_TOPICS)
+            path, title = f"/help/{topic}/article-{rng.randint(100, 999)}", f"{_slug_title(topic)} – Help Centre"
+        elif roll < 0.94:
+            path, title = "/cart", "Your cart | Acme"
+        elif roll < 0.97:
+            path, title = f"/checkout/step-{rng.randint(1, 3)}", "Checkout | Acme"
+        else:
+            path, title = f"/account/orders/{rng.randint(1_000_000, 9_999_999)}", "Your order | Acme"
+        if visit.pages == 0:
+            query = "&".join(part for part in (visit.landing_query, query) if part)
+        else:
+            visit.referrer = visit.url
+        visit.url = SITE + path + ("?" + query if query else "")
+        visit.title = title
+        visit.page_view_id = _uuid4(rng)
+        visit.pv_sent = False
+        visit.pages += 1
+        visit.scroll_y = 0
+        visit.doc_size = f"{visit.viewport.split('x')[0]}x{rng.randint(900, 12_000)}"
+
+    # -- lines ----------------------------------------------------------------------------------
+    def record(self, tracker: bool, offset_ms: int, malformed: str | None) -> dict[str, str]:
+        if tracker or malformed in ("bad_event_type", "bad_event_id"):
+            return self._tracker(offset_ms, malformed)
+        return self._asset(offset_ms)
+
+    def _common(self, visit: _Visit, offset_ms: int) -> dict[str, str]:
+        rng = self.rng
+        when = self.hour_start + timedelta(milliseconds=offset_ms)
+        taken = round(rng.uniform(0.001, 0.25), 3)
+        return {
+            "date": when.strftime("%Y-%m-%d"),
+            "time": when.strftime("%H:%M:%S"),
+            "x-edge-location": visit.edge,
+            "c-ip": self._address(visit),
+            "cs-method": "GET",
+            "cs(Host)": CF_HOST,
+            "cs(User-Agent)": _cf_header(visit.user_agent),
+            "cs(Cookie)": "-",
+            "x-edge-request-id": _request_id(rng),
+            "x-host-header": SITE_HOST,
+            "cs-protocol": "https",
+            "time-taken": f"{taken:.3f}",
+            "x-forwarded-for": _cf_header(visit.forwarded_for),
+            "ssl-protocol": visit.tls,
+            "ssl-cipher": _ssl_cipher(visit.tls),
+            "cs-protocol-version": visit.http_version,
+            "fle-status": "-",
+            "fle-encrypted-fields": "-",
+            "c-port": str(rng.randint(1024, 65535)),
+            "time-to-first-byte": f"{max(0.001, round(taken * rng.uniform(0.3, 1.0), 3)):.3f}",
+            "sc-range-start": "-",
+            "sc-range-end": "-",
+        }
+
+    def _finish(  # noqa: PLR0913 - the response fields of one log line
+        self,
+        record: dict[str, str],
+        stem: str,
+        query: str,
+        referer: str | None,
+        status: int,
+        result: str,
+        content_type: str | None,
+        body: int | None,
+    ) -> dict[str, str]:
+        rng = self.rng
+        header_bytes = rng.randint(280, 620)
+        record["cs-uri-stem"] = stem
+        record["cs-uri-query"] = _cf_query(query)
+        record["cs(Referer)"] = _cf_header(referer)
+        record["sc-status"] = str(status)
+        record["x-edge-result-type"] = result
+        record["x-edge-response-result-type"] = result
+        record["x-edge-detailed-result-type"] = result
+        record["sc-content-type"] = content_type or "-"
+        record["sc-content-len"] = "-" if body is None else str(body)
+        record["sc-bytes"] = str(header_bytes + (body or 0))
+        request_bytes = 160 + len(stem) + len(query) + len(record["cs(User-Agent)"]) + len(referer or "")
+        record["cs-bytes"] = str(request_bytes + rng.randint(0, 900))
+        return record
+
+    def _asset(self, offset_ms: int) -> dict[str, str]:
+        rng = self.rng
+        visit = self._visit(human=False)
+        if not visit.url:
+            self._navigate(visit)
+        record = self._common(visit, offset_ms)
+        referer = None if visit.is_bot else visit.url
+        roll = rng.random()
+        if roll < 0.05 or (visit.is_bot and roll < 0.3):
+            return self._finish(record, rng.choice(_HC_PROBES), "", referer, 404, "Error", "text/html", 1024)
+        if roll < 0.55:
+            product = rng.randint(1, _HC_PRODUCTS)
+            width = rng.choice((160, 320, 640, 1280))
+            stem, content_type, size = (
+                f"/img/products/{product}/{width}.webp",
+                "image/webp",
+                width * rng.randint(40, 90),
+            )
+            query = f"v={rng.randint(1, 9)}" if rng.random() < 0.3 else ""
+        else:
+            extension, content_type, size = rng.choice(_HC_STATIC)
+            chunk = rng.choice(_HC_CHUNKS)
+            build = hashlib.sha256(f"{chunk}{rng.randint(1, 4)}".encode()).hexdigest()[:10]  # a few deploys
+            stem = f"/static/{extension}/{chunk}.{build}.{extension}"
+            size += rng.randint(-5_000, 5_000)
+            query = ""
+        if rng.random() < 0.1:
+            return self._finish(record, stem, query, referer, 304, "Hit", None, None)
+        result = rng.choices(("Hit", "Miss", "RefreshHit"), weights=(85, 10, 5))[0]
+        return self._finish(record, stem, query, referer, 200, result, content_type, size)
+
+    def _tracker(self, offset_ms: int, malformed: str | None) -> dict[str, str]:
+        rng = self.rng
+        visit = self._visit(human=True)
+        stm = str(self.hour_ms + offset_ms - rng.randint(5, 250))
+        params = self._tracker_params(visit, stm)
+        if malformed == "bad_event_type":
+            params = [(key, "zz" if key == "e" else value) for key, value in params]
+        elif malformed == "bad_event_id":
+            params = [(key, "not-a-uuid" if key == "eid" else value) for key, value in params]
+        query = "&".join(f"{key}={_js_encode(value)}" for key, value in params)
+        record = self._common(visit, offset_ms)
+        # Most sites keep the default strict-origin-when-cross-origin policy (the collector is
+        # another origin); the rest send the whole page URL.
+        referer = SITE + "/" if rng.random() < 0.75 else visit.url
+        result = rng.choices(("Hit", "RefreshHit", "Miss"), weights=(90, 5, 5))[0]
+        stem = "/ice.png" if rng.random() < 0.03 else "/i"
+        return self._finish(record, stem, query, referer, 200, result, "image/gif", _PIXEL_GIF_LEN)
+
+    def _tracker_params(self, visit: _Visit, stm: str) -> list[tuple[str, str]]:
+        rng = self.rng
+        event = rng.choices(_HC_EVENTS, weights=_HC_EVENT_WEIGHTS)[0]
+        if not visit.url or (event == "pv" and visit.pv_sent):
+            self._navigate(visit)
+        if not visit.pv_sent:
+            event = "pv"
+        queued = rng.random() < 0.03
+        dtm = int(stm) - (rng.randint(2_000, 600_000) if queued else rng.randint(2, 1_500))
+        params = [
+            ("e", event if event != "tr" else rng.choice(("tr", "ti"))),
+            ("url", visit.url),
+            ("page", visit.title),
+        ]
+        if visit.referrer:
+            params.append(("refr", visit.referrer))
+        params += [
+            ("tv", visit.tracker_version),
+            ("tna", "sp"),
+            ("aid", visit.app_id),
+            ("p", "web"),
+            ("tz", visit.tz),
+            ("lang", visit.lang),
+            ("cs", "UTF-8"),
+            ("res", visit.res),
+            ("cd", "24"),
+            ("cookie", "1"),
+            ("eid", _uuid4(rng)),
+            ("dtm", str(dtm)),
+        ]
+        params += self._event_params(visit, params[0][1])
+        if rng.random() < 0.9:
+            contexts = {
+                "schema": CONTEXTS_SCHEMA,
+                "data": [{"schema": WEB_PAGE_SCHEMA, "data": {"id": visit.page_view_id}}],
+            }
+            params.append(("cx", _b64url(contexts)))
+        params += [("vp", visit.viewport), ("ds", visit.doc_size), ("vid", str(visit.vid)), ("sid", visit.sid)]
+        params.append(("duid", visit.duid))
+        if visit.uid is not None:
+            params.append(("uid", visit.uid))
+        params.append(("stm", stm))
+        return params
+
+    def _event_params(self, visit: _Visit, event: str) -> list[tuple[str, str]]:  # noqa: PLR0911 - one return per event type
+        rng = self.rng
+        if event == "pv":
+            visit.pv_sent = True
+            return []
+        if event == "pp":
+            visit.scroll_y = min(visit.scroll_y + rng.randint(0, 1500), 11_000)
+            return [
+                ("pp_mix", "0"),
+                ("pp_max", str(rng.choice((0, 0, 0, 15)))),
+                ("pp_miy", str(max(0, visit.scroll_y - rng.randint(0, 800)))),
+                ("pp_may", str(visit.scroll_y)),
+            ]
+        if event == "se":
+            product = rng.randint(1, _HC_PRODUCTS)
+            params = [
+                ("se_ca", rng.choice(("product", "listing", "video", "form", "nav", "carousel"))),
+                ("se_ac", rng.choice(("add-to-cart", "click", "play", "submit", "swipe", "filter"))),
+                ("se_la", f"{_HC_ADJECTIVES[product % 30]} {_HC_NOUNS[product % 40]} {product}"),
+            ]
+            if rng.random() < 0.5:
+                params.append(("se_pr", f"colour={rng.choice(_HC_COLOURS)}"))
+            if rng.random() < 0.6:
+                params.append(("se_va", f"{rng.randint(1, 300)}.{rng.randint(0, 99):02d}"))
+            return params
+        if event == "ue":
+            if rng.random() < 0.4:
+                inner: dict[str, object] = {
+                    "schema": "iglu:com.acme/button_click/jsonschema/1-0-0",
+                    "data": {"id": f"{rng.choice(('cta', 'buy-now', 'signup', 'wishlist'))}-{rng.randint(1, 500)}"},
+                }
+            else:
+                product = rng.randint(1, _HC_PRODUCTS)
+                target = f"{SITE}/products/{_HC_CATEGORIES[product % len(_HC_CATEGORIES)]}/item-{product}"
+                inner = {
+                    "schema": "iglu:com.snowplowanalytics.snowplow/link_click/jsonschema/1-0-1",
+                    "data": {
+                        "targetUrl": target,
+                        "elementId": f"tile-{rng.randint(1, 48)}",
+                        "elementClasses": ["tile"],
+                    },
+                }
+            envelope = {"schema": UNSTRUCT_SCHEMA, "data": inner}
+            if rng.random() < 0.85:
+                return [("ue_px", _b64url(envelope))]
+            return [("ue_pr", json.dumps(envelope, separators=(",", ":")))]
+        order = f"ORD-{rng.randint(10_000_000, 99_999_999)}"
+        price = rng.randint(5, 400) + rng.choice((0.0, 0.5, 0.99))
+        qty = rng.randint(1, 3)
+        if event == "tr":
+            tax = round(price * qty * 0.2, 2)
+            return [
+                ("tr_id", order),
+                ("tr_af", "web"),
+                ("tr_tt", f"{price * qty + tax:.2f}"),
+                ("tr_tx", f"{tax:.2f}"),
+                ("tr_sh", f"{rng.choice((0.0, 4.99)):.2f}"),
+                ("tr_ci", rng.choice(("London", "Sofia", "München", "Lyon", "Austin"))),
+                ("tr_co", rng.choice(("GB", "BG", "DE", "FR", "US"))),
+                ("tr_cu", rng.choice(("EUR", "GBP", "USD"))),
+            ]
+        product = rng.randint(1, _HC_PRODUCTS)
+        return [
+            ("ti_id", order),
+            ("ti_sk", f"SKU-{product:05d}"),
+            ("ti_nm", f"{_slug_title(_HC_ADJECTIVES[product % 30])} {_slug_title(_HC_NOUNS[product % 40])}"),
+            ("ti_ca", _HC_CATEGORIES[product % len(_HC_CATEGORIES)]),
+            ("ti_pr", f"{price:.2f}"),
+            ("ti_qu", str(qty)),
+            ("ti_cu", "EUR"),
+        ]
+
+
+def _campaign(rng: random.Random) -> str:
+    source, medium = rng.choice(_HC_SOURCES)
+    name = f"{rng.choice(_HC_SEASONS)}_{rng.choice((2023, 2024))}_{rng.randint(1, 400)}"
+    parts = [f"utm_source={source}", f"utm_medium={medium}", f"utm_campaign={name}"]
+    if rng.random() < 0.5:
+        parts.append(f"utm_term={quote(rng.choice(_HC_ADJECTIVES) + ' ' + rng.choice(_HC_NOUNS), safe='')}")
+    if rng.random() < 0.4:
+        parts.append(f"utm_content=creative-{rng.randint(1, 120)}")
+    return "&".join(parts)
+
+
+def _malformed_schedule(options: GenerateOptions, file_index: int, rng: random.Random) -> dict[int, str]:
+    """Which line positions of a file are malformed, and how (the kinds in turn, per file offset)."""
+    total = options.lines_per_file
+    bad = _malformed_count(options)
+    positions = sorted(rng.sample(range(total), bad)) if bad else []
+    first_kind = (file_index * max(bad, 1)) % len(MALFORMED_KINDS)
+    return {position: MALFORMED_KINDS[(first_kind + n) % len(MALFORMED_KINDS)] for n, position in enumerate(positions)}
+
+
+def _high_cardinality_lines(options: GenerateOptions, file_index: int, names: Sequence[str]) -> Iterator[str]:
+    gen = _HighCardinalityFile(options, file_index)
+    rng = gen.rng
+    offsets = sorted(rng.randrange(0, 3_600_000) for _ in range(options.lines_per_file))
+    malformed_at = _malformed_schedule(options, file_index, rng)
+    for position, offset in enumerate(offsets):
+        malformed = malformed_at.get(position)
+        record = gen.record(rng.random() < _HC_TRACKER_SHARE, offset, malformed)
+        fields = [record.get(name, "-") for name in names]
+        if malformed is not None:
+            fields = _corrupt(fields, malformed, names, rng)
+        yield "\t".join(fields)
+
+
+# --------------------------------------------------------------------------------------------
 # Public API
 
 
@@ -862,6 +1436,11 @@ def iter_log_lines(options: GenerateOptions, file_index: int) -> Iterator[str]:
     options.validate()
     layout = legacy_layout(options.fields)
     names = layout.names
+    if options.profile == "high-cardinality":
+        yield "#Version: 1.0"
+        yield layout.format()
+        yield from _high_cardinality_lines(options, file_index, names)
+        return
     gen = _FileGenerator(options, file_index)
     rng = gen.rng
     yield "#Version: 1.0"

@@ -26,6 +26,7 @@ from pipeline.testing.generate import (
     encode_bytes,
     generate_logs,
     iter_log_lines,
+    write_log_file,
 )
 
 REPO = Path(__file__).resolve().parents[2]
@@ -365,3 +366,159 @@ def test_bundled_samples_match_the_generator(tmp_path: Path) -> None:
     for path in expected:
         assert gzip.decompress((samples / path.name).read_bytes()) == gzip.decompress(path.read_bytes())
     assert sum(p.stat().st_size for p in bundled) < 150 * 1024
+
+
+# --------------------------------------------------------------------------------------------
+# The high-cardinality profile (issue 14): the properties that make it look like real traffic.
+#
+# Measured with _profile_table (below), seed 42; the bounds of the test hold on both samples:
+#
+#                                 4 x 5,000 lines     HIGH, 2 x 2,500 lines
+#   tracker hits / assets         79.3 % / 20.2 %     79.6 % / 19.9 %
+#   malformed                     0.50 %              0.48 % (12 of 2,500 per file)
+#   mean line                     1,171 bytes         1,166 bytes
+#   distinct client IPs / lines   0.62                0.59
+#   IPv6 / x-forwarded-for        14.6 % / 5.9 %      11.8 % / 4.1 %
+#   distinct URLs / referers      3,884 / 3,903       1,046 / 1,036
+#   distinct user agents / bots   279 / 3.8 %         173 / 3.4 %
+#   cx on the hits                90.0 %              90.7 %
+#   eid repeats                   0                   0  (dtm and stm on every hit)
+
+HIGH = GenerateOptions(files=2, lines_per_file=2500, seed=42, profile="high-cardinality")
+
+
+@pytest.fixture(scope="module")
+def high(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    return generate_logs(tmp_path_factory.mktemp("high"), HIGH)
+
+
+def _profile_table(paths: list[Path]) -> dict[str, float]:
+    """The measured properties of a generated sample (shares are of all lines unless named)."""
+    lines = [raw for path in paths for raw in _body(path)[1]]
+    names = list(LEGACY_FIELDS)
+    tracker = asset = malformed = ipv6 = forwarded = with_cx = with_times = bots = 0
+    ips: set[str] = set()
+    urls: set[str] = set()
+    referers: set[str] = set()
+    agents: Counter[str] = Counter()
+    eids: Counter[str] = Counter()
+    for raw in lines:
+        if _classify(raw, names) is not None:
+            malformed += 1
+            continue
+        row = dict(zip(names, raw.decode().split("\t"), strict=True))
+        ips.add(row["c-ip"])
+        ipv6 += ":" in row["c-ip"]
+        forwarded += row["x-forwarded-for"] != "-"
+        agents[row["cs(User-Agent)"]] += 1
+        bots += any(token in row["cs(User-Agent)"].lower() for token in ("bot", "curl", "python", "http-client"))
+        if row["cs-uri-stem"] not in ("/i", "/ice.png"):
+            asset += 1
+            continue
+        tracker += 1
+        params = _pixel_params(row["cs-uri-query"])
+        urls.add(params["url"])
+        referers.update(value for value in (params.get("refr"), row["cs(Referer)"]) if value and value != "-")
+        eids[params["eid"]] += 1
+        with_cx += "cx" in params
+        with_times += "dtm" in params and "stm" in params
+    total = len(lines)
+    return {
+        "lines": total,
+        "tracker_share": tracker / total,
+        "asset_share": asset / total,
+        "malformed_share": malformed / total,
+        "mean_line_bytes": sum(map(len, lines)) / total,
+        "distinct_ips_per_line": len(ips) / total,
+        "ipv6_share": ipv6 / total,
+        "forwarded_share": forwarded / total,
+        "distinct_urls": len(urls),
+        "distinct_referers": len(referers),
+        "distinct_user_agents": len(agents),
+        "bot_share": bots / total,
+        "cx_share_of_hits": with_cx / tracker,
+        "times_share_of_hits": with_times / tracker,
+        "eid_repeats": sum(count - 1 for count in eids.values()),
+    }
+
+
+def test_the_high_cardinality_profile_looks_like_real_traffic(high: list[Path]) -> None:
+    # GIVEN a small high-cardinality sample WHEN its properties are measured
+    table = _profile_table(high)
+    # THEN each bullet of issue 14 holds (tolerances for a 5,000-line sample)
+    assert table["lines"] == 5000
+    assert 0.76 <= table["tracker_share"] <= 0.84, table
+    assert 0.16 <= table["asset_share"] <= 0.24, table
+    assert table["malformed_share"] == pytest.approx(0.005, abs=0.0005), table  # 12 of 2,500 per file
+    assert 1000 <= table["mean_line_bytes"] <= 1250, table
+    assert table["distinct_ips_per_line"] >= 0.5, table  # a distinct address for most lines
+    assert 0.08 <= table["ipv6_share"] <= 0.2 and 0.02 <= table["forwarded_share"] <= 0.1, table
+    assert table["distinct_urls"] >= 1000 and table["distinct_referers"] >= 800, table
+    assert 120 <= table["distinct_user_agents"] <= 400, table
+    assert 0.01 <= table["bot_share"] <= 0.08, table
+    assert table["cx_share_of_hits"] >= 0.85, table
+    assert table["times_share_of_hits"] == 1.0 and table["eid_repeats"] == 0, table
+
+
+def test_the_classic_profile_stays_a_small_cast(small: list[Path]) -> None:
+    # The contrast the benchmark shows: classic repeats its visitors, pages and user agents.
+    table = _profile_table(small)
+    assert table["distinct_user_agents"] <= 15 and table["distinct_ips_per_line"] < 0.3, table
+
+
+def test_the_high_cardinality_profile_is_deterministic_and_seeded(tmp_path: Path, high: list[Path]) -> None:
+    again = generate_logs(tmp_path / "again", HIGH)
+    assert [p.read_bytes() for p in again] == [p.read_bytes() for p in high]
+    other = generate_logs(tmp_path / "other", replace(HIGH, files=1, seed=43))
+    assert other[0].read_bytes() != high[0].read_bytes()
+
+
+def test_the_high_cardinality_profile_has_every_malformed_kind_and_event_type(tmp_path: Path) -> None:
+    options = replace(HIGH, files=3, lines_per_file=1200, seed=5)
+    kinds: Counter[str] = Counter()
+    events: Counter[str] = Counter()
+    for path in generate_logs(tmp_path, options):
+        names, lines = _body(path)
+        for raw in lines:
+            kind = _classify(raw, names)
+            if kind is not None:
+                kinds[kind] += 1
+            elif raw.split(b"\t")[7] in (b"/i", b"/ice.png"):
+                events[_pixel_params(raw.decode().split("\t")[11])["e"]] += 1
+    assert set(kinds) == set(MALFORMED_KINDS) and sum(kinds.values()) == 18
+    assert set(events) == VALID_EVENTS
+    assert events["pp"] > events["pv"] > events["se"] > events["tr"] + events["ti"] > 0
+
+
+def test_user_agents_are_a_few_hundred_real_ones_weighted_like_traffic() -> None:
+    from pipeline.testing.user_agents import USER_AGENTS
+
+    agents = [agent for agent, _, _ in USER_AGENTS]
+    assert 250 <= len(agents) <= 500 and len(set(agents)) == len(agents)
+    total = sum(weight for _, weight, _ in USER_AGENTS)
+
+    def share(*tokens: str, without: tuple[str, ...] = ()) -> float:
+        chosen = [w for a, w, _ in USER_AGENTS if any(t in a for t in tokens) and not any(t in a for t in without)]
+        return sum(chosen) / total
+
+    assert 0.55 <= share("Chrome/", "CriOS/", without=("Edg", "OPR/", "SamsungBrowser", "bot", "YaBrowser")) <= 0.75
+    assert 0.15 <= share("Version/", without=("Chrome/", "bot")) <= 0.3  # Safari
+    assert 0.03 <= share("Edg/", "EdgA/") <= 0.08 and 0.02 <= share("Firefox/", "FxiOS/") <= 0.06
+    assert 0.01 <= share("SamsungBrowser") <= 0.05
+    assert 0.02 <= sum(w for _, w, bot in USER_AGENTS if bot) / total <= 0.06
+
+
+def test_cli_profile_option(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args = _parse([str(tmp_path), "--files", "1", "--lines-per-file", "400", "--profile", "high-cardinality"])
+    assert args.profile == "high-cardinality" and args.malformed_ratio is None
+    assert run(args) == 0
+    [path] = tmp_path.iterdir()
+    assert path.read_bytes() == write_log_file(tmp_path / "api", HIGH_400, 0).read_bytes()
+    assert _parse([str(tmp_path)]).profile == "classic"
+    with pytest.raises(SystemExit):
+        _parse([str(tmp_path), "--profile", "shop"])
+    with pytest.raises(ValueError, match="profile"):
+        GenerateOptions(profile="shop").validate()
+
+
+HIGH_400 = GenerateOptions(files=1, lines_per_file=400, profile="high-cardinality")

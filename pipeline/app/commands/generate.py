@@ -13,7 +13,7 @@ from pathlib import Path
 from pipeline.app.arguments import positive_int
 from pipeline.app.progress import TerminalProgress
 from pipeline.formats.cloudfront import GENERATIONS
-from pipeline.testing.generate import GenerateOptions, write_log_file
+from pipeline.testing.generate import PROFILES, GenerateOptions, write_log_file
 
 
 def _parse_start(text: str) -> datetime:
@@ -90,8 +90,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--malformed-ratio",
         type=_ratio,
-        default=defaults.malformed_ratio,
-        help="share of deliberately malformed lines (default %(default)s)",
+        default=None,
+        help="share of deliberately malformed lines (default: the profile's, 0.002 classic, 0.005 high-cardinality)",
+    )
+    parser.add_argument(
+        "--profile",
+        choices=PROFILES,
+        default=defaults.profile,
+        help="what the traffic looks like: classic (a small repeated cast) or high-cardinality "
+        "(like real traffic: distinct IPs, thousands of URLs, a few hundred user agents) (default %(default)s)",
     )
     parser.add_argument(
         "--distribution-id",
@@ -119,6 +126,7 @@ def _options_from_args(args: argparse.Namespace) -> GenerateOptions:
         malformed_ratio=args.malformed_ratio,
         distribution_id=args.distribution_id,
         gzip=not args.plain,
+        profile=args.profile,
     )
 
 
