@@ -59,6 +59,17 @@ def _wire_struct() -> pa.StructType:
 
 
 @cache
+def _canonical_struct() -> pa.StructType:
+    """The canonical schema as a struct (money columns as decimals)."""
+    return pa.struct(list(arrow_schema()))
+
+
+@cache
+def _money_fields() -> tuple[str, ...]:
+    return tuple(f.name for f in FIELDS if f.decimal is not None)
+
+
+@cache
 def _decimal_columns() -> tuple[tuple[int, int, pa.DataType], ...]:
     """(column index, scale, decimal type) of each money column."""
     return tuple(
@@ -77,7 +88,14 @@ def events_to_batch(events: Sequence[CanonicalEvent]) -> pa.RecordBatch:
     Money columns are rounded half away from zero to their scale, as Redshift rounds a
     number it loads into a DECIMAL, then made decimals (validation has checked they fit).
     """
-    rows = pa.array(events if isinstance(events, list) else list(events), type=_wire_struct())
+    events = events if isinstance(events, list) else list(events)
+    money = _money_fields()
+    if not any(name in event for event in events for name in money):
+        # No money value (all but transactions): the struct converts straight to the decimal
+        # schema, saving the per-column rounds and casts, about half of a small batch's time.
+        batch = pa.RecordBatch.from_struct_array(pa.array(events, type=_canonical_struct()))
+        return batch.replace_schema_metadata(arrow_schema().metadata)
+    rows = pa.array(events, type=_wire_struct())
     columns = list(pa.RecordBatch.from_struct_array(rows).columns)
     for index, scale, decimal in _decimal_columns():
         rounded = pc.round(columns[index], scale, round_mode="half_towards_infinity")

@@ -439,6 +439,20 @@ def _open_source(source: SourceFile) -> IO[bytes]:
     return io.BufferedReader(_CountingReader(response["Body"]), buffer_size=1 << 20)
 
 
+LEDGER_GROUP: Final = 64
+LEDGER_GROUP_SECONDS: Final = 0.5
+"""A group of staged sources is recorded once this many are pending, or this long after the first."""
+
+
+@contextmanager
+def _finally(action: Callable[[], None]) -> Iterator[None]:
+    """Run ``action`` however the block ends (the ledger's last group, even on Ctrl-C)."""
+    try:
+        yield
+    finally:
+        action()
+
+
 def _fsync(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -784,7 +798,18 @@ class _Run:
         self.progress.phase("reading", sum(source.size for source in todo), "B")
         self._executor = _executor(workers, self.setup, self.parts, offsets, self.s3_client)
         self._run_map = self._executor.__enter__()
-        with Ticker(show):
+        # Staged sources are recorded in groups, one fsync each: a source whose line is not yet
+        # durable when the run dies is only read again by the next run (its fragment is rewritten).
+        pending: list[LedgerEntry] = []
+        pending_since = 0.0
+
+        def commit() -> None:
+            if pending:
+                ledger.append(pending)
+                recorded.extend(pending)
+                pending.clear()
+
+        with Ticker(show), _finally(commit):
             for outcome in self._run_map(_process_one, by_size):
                 source = by_path[outcome.summary.source]
                 finished_bytes += source.size
@@ -802,8 +827,11 @@ class _Run:
                     source.fragment,
                     outcome.summary.to_json(),
                 )
-                ledger.append([entry])  # after the worker fsynced the fragments: now they count
-                recorded.append(entry)
+                if not pending:
+                    pending_since = time.perf_counter()
+                pending.append(entry)  # the worker fsynced the fragments: once recorded, they count
+                if len(pending) >= LEDGER_GROUP or time.perf_counter() - pending_since >= LEDGER_GROUP_SECONDS:
+                    commit()
                 self._count(source, outcome.summary)
                 per_file.append(outcome.summary.to_json())
                 touched.update(outcome.partitions)
