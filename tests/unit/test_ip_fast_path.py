@@ -1,0 +1,52 @@
+"""The dotted-quad fast path of IP anonymization gives exactly what the ``ipaddress`` path gives."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from transform.enrichments.ip import IpAnonymizer, _masked_dotted_quad, first_valid_ip
+
+PREFIXES = (None, 0, 1, 8, 16, 23, 24, 31, 32)
+octet_texts = st.one_of(
+    st.integers(0, 255).map(str),
+    st.integers(256, 999).map(str),
+    st.integers(0, 99).map(lambda n: f"0{n}"),  # a leading zero: refused by ipaddress
+    st.text("0123456789٣", min_size=0, max_size=4),  # a non-ASCII digit, empty parts
+)
+candidates = st.one_of(
+    st.lists(octet_texts, min_size=3, max_size=5).map(".".join),
+    st.text("0123456789.:abcdef ,|[]-", max_size=20),
+)
+
+
+def _slow(text: str, prefix: int | None) -> str | None:
+    address = first_valid_ip(text)
+    return IpAnonymizer(prefix, 48).mask(address) if address is not None else None
+
+
+@settings(max_examples=800, deadline=None)
+@given(candidates, st.sampled_from(PREFIXES))
+def test_the_fast_path_answers_only_what_ipaddress_answers_and_the_same(text: str, prefix: int | None) -> None:
+    fast = _masked_dotted_quad(text, prefix)
+    if fast is not None:
+        assert fast == _slow(text, prefix)
+
+
+@pytest.mark.parametrize(
+    ("text", "prefix", "expected"),
+    [
+        ("203.0.113.77", 24, "203.0.113.0"),
+        ("203.0.113.77", 16, "203.0.0.0"),
+        ("203.0.113.77", None, "203.0.113.77"),
+        ("255.255.255.255", 31, "255.255.255.254"),
+        ("010.0.0.1", 24, None),  # octal-looking: the slow path decides (and refuses it)
+        ("1.2.3", 24, None),
+        ("1.2.3.4:443", 24, None),  # a port: the slow path strips it
+    ],
+)
+def test_the_fast_path_on_known_texts(text: str, prefix: int | None, expected: str | None) -> None:
+    assert _masked_dotted_quad(text, prefix) == expected
+    anonymized = IpAnonymizer(prefix, 48).user_ipaddress(text)
+    assert anonymized == _slow(text, prefix)
