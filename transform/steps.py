@@ -65,6 +65,8 @@ and ``[transform] steps = ["mypkg.steps:drop_internal"]``.
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
@@ -208,9 +210,29 @@ def load_step(entry: str, config: TransformConfig, setup: EnrichmentSetup) -> En
     return FunctionStep(name, target)
 
 
+def _import(module_name: str) -> Any:
+    """The module, from the Python path or else the current folder (as ``python -m`` finds it).
+
+    A console script such as ``clickstream-etl`` does not put the current folder on the path, so a
+    ``mysteps.py`` beside the user's ``pipeline.toml`` would not import without this.
+    """
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        here = os.getcwd()
+        if exc.name != module_name.split(".", maxsplit=1)[0] or here in sys.path:
+            raise
+        sys.path.append(here)  # after everything else: it never shadows an installed module
+        try:
+            return importlib.import_module(module_name)
+        except ModuleNotFoundError:
+            sys.path.remove(here)
+            raise exc from None
+
+
 def _resolve(entry: str, module_name: str, attribute: str) -> Any:
     try:
-        target: Any = importlib.import_module(module_name)
+        target: Any = _import(module_name)
     except Exception as exc:  # ImportError, or whatever the module raises while it is imported
         reason = _describe(exc)
         raise TransformConfigError(f"{STEPS_KEY}: cannot import {module_name!r} for {entry!r}: {reason}") from exc

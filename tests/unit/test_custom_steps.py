@@ -347,3 +347,23 @@ def drop_pings(event: CanonicalEvent, hit: Hit) -> None:
 
 def tag_page_views(event: CanonicalEvent, hit: Hit) -> dict[str, str] | None:
     return {"se_property": "tagged"} if event.get("event") == "page_view" else None
+
+
+def test_a_step_module_in_the_current_folder_imports_as_python_m_would(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A console script does not put the current folder on the path; the step resolver looks there last."""
+    import sys
+
+    from transform.steps import _import
+
+    (tmp_path / "cwd_steps_for_test.py").write_text("def tag(event, hit):\n    event['etl_tags'] = 'tagged'\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    module = _import("cwd_steps_for_test")
+    assert module.__file__ == str(tmp_path / "cwd_steps_for_test.py")
+    assert sys.path[-1] == str(tmp_path)
+    with pytest.raises(ModuleNotFoundError, match="no_such_steps_module"):
+        _import("no_such_steps_module")
+    assert sys.path.count(str(tmp_path)) == 1
+    sys.modules.pop("cwd_steps_for_test", None)
