@@ -36,6 +36,7 @@ def assert_conserved(summary: Conserving) -> None:
 
     The message gives the equation with the summary's own numbers and the skip reasons.
     """
+    __tracebackhide__ = True  # pytest shows the caller's line, not this helper's
     if summary.conserved:
         return
     names = ("lines_read", "good", "bad", "skipped")
@@ -61,6 +62,7 @@ def assert_no_duplicates(
     ``by=("event_id",)`` also catches synthetic duplicates (same id, different content).  The
     message lists each duplicated key and how many times it occurs.
     """
+    __tracebackhide__ = True  # pytest shows the caller's line, not this helper's
     counts = Counter(tuple(event.get(name) for name in by) for event in events)
     duplicated = {key: n for key, n in counts.items() if n > 1}
     if duplicated:
@@ -93,6 +95,7 @@ def assert_no_bad_rows(result: HasBadRows | AnswersBadRows | Iterable[BadRow]) -
     ``result`` is a run with ``.bad`` (``StageRun``, ``ExtractRun``, ``ChainRun``), a ``ChainSession``
     (its ``bad()``), or the bad rows themselves.
     """
+    __tracebackhide__ = True  # pytest shows the caller's line, not this helper's
     found = getattr(result, "bad", None)
     if found is None:
         rows = list(result)  # type: ignore[arg-type]
@@ -125,6 +128,7 @@ def assert_event_matches(event: Mapping[str, Any], partial: Mapping[str, Any]) -
     Every difference is listed (``field: expected X, got Y``); a field the event lacks is named,
     with the closest field name it has.
     """
+    __tracebackhide__ = True  # pytest shows the caller's line, not this helper's
     problems: list[str] = []
     _mismatches(event, partial, "", problems)
     if problems:
