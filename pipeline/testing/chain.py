@@ -81,9 +81,10 @@ def log_bytes(log: LogInput) -> bytes:
     return cloudfront_log(log).encode("utf-8", "surrogateescape")
 
 
-def default_config(overrides: dict[str, Any] | None = None) -> PipelineConfig:
-    """The shipped defaults with ``overrides`` (dotted keys), ignoring the environment's ``CLICKSTREAM_*``."""
-    return load_config(environ={}, overrides=overrides)
+def default_config(overrides: dict[str, Any] | None = None, *, overlay: Path | None = None) -> PipelineConfig:
+    """The shipped defaults, the TOML file ``overlay`` if given, then ``overrides`` (dotted keys),
+    ignoring the environment's ``CLICKSTREAM_*``."""
+    return load_config(overlay, environ={}, overrides=overrides)
 
 
 class _ObservedChain(LocalChain):

@@ -6,7 +6,9 @@ boto3 and the stages load only when a test asks for a fixture that needs them.
 Fixtures:
 
 * ``clickstream_config`` -- the :class:`~pipeline.config.PipelineConfig` of the test: the shipped
-  defaults (the environment's ``CLICKSTREAM_*`` variables ignored) with per-test overrides;
+  defaults (the environment's ``CLICKSTREAM_*`` variables ignored), then the project's TOML file
+  named by the ini option ``clickstream_config_file`` (relative to the rootdir; the same file
+  ``--config`` takes), then per-test overrides;
 * ``clickstream_config_overrides`` -- dotted keys to values applied to every test's configuration:
   none, unless a ``conftest.py`` overrides the fixture; a test's ``clickstream_config`` marker
   applies on top::
@@ -35,6 +37,13 @@ if TYPE_CHECKING:
     from pipeline.testing.chain import ChainSession, EmulatedAccount
 
 MARKER = "clickstream_config"
+
+
+CONFIG_FILE_INI = "clickstream_config_file"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addini(CONFIG_FILE_INI, "the project's clickstream-etl configuration file (TOML), relative to the rootdir")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -67,11 +76,16 @@ def _marker_overrides(request: pytest.FixtureRequest) -> dict[str, Any]:
 
 @pytest.fixture
 def clickstream_config(request: pytest.FixtureRequest, clickstream_config_overrides: dict[str, Any]) -> PipelineConfig:
-    """The pipeline configuration of the test: shipped defaults, ``clickstream_config_overrides``, then the
-    ``clickstream_config`` markers of the test (module, class, function; the closest wins)."""
+    """The pipeline configuration of the test: shipped defaults, the ``clickstream_config_file`` of the
+    project's pytest settings, ``clickstream_config_overrides``, then the ``clickstream_config`` markers
+    of the test (module, class, function; the closest wins)."""
     from pipeline.testing.chain import default_config
 
-    return default_config({**clickstream_config_overrides, **_marker_overrides(request)})
+    named = str(request.config.getini(CONFIG_FILE_INI) or "")
+    overlay = request.config.rootpath / named if named else None
+    if overlay is not None and not overlay.is_file():
+        raise pytest.UsageError(f"{CONFIG_FILE_INI} = {named!r}: no such file under {request.config.rootpath}")
+    return default_config({**clickstream_config_overrides, **_marker_overrides(request)}, overlay=overlay)
 
 
 @pytest.fixture

@@ -58,6 +58,11 @@ def test_the_overrides_fixture_of_the_project_applies(clickstream_config):
     assert clickstream_config.resources.output_bucket == "inner-project-output"
 
 
+def test_the_projects_config_file_applies_under_the_overrides(clickstream_config):
+    assert clickstream_config.resources.ledger_table == "from-the-project-file"
+    assert clickstream_config.resources.output_bucket == "inner-project-output"  # the fixture wins
+
+
 @pytest.mark.clickstream_config({"resources.log_bucket": "inner-project-logs"})
 def test_a_marker_overrides_the_config_and_the_account_holds_its_resources(clickstream_config, clickstream_aws):
     resources = clickstream_config.resources
@@ -120,7 +125,12 @@ def test_the_plugin_is_registered_through_the_pytest11_entry_point() -> None:
 def test_the_plugins_fixtures_work_in_a_fresh_project(tmp_path: Path) -> None:
     project = tmp_path / "inner_project"
     (project / "tests").mkdir(parents=True)
-    (project / "pyproject.toml").write_text('[tool.pytest.ini_options]\naddopts = "--strict-markers"\n')
+    (project / "pyproject.toml").write_text(
+        '[tool.pytest.ini_options]\naddopts = "--strict-markers"\nclickstream_config_file = "pipeline.toml"\n'
+    )
+    (project / "pipeline.toml").write_text(
+        '[resources]\nledger_table = "from-the-project-file"\noutput_bucket = "file-output"\n'
+    )
     (project / "tests" / "conftest.py").write_text(textwrap.dedent(INNER_CONFTEST))
     (project / "tests" / "test_with_the_kit.py").write_text(textwrap.dedent(INNER_TESTS))
     readme = (ROOT / "README.md").read_text("utf-8")
@@ -140,7 +150,7 @@ def test_the_plugins_fixtures_work_in_a_fresh_project(tmp_path: Path) -> None:
     )
 
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
-    assert "5 passed" in result.stdout, result.stdout[-2000:]
+    assert "6 passed" in result.stdout, result.stdout[-2000:]
 
 
 def test_run_extract_then_run_transform_is_the_chain_in_two_steps() -> None:
