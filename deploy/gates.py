@@ -43,6 +43,9 @@ VARIANTS: Final[Mapping[str, Mapping[str, str]]] = {
         "RedshiftSecretArn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:redshift-AbCdEf",
     },
     "direct": {"PipelineMode": "direct"},
+    # The collector is off by default (no public endpoint on an upgrade): check its resources too.
+    "streaming-collector": {"Collector": "function-url"},
+    "streaming-collector-api": {"Collector": "http-api"},
 }
 """Parameter defaults of each checkov variant: with template.yaml's own defaults (streaming, no
 Redshift, a new raw bucket) they create every resource of the template."""

@@ -198,6 +198,29 @@ class RedshiftConfig:
 
 
 @dataclass(frozen=True)
+class CollectorConfig:
+    """The Lambda collector (``extract/collector.py``); every key is documented in ``config/default.toml``."""
+
+    pixel_paths: tuple[str, ...]
+    tp2_paths: tuple[str, ...]
+    redirect_paths: tuple[str, ...]
+    redirect_domains: tuple[str, ...]
+    """Hosts (and their subdomains) ``/r/tp2`` may redirect to; empty turns redirects off."""
+    cors_origins: tuple[str, ...]
+    cookie_enabled: bool
+    cookie_name: str
+    cookie_expiry_days: int
+    cookie_domains: tuple[str, ...]
+    do_not_track_cookie: str
+    """``name=value`` of the cookie that makes the collector store nothing; "" for none."""
+    max_event_bytes: int
+    max_request_bytes: int
+    put_max_attempts: int
+    put_base_delay_ms: int
+    put_max_delay_ms: int
+
+
+@dataclass(frozen=True)
 class PipelineConfig:
     extract: ExtractConfig
     transform: TransformConfig
@@ -206,6 +229,7 @@ class PipelineConfig:
     resources: ResourcesConfig
     stream: StreamConfig
     redshift: RedshiftConfig
+    collector: CollectorConfig
 
 
 _CHOICES: Final[dict[str, tuple[str, ...]]] = {

@@ -39,6 +39,11 @@ REPLAY_BATCH_INPUT: Final[Mapping[str, str]] = {"bucket": "$.bucket", "pace": "$
 """The ItemBatcher's BatchInput: each field of a batch event, and the path of the execution input it comes from."""
 REPLAY_MAX_CONCURRENCY: Final = 8
 """The default cap of concurrent Extract invocations of a replay; fewer when stream 1 has fewer shards."""
+COLLECTOR_FUNCTION: Final = "clickstream-etl-collector"
+"""The Snowplow-compatible collector (issue 15): template.yaml ``CollectorFunction``, deployed
+when the ``Collector`` parameter is not ``disabled``."""
+COLLECTOR_TIMEOUT_S: Final = 10
+"""A tracker waits for the answer: the put's retries (``[collector] put_*``) end long before this."""
 ASYNC_FAILURE_QUEUE: Final = "clickstream-etl-async-failures"
 """Where Lambda sends the asynchronous invocations of the object function (Extract, or the direct
 function) that failed every retry: continuations and the reconciler's re-drives."""
@@ -193,7 +198,7 @@ class ScheduledFunction:
 
 
 def scheduled_functions(config: PipelineConfig) -> dict[str, ScheduledFunction]:
-    """The chain's scheduled functions: Extract's reconciler, the Redshift loader and the compactor."""
+    """The chain's scheduled functions: Extract's reconciler, the Redshift loader, the compactor and the rollup."""
     r = config.resources
     window = config.redshift.load_error_window_minutes
     return {
@@ -231,6 +236,16 @@ def scheduled_functions(config: PipelineConfig) -> dict[str, ScheduledFunction]:
             lists_bucket=r.output_bucket,
             rewrites=f"{r.output_bucket}/{r.events_prefix}",
         ),
+        # The dashboard's daily rollups (issue 16): re-rolls only the days whose event objects
+        # changed (today's, as the sink writes it); the dashboard is at most one period behind.
+        "rollup": ScheduledFunction(
+            function="clickstream-etl-rollup",
+            handler="load.rollup_handler.handler",
+            schedule="rate(1 hour)",
+            timeout_s=900,
+            reserved_concurrency=1,  # two runs would write the same files; one is enough
+            lists_bucket=r.output_bucket,
+        ),
     }
 
 
@@ -257,6 +272,8 @@ class FunctionSpec:
     """Runs with the pyarrow layer (Extract and Transform never do: cold starts)."""
     redshift: bool = False
     """Deployed only when the template's ``RedshiftMode`` is not ``none``."""
+    collector: bool = False
+    """Deployed only when the template's ``Collector`` is not ``disabled`` (issue 15)."""
 
 
 def functions(config: PipelineConfig) -> dict[str, FunctionSpec]:
@@ -265,6 +282,7 @@ def functions(config: PipelineConfig) -> dict[str, FunctionSpec]:
     scheduled = scheduled_functions(config)
     reconciler, loader = scheduled["extract_reconciler"], scheduled["redshift_loader"]
     compactor = scheduled["compactor"]
+    rollup = scheduled["rollup"]
     return {
         "ExtractFunction": FunctionSpec(
             EXTRACT_FUNCTION, "extract.handler.handler", "extract", 512, EXTRACT_TIMEOUT_S, 20, ("streaming",)
@@ -325,6 +343,31 @@ def functions(config: PipelineConfig) -> dict[str, FunctionSpec]:
             compactor.reserved_concurrency,
             PIPELINE_MODES,
             pyarrow_layer=True,
+        ),
+        # The dashboard's rollups (issue 16): reads a changed day's events with pyarrow, writes
+        # rollups/ beside them; both modes write the dataset it reads.
+        "RollupFunction": FunctionSpec(
+            rollup.function,
+            rollup.handler,
+            "load",
+            1024,
+            rollup.timeout_s,
+            rollup.reserved_concurrency,
+            PIPELINE_MODES,
+            pyarrow_layer=True,
+        ),
+        # The collector (issue 15): one request per invocation, about 0.13 ms of CPU and a PutRecords
+        # round trip it waits for; 256 MB keeps the duration a fifth of the request price
+        # (config/prices.toml) at the cost of slower cold starts. Reserving caps a public endpoint's bill.
+        "CollectorFunction": FunctionSpec(
+            COLLECTOR_FUNCTION,
+            "extract.collector.handler",
+            "extract",
+            256,
+            COLLECTOR_TIMEOUT_S,
+            20,
+            ("streaming",),
+            collector=True,
         ),
         # One whole object per invocation (the file core); 1769 MB is one full vCPU.
         "DirectFunction": FunctionSpec(

@@ -106,6 +106,21 @@ COMMANDS: Final[tuple[Command, ...]] = (
         "pipeline.app.commands.compact",
     ),
     Command(
+        "rollup",
+        "write the dashboard's daily rollups (small Parquet files) beside the events of DEST",
+        "Roll up DEST/events/ into DEST/rollups/<table>/date=D/part-<digest>.parquet (site totals with a "
+        "HyperLogLog sketch of visitors, hourly series, pages, sources, technology) and DEST/rollups/manifest.json. "
+        "Only days whose input objects changed are rolled up again; rerunning writes the same bytes.",
+        "pipeline.app.commands.rollup",
+    ),
+    Command(
+        "dashboard",
+        "serve the static dashboard over DEST's rollups on 127.0.0.1, or --build OUT the site for S3",
+        "Serve the dashboard shipped in the package and DEST's rollups (never its events or bad rows) on "
+        "127.0.0.1:--port; with --build OUT, write the static site and the rollups it reads into OUT.",
+        "pipeline.app.commands.dashboard",
+    ),
+    Command(
         "run-local",
         "run the whole serverless chain on this machine, on emulated AWS (moto)",
         "Create the configured buckets, streams and ledger on moto, upload SOURCE and drive Extract, Transform, "

@@ -752,13 +752,14 @@ def render_estimate(e: Estimate, inputs: CostInputs, *, alternative: Estimate | 
 
 
 def render_peers(inputs: CostInputs) -> list[str]:
+    """The peers' published figures, then the collector's front doors beside them (issue 15)."""
     lines = ["peers (published figures):"]
     for peer in peer_figures(inputs):
         lines.append(
             f"  {peer.name}: ${peer.per_million:.2f} per million events, ${peer.monthly:,.0f} a month at "
             f"{peer.at_events_per_second:g} events/s ({peer.scope}) {peer.source}"
         )
-    return lines
+    return lines + render_front_doors(inputs)
 
 
 REPLAY_TRANSITIONS_PER_BATCH: Final = 4
@@ -800,3 +801,142 @@ def replay_cost(
         transitions = REPLAY_TRANSITIONS_PER_RUN + REPLAY_TRANSITIONS_PER_BATCH * batches
         state_machine = transitions / 1000 * inputs.prices("stepfunctions", "standard_transitions_per_thousand")
     return ReplayCost(events, events * per_event, state_machine)
+
+
+# ---- dashboard (issue 16)
+ROLLUP_METRICS: Final = 1
+"""The metric names the rollup's handler emits (load/rollup_handler.py: DaysRolledUp)."""
+ROLLUP_ALARMS: Final = 2
+ROLLUP_MEMORY_MB: Final = 1024
+
+
+def dashboard_cost(events_per_month: float, inputs: CostInputs, *, arm64: bool = True) -> list[LineItem]:
+    """The dashboard's monthly line items: the hourly rollup (Lambda, S3 listing, GETs and PUTs, its
+    alarms and metric) and the static site behind CloudFront (requests, transfer, the basic-auth
+    function, S3 GETs of cache misses), from ``[usage.dashboard]`` and ``[prices.*]``."""
+    p, u = inputs.prices, inputs.usage
+    out = _Items()
+    runs = u.a("dashboard", "rollup_runs_per_month")
+    days = inputs.prices.hours_per_month / 24
+    events_per_run = events_per_month / days / 2  # today's events, half a day on average
+    cpu_s = runs * events_per_run / u.a("dashboard", "rollup_events_per_cpu_s")
+    gb_s = cpu_s * max(ROLLUP_MEMORY_MB, 1) / 1024
+    out.add(
+        "per event",
+        "lambda",
+        "rollup duration",
+        gb_s,
+        "GB-s",
+        gb_s * p("lambda", f"{'arm64' if arm64 else 'x86_64'}_gb_second"),
+    )
+    out.add("fixed", "lambda", "rollup requests", runs, "invocations", runs / 1e6 * p("lambda", "requests_per_million"))
+    lists = runs * math.ceil(u.a("dashboard", "listed_objects") / 1000)
+    out.add("fixed", "s3", "rollup listings", lists, "LIST", lists / 1000 * p("s3", "put_per_thousand"))
+    gets = runs * u.a("dashboard", "rollup_objects_per_day")
+    out.add(
+        "per event", "s3", "rollup GETs of the day's events", gets, "GET", gets / 1000 * p("s3", "get_per_thousand")
+    )
+    puts = runs * 7  # five tables, the fingerprint and the manifest
+    out.add("fixed", "s3", "rollup PUTs", puts, "PUT", puts / 1000 * p("s3", "put_per_thousand"))
+    out.add(
+        "fixed", "cloudwatch", "rollup alarms", ROLLUP_ALARMS, "alarms", ROLLUP_ALARMS * p("cloudwatch", "alarm_month")
+    )
+    out.add(
+        "fixed", "cloudwatch", "rollup custom metric (EMF)", ROLLUP_METRICS, "metrics",
+        ROLLUP_METRICS * p("cloudwatch", "custom_metric_month"),
+    )  # fmt: skip
+    requests = u.a("dashboard", "views_per_month") * u.a("dashboard", "requests_per_view")
+    out.add(
+        "fixed",
+        "cloudfront",
+        "site requests",
+        requests,
+        "requests",
+        requests / 10_000 * p("cloudfront", "https_requests_per_10k"),
+    )
+    out.add(
+        "fixed",
+        "cloudfront",
+        "basic-auth function",
+        requests,
+        "invocations",
+        requests / 1e6 * p("cloudfront", "functions_per_million"),
+    )
+    gb = u.a("dashboard", "views_per_month") * u.a("dashboard", "mb_per_view") / 1024
+    out.add("fixed", "cloudfront", "site transfer", gb, "GB", gb * p("cloudfront", "gb_out"))
+    misses = requests * u.a("dashboard", "cache_miss_share")
+    out.add("fixed", "s3", "site GETs (cache misses)", misses, "GET", misses / 1000 * p("s3", "get_per_thousand"))
+    return out.items
+
+
+# ---------------------------------------------------------------------- collector (issue 15)
+FRONT_DOORS: Final = ("function-url", "http-api", "rest-api")
+"""The collector's front doors the model prices: the template deploys the first two
+(``Collector``); a REST API is priced for comparison."""
+_FRONT_DOOR_REQUESTS: Final = {"http-api": "http_api_requests_per_million", "rest-api": "rest_api_requests_per_million"}
+
+
+@dataclass(frozen=True)
+class FrontDoorCost:
+    """What a million tracker requests cost at the collector's front door, dollars, item by item.
+
+    Per request: the front door's own request price (none for a Function URL), the collector
+    function's request and duration (its CPU, plus the PutRecords it waits for before answering),
+    optionally CloudFront's HTTPS requests, and the PUT payload unit of its stream-1 record.  The
+    stream's shard-hours are the pipeline's fixed cost (:func:`estimate`), not the front door's.
+    """
+
+    front_door: str
+    cloudfront: bool
+    items: tuple[tuple[str, float], ...]
+
+    @property
+    def per_million(self) -> float:
+        return sum(value for _, value in self.items)
+
+    @property
+    def before_kinesis(self) -> float:
+        """The front door and the function only: the figure the issue quotes ($0.23, $1.23, $3.73)."""
+        return sum(value for item, value in self.items if not item.startswith(("Kinesis", "CloudFront")))
+
+
+def front_door_cost(inputs: CostInputs, front_door: str, *, cloudfront: bool = False) -> FrontDoorCost:
+    """The collector's cost per million requests behind ``front_door`` (one of :data:`FRONT_DOORS`)."""
+    if front_door not in FRONT_DOORS:
+        raise ConfigError(f"unknown front door {front_door!r}; known: {', '.join(FRONT_DOORS)}")
+    p, u = inputs.prices, inputs.usage
+    memory = u.a("collector_memory_mb")
+    speed = u.a("cpu_speed_factor")
+    cpu_gb_s = _cpu_gb_s(u.m("collector_cpu_us") / 1e6, memory, speed)
+    wait_gb_s = u.a("collector_put_ms") / 1000 * memory / 1024
+    gb_s_price = p("lambda", f"{u.assumed.get('architecture', 'arm64')}_gb_second")
+    items: list[tuple[str, float]] = []
+    if front_door in _FRONT_DOOR_REQUESTS:
+        items.append((f"API Gateway {front_door} requests", p("apigateway", _FRONT_DOOR_REQUESTS[front_door])))
+    items.append(("Lambda requests", p("lambda", "requests_per_million")))
+    items.append((f"Lambda duration ({memory:g} MB)", (cpu_gb_s + wait_gb_s) * 1e6 * gb_s_price))
+    if cloudfront:
+        items.append(("CloudFront HTTPS requests", p("cloudfront", "https_requests_per_10k") * 100))
+    items.append(("Kinesis PUT payload units (one record a request)", p("kinesis", "put_payload_units_per_million")))
+    return FrontDoorCost(front_door, cloudfront, tuple(items))
+
+
+def render_front_doors(inputs: CostInputs) -> list[str]:
+    """The collector's front doors per million requests, beside the AWS clickstream solution's ingestion figure."""
+    lines = ["collector front door (issue 15), per million tracker requests:"]
+    for door in FRONT_DOORS:
+        for cloudfront in (False, True):
+            cost = front_door_cost(inputs, door, cloudfront=cloudfront)
+            detail = ", ".join(f"{item} {value:.3f}" for item, value in cost.items)
+            behind = " behind CloudFront" if cloudfront else ""
+            lines.append(
+                f"  {door}{behind}: ${cost.per_million:.2f} "
+                f"(${cost.before_kinesis:.2f} before Kinesis and CloudFront; {detail})"
+            )
+    clickstream = [peer for key, peer in inputs.peers.items() if key == "aws_clickstream"]
+    if clickstream:
+        lines.append(
+            f"  the AWS clickstream solution publishes ${float(clickstream[0]['per_million']):.2f} per million "
+            "requests for its ingestion (ALB and ECS collectors)"
+        )
+    return lines

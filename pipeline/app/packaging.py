@@ -80,7 +80,7 @@ load functions type the entity columns and tables with them."""
 ARTIFACT_SPECS: Final[tuple[ArtifactSpec, ...]] = (
     ArtifactSpec(
         "extract",
-        ("extract.handler.handler", "extract.reconciler.handler"),
+        ("extract.handler.handler", "extract.reconciler.handler", "extract.collector.handler"),
         ("pipeline", "extract", "clickstream_etl_data"),
         drop=_NO_IGLU,
         smoke_modules=("extract.stage", "fastavro"),
@@ -99,6 +99,7 @@ ARTIFACT_SPECS: Final[tuple[ArtifactSpec, ...]] = (
             "load.firehose_handler.handler",
             "load.redshift_handler.handler",
             "load.compact_handler.handler",
+            "load.rollup_handler.handler",
         ),
         ("pipeline", "load", "clickstream_etl_data"),
         # the sink and the compactor type the Parquet entity columns, the loader the entity tables

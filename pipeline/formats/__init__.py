@@ -15,9 +15,11 @@ from pipeline.config import ExtractConfig
 from pipeline.errors import ConfigError
 from pipeline.formats.base import FieldLayout, LogFormat, ReadLimits
 from pipeline.formats.cloudfront import CloudFrontW3C, legacy_layout
+from pipeline.formats.collector import CollectorPayloads
 
 FORMATS: Final[Mapping[str, Callable[[], LogFormat]]] = {
     CloudFrontW3C.name: CloudFrontW3C,
+    CollectorPayloads.name: CollectorPayloads,
 }
 DEFAULT_FORMAT: Final = CloudFrontW3C.name
 """The format of records that do not name one (stream-1 records written before formats had names)."""

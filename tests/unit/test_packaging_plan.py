@@ -80,13 +80,18 @@ def test_boto3_and_the_cli_only_dependencies_ship_nowhere() -> None:
 def test_the_artifacts_and_their_handlers_are_the_templates_contract() -> None:
     p = plan()
     assert [a.name for a in p.artifacts] == ["extract", "transform", "load", "direct", LAYER]
-    assert p.artifact("extract").handlers == ("extract.handler.handler", "extract.reconciler.handler")
+    assert p.artifact("extract").handlers == (
+        "extract.handler.handler",
+        "extract.reconciler.handler",
+        "extract.collector.handler",
+    )
     assert p.artifact("transform").handlers == ("transform.handler.handler",)
     assert p.artifact("load").handlers == (
         "load.sink_handler.handler",
         "load.firehose_handler.handler",
         "load.redshift_handler.handler",
         "load.compact_handler.handler",
+        "load.rollup_handler.handler",
     )
     assert p.artifact("direct").handlers == ("pipeline.app.direct.handler",)
 
@@ -351,5 +356,5 @@ def test_package_builds_every_artifact_from_pypi_and_each_handler_imports_from_i
         assert loaded == (["pyarrow"] if name in ("load", "direct") else []), name
     # AND the handlers' cold import times are measured (median of 3 here, 5 in the command)
     measured = {r.name: r for r in measure_imports(p, reports, runs=3)}
-    assert set(measured["extract"].import_s) == {"extract.handler", "extract.reconciler"}
+    assert set(measured["extract"].import_s) == {"extract.handler", "extract.reconciler", "extract.collector"}
     assert all(0 < seconds < 10 for r in measured.values() for seconds in r.import_s.values())

@@ -81,6 +81,8 @@ CONFIGURATIONS: dict[str, dict[str, str]] = {
     "direct": {"PipelineMode": "direct"},
     "streaming+existing-bucket": {"ExistingRawLogsBucket": "my-cloudfront-logs", "RawLogsPrefix": "cf/"},
     "direct+existing-bucket": {"PipelineMode": "direct", "ExistingRawLogsBucket": "my-cloudfront-logs"},
+    "streaming+collector": {"Collector": "function-url"},
+    "streaming+collector-api": {"Collector": "http-api", "CollectorCloudFront": "disabled"},
 }
 
 
@@ -204,8 +206,10 @@ def test_rules_refuse_redshift_without_its_settings_and_redshift_in_the_direct_m
 # --------------------------------------------------------------------------- functions (topology)
 def _deployed(spec: FunctionSpec, configuration: str) -> bool:
     mode = "direct" if configuration.startswith("direct") else "streaming"
-    return mode in spec.modes and (
-        not spec.redshift or "+serverless" in configuration or "+provisioned" in configuration
+    return (
+        mode in spec.modes
+        and (not spec.redshift or "+serverless" in configuration or "+provisioned" in configuration)
+        and (not spec.collector or "+collector" in configuration)
     )
 
 
@@ -1164,3 +1168,101 @@ def test_the_replay_role_touches_only_replay_files_and_invokes_only_the_object_f
         "arn:${AWS::Partition}:lambda:${AWS::Region}:${AWS::AccountId}:function:${NamePrefix}-extract",
     ]
     assert not [a for a in allowed if a.startswith(("dynamodb:", "kinesis:", "iam:"))]
+
+
+# --------------------------------------------------------------------------- collector (issue 15)
+_COLLECTOR_PUBLIC = (
+    "CollectorUrl",
+    "CollectorUrlPermission",
+    "CollectorUrlInvokePermission",
+    "CollectorHttpApi",
+    "CollectorHttpApiPermission",
+    "CollectorDistribution",
+)
+
+
+def test_the_collector_is_off_by_default_and_each_front_door_creates_only_its_own(template: dict[str, Any]) -> None:
+    """No public endpoint unless asked for; a Function URL or an HTTP API, behind CloudFront by default."""
+    created = {name: set(evaluator(template, name).resources()) for name in CONFIGURATIONS}
+    assert not [r for r in created["streaming"] if r.startswith("Collector")]
+    assert not [r for r in created["direct"] if r.startswith("Collector")]
+    url = {r for r in created["streaming+collector"] if r in _COLLECTOR_PUBLIC}
+    assert url == {"CollectorUrl", "CollectorUrlPermission", "CollectorUrlInvokePermission", "CollectorDistribution"}
+    api = {r for r in created["streaming+collector-api"] if r in _COLLECTOR_PUBLIC}
+    assert api == {"CollectorHttpApi", "CollectorHttpApiPermission"}  # CollectorCloudFront disabled there
+    no_stream = set(evaluator(template, "direct", Collector="function-url").resources())
+    assert not [r for r in no_stream if r.startswith("Collector")], "the collector needs stream 1"
+
+
+def test_the_collector_role_puts_on_stream_1_and_nothing_else() -> None:
+    allowed = _golden("CollectorFunction")
+    assert allowed["kinesis:PutRecords"] == ["${RawStream.Arn}"]
+    assert allowed["kms:GenerateDataKey"] == ["${DataKey.Arn}"]
+    others = {a for a in allowed if not a.startswith(("logs:", "xray:"))}
+    assert others == {"kinesis:PutRecords", "kms:GenerateDataKey"}
+
+
+def test_the_collector_front_doors_are_public_and_leave_cors_to_the_function(template: dict[str, Any]) -> None:
+    resources = template["Resources"]
+    url = resources["CollectorUrl"]["Properties"]
+    assert url["AuthType"] == "NONE" and "Cors" not in url
+    permissions = {
+        name: resources[name]["Properties"]
+        for name in ("CollectorUrlPermission", "CollectorUrlInvokePermission", "CollectorHttpApiPermission")
+    }
+    assert permissions["CollectorUrlPermission"]["Action"] == "lambda:InvokeFunctionUrl"
+    assert permissions["CollectorUrlPermission"]["FunctionUrlAuthType"] == "NONE"
+    # the October 2025 rule: lambda:InvokeFunction too, and only through the URL
+    assert permissions["CollectorUrlInvokePermission"]["InvokedViaFunctionUrl"] is True
+    assert permissions["CollectorHttpApiPermission"]["Principal"] == "apigateway.amazonaws.com"
+    api = resources["CollectorHttpApi"]["Properties"]
+    assert api["ProtocolType"] == "HTTP" and "CorsConfiguration" not in api
+    assert api["Target"] == {"Fn::GetAtt": ["CollectorFunction", "Arn"]}
+
+
+def test_the_collector_distribution_forwards_everything_and_caches_nothing(template: dict[str, Any]) -> None:
+    config = template["Resources"]["CollectorDistribution"]["Properties"]["DistributionConfig"]
+    behavior = config["DefaultCacheBehavior"]
+    assert {"POST", "OPTIONS", "GET", "HEAD"} <= set(behavior["AllowedMethods"])
+    assert behavior["CachePolicyId"] == "4135ea2d-6df8-44a3-9df3-4b5a84be39ad"  # managed CachingDisabled
+    assert behavior["OriginRequestPolicyId"] == "b689b0a8-53d0-40ab-baf2-68738e2966ac"  # AllViewerExceptHostHeader
+    assert behavior["ViewerProtocolPolicy"] == "redirect-to-https"
+    (origin,) = config["Origins"]
+    assert origin["CustomOriginConfig"]["OriginProtocolPolicy"] == "https-only"
+    ev = evaluator(template, "streaming+collector")
+    assert ev.exists("CollectorDistribution") and not ev.exists("CollectorHttpApi")
+
+
+def test_the_collector_alarms_on_5xx_of_its_front_door(template: dict[str, Any]) -> None:
+    alarms = _alarms(template)
+    by_metric = {a["Properties"]["MetricName"]: a for a in alarms.values() if "Collector" in json.dumps(_dimension(a))}
+    assert set(by_metric) == {"Errors", "Throttles", "Url5xxCount", "5xx"}
+    assert by_metric["Url5xxCount"]["Condition"] == "CollectorOnFunctionUrl"
+    assert by_metric["5xx"]["Condition"] == "CollectorOnHttpApi"
+    assert by_metric["5xx"]["Properties"]["Dimensions"] == [{"Name": "ApiId", "Value": {"Ref": "CollectorHttpApi"}}]
+
+
+def test_the_collector_function_serves_the_deployed_handler_with_the_collector_config(defaults: PipelineConfig) -> None:
+    spec = functions(defaults)["CollectorFunction"]
+    assert spec.handler == "extract.collector.handler" and spec.collector and spec.modes == ("streaming",)
+    # its put retries end well within its timeout
+    c = defaults.collector
+    assert c.put_max_attempts * c.put_max_delay_ms < spec.timeout_s * 1000 / 4
+    assert c.max_request_bytes < 6 * 1024 * 1024  # Lambda's synchronous payload limit
+
+
+# --------------------------------------------------------------------------- dashboard (issue 16)
+def test_the_rollup_role_reads_the_events_and_writes_only_the_rollups(template: dict[str, Any]) -> None:
+    allowed = policies.allow_list(template["Resources"]["RollupRole"])
+    assert allowed == _golden("RollupFunction")
+    output = "arn:${AWS::Partition}:s3:::${NamePrefix}-output-${AWS::AccountId}-${AWS::Region}"
+    assert allowed["s3:GetObject"] == [f"{output}/events/*"]
+    assert allowed["s3:PutObject"] == allowed["s3:DeleteObject"] == [f"{output}/rollups/*"]
+    (listing,) = [
+        s
+        for s in template["Resources"]["RollupRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+        if isinstance(s, dict) and s.get("Action") == "s3:ListBucket"
+    ]
+    assert listing["Condition"] == {"StringLike": {"s3:prefix": ["events/*", "rollups/*"]}}
+    function = template["Resources"]["RollupFunction"]
+    assert function["Properties"]["Handler"] == "load.rollup_handler.handler" and "Condition" not in function

@@ -81,6 +81,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="what to do with requests that are not tracker hits (default from config: skip)",
     )
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    parser.add_argument(
+        "--rollup",
+        action="store_true",
+        help="then roll up DEST for the dashboard (clickstream-etl rollup DEST: only the days whose events changed)",
+    )
     replay_options = parser.add_argument_group("replay options (--mode replay)")
     add_replay_options(replay_options)
 
@@ -199,7 +204,24 @@ def _run_here(args: argparse.Namespace) -> int:
             "and no [extract] default_fields): its lines are schema_mismatch bad rows",
             file=sys.stderr,
         )
+    _roll_up(args, client, complete=not summary.failed_files)
     return EXIT_FAILED if summary.failed_files else EXIT_OK
+
+
+def _roll_up(args: argparse.Namespace, client: Any, *, complete: bool) -> None:
+    """``--rollup``: the dashboard's rollups of DEST (issue 16), after a backfill that read every source.
+
+    Opt-in rather than by default: a backfill's DEST is often an intermediate dataset (loaded into
+    Redshift, read by Athena) that no dashboard reads, and the rollup reads every changed day again.
+    """
+    if not (args.rollup and complete):
+        return
+    from load.rollup import roll_up
+    from pipeline.app.commands.rollup import render_summary
+    from pipeline.app.dashboard import open_store
+
+    store = open_store(args.output, s3=client)
+    print(render_summary(roll_up(store), store.url()), file=sys.stderr if args.json else sys.stdout)
 
 
 def _dry_run(args: argparse.Namespace, plan: Any, dest: Path, config: Any, output: Any) -> int:

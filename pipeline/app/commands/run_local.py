@@ -7,6 +7,7 @@ import importlib.util
 import json
 import logging
 import os
+import signal
 import time
 from pathlib import Path
 from typing import Final
@@ -45,6 +46,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--shards", type=positive_int, default=2, help="shards per Kinesis stream (default: 2)")
     config_argument(parser)
     parser.add_argument("--json", action="store_true", help="print the reconciliation as JSON")
+    parser.add_argument(
+        "--collector",
+        action="store_true",
+        help="serve the collector Lambda on 127.0.0.1 in front of the chain (no uploads); Ctrl-C stops it",
+    )
+    parser.add_argument(
+        "--port", type=positive_int, default=8080, help="the collector's local port with --collector (default: 8080)"
+    )
     parser.add_argument("--verbose", action="store_true", help="show the handlers' JSON logs")
 
 
@@ -83,13 +92,53 @@ def run(args: argparse.Namespace) -> int:
         os.environ.setdefault(POWERTOOLS_TRACE_DISABLED_ENV, "true")
         os.environ.setdefault(POWERTOOLS_METRICS_NAMESPACE_ENV, METRICS_NAMESPACE)
         os.environ.setdefault(POWERTOOLS_METRICS_DISABLED_ENV, "true")
-        return _run_chain(args)
+        return _run_collector(args) if args.collector else _run_chain(args)
     finally:
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+def _run_collector(args: argparse.Namespace) -> int:
+    """The collector on 127.0.0.1 in front of the emulated chain, until Ctrl-C; then the reconciliation and export."""
+    from extract.collector import build_deps
+    from pipeline.app.local.collector_server import ObservedChain, serving
+    from pipeline.app.local.runtime import emulated_aws
+    from pipeline.config import load_config
+    from pipeline.schema import CanonicalEvent
+
+    def landed(events: list[CanonicalEvent]) -> None:
+        for event in events:
+            print(json.dumps({k: event.get(k) for k in _SHOWN_FIELDS if event.get(k) is not None}), flush=True)
+
+    config = load_config(args.config)
+    output = Path(args.output or "run-local-collector")
+    with emulated_aws(server=args.server) as endpoint:
+        if endpoint:
+            config = load_config(args.config, overrides={"aws.endpoint_url": endpoint})
+        chain = ObservedChain(config, shards=args.shards, on_events=landed)
+        chain.create_resources()
+        with serving(chain, build_deps(config, kinesis=chain.kinesis), port=args.port) as server:
+            print(f"run-local: collector on {server.url} (pixel /i, tp2 POST/GET, /health); Ctrl-C to stop", flush=True)
+            # Ctrl-C, or a plain kill, ends the session with the export (a shell's background job
+            # inherits SIGINT ignored, so both are set here).
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            signal.signal(signal.SIGTERM, signal.default_int_handler)
+            try:
+                while True:
+                    time.sleep(3600)
+            except KeyboardInterrupt:
+                print("\nrun-local: stopping the collector", flush=True)
+        report = chain.run()
+        chain.export(output)
+    print(json.dumps(report.to_json(), indent=1) if args.json else report.render())
+    print(f"output: {output / 'events'} (Parquet), {output / 'bad'} (bad rows)")
+    return EXIT_OK if report.complete else EXIT_FAILED
+
+
+_SHOWN_FIELDS: Final = ("event_id", "event", "event_name", "app_id", "page_url", "se_action", "network_userid")
 
 
 def _run_chain(args: argparse.Namespace) -> int:
