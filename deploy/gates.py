@@ -46,6 +46,8 @@ VARIANTS: Final[Mapping[str, Mapping[str, str]]] = {
     # The collector is off by default (no public endpoint on an upgrade): check its resources too.
     "streaming-collector": {"Collector": "function-url"},
     "streaming-collector-api": {"Collector": "http-api"},
+    # The hosted dashboard is off by default too (no new distribution on an upgrade).
+    "streaming-dashboard": {"Dashboard": "enabled", "DashboardUser": "team", "DashboardPasswordHash": "0" * 64},
 }
 """Parameter defaults of each checkov variant: with template.yaml's own defaults (streaming, no
 Redshift, a new raw bucket) they create every resource of the template."""

@@ -869,6 +869,69 @@ def dashboard_cost(events_per_month: float, inputs: CostInputs, *, arm64: bool =
     return out.items
 
 
+def is_hosted_site_item(item: LineItem) -> bool:
+    """Whether ``item`` is the hosted site's (template ``Dashboard`` enabled: CloudFront, its
+    function, the site's S3 GETs); the rollup's items come with every stack (``RollupFunction``)."""
+    return item.service == "cloudfront" or item.item.startswith("site ")
+
+
+@dataclass(frozen=True)
+class DashboardCost:
+    """The dashboard's monthly cost at ``events_per_month``: :func:`dashboard_cost`'s items, split."""
+
+    events_per_month: float
+    views_per_month: float
+    items: tuple[LineItem, ...]
+
+    @property
+    def rollup(self) -> float:
+        return sum(i.monthly for i in self.items if not is_hosted_site_item(i))
+
+    @property
+    def site(self) -> float:
+        return sum(i.monthly for i in self.items if is_hosted_site_item(i))
+
+    @property
+    def total(self) -> float:
+        return self.rollup + self.site
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "events_per_month": self.events_per_month,
+            "views_per_month": self.views_per_month,
+            "rollup_usd": round(self.rollup, 4),
+            "hosted_site_usd": round(self.site, 4),
+            "total_usd": round(self.total, 4),
+            "items": [{**vars(i), "monthly": round(i.monthly, 4)} for i in self.items],
+        }
+
+
+def dashboard_estimate(events_per_month: float, inputs: CostInputs) -> DashboardCost:
+    """:func:`dashboard_cost` at ``events_per_month`` with the views it assumes (``[usage.dashboard]``)."""
+    arm64 = inputs.usage.assumed.get("architecture", "arm64") == "arm64"
+    return DashboardCost(
+        events_per_month,
+        inputs.usage.a("dashboard", "views_per_month"),
+        tuple(dashboard_cost(events_per_month, inputs, arm64=arm64)),
+    )
+
+
+def render_dashboard(d: DashboardCost) -> list[str]:
+    """The dashboard's own table (issue 16), on top of either mode's total, as text lines."""
+    lines = [
+        f"dashboard (issue 16) at {d.events_per_month:,.0f} events a month and {d.views_per_month:,.0f} views a month "
+        "of the hosted site; on top of either mode's total",
+        f"  {'':9} {'service':10} {'item':46} {'quantity':>24} {'$/month':>10}",
+    ]
+    for i in d.items:
+        quantity = f"{i.quantity:,.0f} {i.unit}" if i.quantity >= 10 else f"{i.quantity:,.2f} {i.unit}"
+        lines.append(f"  {i.group:9} {i.service:10} {i.item:46} {quantity:>24} {_money(i.monthly):>10}")
+    lines.append(f"  {'':9} {'':10} {'rollup (every stack: RollupFunction)':46} {'':>24} {_money(d.rollup):>10}")
+    lines.append(f"  {'':9} {'':10} {'hosted site (Dashboard enabled)':46} {'':>24} {_money(d.site):>10}")
+    lines.append(f"  {'TOTAL':9} {'':10} {'':46} {'':>24} {_money(d.total):>10}")
+    return lines
+
+
 # ---------------------------------------------------------------------- collector (issue 15)
 FRONT_DOORS: Final = ("function-url", "http-api", "rest-api")
 """The collector's front doors the model prices: the template deploys the first two

@@ -8,14 +8,19 @@ The site (``pipeline/app/dashboard_site/``: ``index.html``, ``app.js``, ``app.cs
   ``s3://bucket/prefix`` through the client factory), exactly the manifest and the rollup part
   files -- every other path, ``events/`` and ``bad/`` included, is a 404: the events never leave;
 * :func:`build_site` writes the same into a folder (site files, ``rollups/manifest.json`` and the
-  files it names) for an S3 bucket behind CloudFront; the deployed stack serves ``rollups/`` from
-  the output bucket instead (``template.yaml``), and the build is the way to host a copy elsewhere.
+  files it names), to host a copy anywhere static files are served;
+* :func:`publish_site` puts the site's files (only) into the stack's ``DashboardSiteBucket``
+  (``template.yaml``, Dashboard enabled): its distribution serves ``rollups/`` straight from the
+  output bucket, where the rollup function writes them, so nothing is copied after each run;
+* :func:`password_hash` is the ``DashboardPasswordHash`` parameter of a user and password.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
+from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
@@ -23,7 +28,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from load.rollup import MANIFEST_KEY, TABLES, LocalStore, RollupStore, S3Store
-from pipeline.errors import InputError
+from pipeline.errors import InputError, TerminalError, TransientError
 
 SITE_FILES: Final = {"index.html": "text/html; charset=utf-8", "app.js": "text/javascript", "app.css": "text/css"}
 _ROLLUP_PART = re.compile(
@@ -137,3 +142,80 @@ def build_site(store: RollupStore, out: Path, site: Path | None = None) -> list[
         target.write_bytes(manifest_bytes if key == MANIFEST_KEY else store.read(key))
         written.append(key)
     return written
+
+
+# ---- hosting on the stack's DashboardSiteBucket (template.yaml, Dashboard enabled)
+SITE_CACHE_CONTROL: Final = "no-cache"
+"""The site's file names carry no digest, so browsers and CloudFront revalidate them (an ETag
+check): a publish shows at once, and the parts the site reads are cached by their own names."""
+DASHBOARD_USER_PATTERN: Final = re.compile(r"[A-Za-z0-9._-]{1,64}", re.ASCII)
+"""The template's ``DashboardUser`` pattern: the CloudFront Function holds it in a JS string literal."""
+
+
+class PublishError(TransientError):
+    """An S3 call of a publish failed in a way worth retrying (throttling, a timeout): run it again."""
+
+
+class PublishRefusedError(TerminalError):
+    """S3 refused a publish (no such bucket, access denied): fix the bucket name or the credentials."""
+
+
+@dataclass(frozen=True)
+class SiteObject:
+    """One object of a publish: its key in the bucket and how it is served."""
+
+    key: str
+    content_type: str
+    cache_control: str
+    body: bytes
+
+
+def publish_plan(prefix: str, site: Path | None = None) -> list[SiteObject]:
+    """The objects that host the site under ``prefix`` of a bucket: the site's files, no rollups."""
+    site = site or site_folder()
+    base = prefix.strip("/") + "/" if prefix.strip("/") else ""
+    return [
+        SiteObject(base + name, content_type, SITE_CACHE_CONTROL, (site / name).read_bytes())
+        for name, content_type in SITE_FILES.items()
+    ]
+
+
+def publish_site(s3: Any, bucket: str, plan: list[SiteObject]) -> list[str]:
+    """Put ``plan``'s objects into ``bucket`` through the injected S3 client; the keys written.
+
+    The bucket's default encryption (DataKey) applies; ``index.html`` goes last, so a viewer never
+    gets a page whose script is not there yet.  Raises :class:`PublishError` (retry) or
+    :class:`PublishRefusedError` (do not).
+    """
+    from pipeline.aws.errors import aws_exceptions, translate
+
+    ordered = sorted(plan, key=lambda o: o.key.endswith("index.html"))
+    for item in ordered:
+        try:
+            s3.put_object(
+                Bucket=bucket,
+                Key=item.key,
+                Body=item.body,
+                ContentType=item.content_type,
+                CacheControl=item.cache_control,
+            )
+        except aws_exceptions() as exc:
+            raise translate(
+                exc, f"publish s3://{bucket}/{item.key}", transient=PublishError, terminal=PublishRefusedError
+            ) from exc
+    return [item.key for item in ordered]
+
+
+def password_hash(user: str, password: str) -> str:
+    """``DashboardPasswordHash``: the lowercase hex SHA-256 of ``user:password`` (RFC 7617's pair).
+
+    The CloudFront Function hashes the credentials a browser sends and compares; only this hash is
+    deployed.  SHA-256 is fast, which is all CloudFront Functions offer, so choose a long random
+    password.  Raises :class:`InputError` for a user name the template's pattern refuses (it has
+    no ``:``; the password may) or an empty password.
+    """
+    if not DASHBOARD_USER_PATTERN.fullmatch(user):
+        raise InputError(f"dashboard user {user!r}: use 1 to 64 letters, digits, '.', '_' or '-'")
+    if not password:
+        raise InputError("the dashboard password is empty")
+    return hashlib.sha256(f"{user}:{password}".encode()).hexdigest()

@@ -679,7 +679,8 @@ def test_every_bucket_is_private_tls_only_owner_enforced_encrypted_and_logged(te
                 "Condition": {"Bool": {"aws:SecureTransport": "false"}},
             }
         ], logical
-        allows = [s for s in policy["Properties"]["PolicyDocument"]["Statement"] if s["Effect"] == "Allow"]
+        statements = policy["Properties"]["PolicyDocument"]["Statement"]
+        allows = [s for statement in statements for s in policies.alternatives(statement) if s["Effect"] == "Allow"]
         assert all(s["Principal"] != "*" and "aws:SourceAccount" in s["Condition"]["StringEquals"] for s in allows)
 
 
@@ -1266,3 +1267,148 @@ def test_the_rollup_role_reads_the_events_and_writes_only_the_rollups(template: 
     assert listing["Condition"] == {"StringLike": {"s3:prefix": ["events/*", "rollups/*"]}}
     function = template["Resources"]["RollupFunction"]
     assert function["Properties"]["Handler"] == "load.rollup_handler.handler" and "Condition" not in function
+
+
+# --------------------------------------------------------------------------- hosted dashboard (issue 16)
+_DASHBOARD_SITE = (
+    "DashboardSiteBucket",
+    "DashboardSiteBucketPolicy",
+    "DashboardOriginAccessControl",
+    "DashboardAuthFunction",
+    "DashboardDistribution",
+)
+_DASHBOARD_ON = {"Dashboard": "enabled", "DashboardUser": "team", "DashboardPasswordHash": "ab" * 32}
+_DASHBOARD_ARN = f"arn:aws:cloudfront::{ACCOUNT}:distribution/<DashboardDistribution>"
+
+
+def _dashboard(template: dict[str, Any]) -> Evaluator:
+    return evaluator(template, "streaming", **_DASHBOARD_ON)
+
+
+def _behaviours(ev: Evaluator) -> dict[str, dict[str, Any]]:
+    config = ev.resolve(ev.template["Resources"]["DashboardDistribution"]["Properties"]["DistributionConfig"])
+    return {"*": config["DefaultCacheBehavior"]} | {b["PathPattern"]: b for b in config["CacheBehaviors"]}
+
+
+def test_the_hosted_dashboard_is_off_by_default_and_needs_its_credentials(template: dict[str, Any]) -> None:
+    """An upgrade exposes nothing new: no distribution unless Dashboard is enabled with a user and hash."""
+    assert template["Parameters"]["Dashboard"]["Default"] == "disabled"
+    assert template["Parameters"]["DashboardPasswordHash"]["NoEcho"] is True
+    for name in CONFIGURATIONS:
+        assert not [r for r in evaluator(template, name).resources() if r.startswith("Dashboard")], name
+    assert not set(evaluator(template, "streaming", Dashboard="enabled").resources()) & set(_DASHBOARD_SITE)
+    assert set(_DASHBOARD_SITE) <= set(_dashboard(template).resources())
+    assert set(_DASHBOARD_SITE) <= set(evaluator(template, "direct", **_DASHBOARD_ON).resources())
+    asserted = {
+        a["Assert"]["Fn::Not"][0]["Fn::Equals"][0]["Ref"]
+        for a in template["Rules"]["DashboardNeedsCredentials"]["Assertions"]
+    }
+    assert asserted == {"DashboardUser", "DashboardPasswordHash"}
+    assert {"DashboardUrl", "DashboardSiteBucketName"} <= _outputs(_dashboard(template))
+    assert not {"DashboardUrl", "DashboardSiteBucketName"} & _outputs(evaluator(template))
+
+
+def test_the_dashboard_origins_are_the_private_buckets_read_through_origin_access_control(
+    template: dict[str, Any],
+) -> None:
+    ev = _dashboard(template)
+    config = ev.resolve(template["Resources"]["DashboardDistribution"]["Properties"]["DistributionConfig"])
+    origins = {o["Id"]: o for o in config["Origins"]}
+    assert set(origins) == {"site", "rollups"}
+    buckets = {"site": name_of(ev, "DashboardSiteBucket"), "rollups": name_of(ev, "OutputBucket")}
+    for origin_id, origin in origins.items():
+        assert origin["DomainName"] == f"{buckets[origin_id]}.s3.{REGION}.amazonaws.com"
+        assert origin["OriginAccessControlId"] == "<DashboardOriginAccessControl.Id>"
+        assert origin["S3OriginConfig"] == {"OriginAccessIdentity": ""}  # OAC, not the legacy identity
+        assert "CustomOriginConfig" not in origin
+    oac = template["Resources"]["DashboardOriginAccessControl"]["Properties"]["OriginAccessControlConfig"]
+    assert (oac["OriginAccessControlOriginType"], oac["SigningBehavior"], oac["SigningProtocol"]) == (
+        "s3",
+        "always",
+        "sigv4",
+    )
+    site = template["Resources"]["DashboardSiteBucket"]
+    assert site["Condition"] == "HasDashboard" and "WebsiteConfiguration" not in site["Properties"]
+    assert config["DefaultRootObject"] == "index.html"
+
+
+def test_every_dashboard_path_requires_https_and_basic_auth_on_the_viewer_request(template: dict[str, Any]) -> None:
+    ev = _dashboard(template)
+    behaviours = _behaviours(ev)
+    assert set(behaviours) == {"*", "rollups/manifest.json", "rollups/*"}
+    for pattern, behaviour in behaviours.items():
+        assert behaviour["ViewerProtocolPolicy"] == "https-only", pattern
+        assert behaviour["AllowedMethods"] == ["GET", "HEAD"], pattern
+        assert behaviour["FunctionAssociations"] == [
+            {"EventType": "viewer-request", "FunctionARN": "<DashboardAuthFunction.FunctionARN>"}
+        ], pattern
+        assert behaviour["ResponseHeadersPolicyId"] == "67f7725c-6f97-4210-82d7-5512b31e9d03"  # SecurityHeadersPolicy
+        assert "OriginRequestPolicyId" not in behaviour  # nothing of the viewer's request reaches S3
+        assert behaviour["TargetOriginId"] == ("site" if pattern == "*" else "rollups"), pattern
+    # the manifest changes with each rollup run; the parts are named by their digest
+    assert behaviours["rollups/manifest.json"]["CachePolicyId"] == "4135ea2d-6df8-44a3-9df3-4b5a84be39ad"
+    assert behaviours["rollups/*"]["CachePolicyId"] == "658327ea-f89d-4fab-a63d-7e88639e58f6"
+    function = template["Resources"]["DashboardAuthFunction"]["Properties"]
+    assert function["FunctionConfig"]["Runtime"] == "cloudfront-js-2.0" and function["AutoPublish"] is True
+    code = function["FunctionCode"]["Fn::Sub"]
+    assert "'${DashboardUser}'" in code and "'${DashboardPasswordHash}'" in code
+    assert code.count("${") == 2, "the function's code substitutes the user and the hash only"
+
+
+def _dashboard_statement(ev: Evaluator, statements: list[Any], sid: str) -> dict[str, Any]:
+    (found,) = [s for s in ev.resolve(statements) if s.get("Sid") == sid]
+    return dict(found)
+
+
+def test_the_key_and_bucket_statements_for_cloudfront_name_the_dashboard_distribution_only(
+    template: dict[str, Any],
+) -> None:
+    ev = _dashboard(template)
+    resources = template["Resources"]
+    only_ours = {"StringEquals": {"aws:SourceAccount": ACCOUNT, "aws:SourceArn": _DASHBOARD_ARN}}
+    key = _dashboard_statement(
+        ev, resources["DataKey"]["Properties"]["KeyPolicy"]["Statement"], "DashboardDistributionDecrypts"
+    )
+    assert key["Principal"] == {"Service": "cloudfront.amazonaws.com"} and key["Action"] == "kms:Decrypt"
+    assert key["Condition"] == only_ours
+    rollups = _dashboard_statement(
+        ev, resources["OutputBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"], "DashboardReadsRollups"
+    )
+    assert rollups["Action"] == "s3:GetObject" and rollups["Condition"] == only_ours
+    assert rollups["Resource"] == "<OutputBucket.Arn>/rollups/*"  # never events/ or bad/
+    site = _dashboard_statement(
+        ev,
+        resources["DashboardSiteBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"],
+        "DashboardDistributionReads",
+    )
+    assert site["Action"] == "s3:GetObject" and site["Condition"] == only_ours
+    assert site["Resource"] == "<DashboardSiteBucket.Arn>/*"
+    # with the dashboard off, neither the key nor the output bucket names CloudFront
+    off = evaluator(template)
+    for statements in (
+        resources["DataKey"]["Properties"]["KeyPolicy"]["Statement"],
+        resources["OutputBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"],
+    ):
+        assert "cloudfront" not in json.dumps(off.resolve(statements))
+
+
+def test_nothing_of_the_hosted_dashboard_is_public(template: dict[str, Any]) -> None:
+    ev = _dashboard(template)
+    for logical in ("DashboardSiteBucketPolicy", "OutputBucketPolicy"):
+        for statement in ev.resolve(ev.template["Resources"][logical]["Properties"]["PolicyDocument"]["Statement"]):
+            if statement["Effect"] == "Allow":
+                assert statement["Principal"] not in ("*", {"AWS": "*"}), logical
+                assert statement["Condition"]["StringEquals"]["aws:SourceArn"], logical
+    site = template["Resources"]["DashboardSiteBucket"]["Properties"]
+    assert all(site["PublicAccessBlockConfiguration"].values()) and len(site["PublicAccessBlockConfiguration"]) == 4
+    # no Function URL, API or website endpoint comes with it: the distribution is the only door
+    created = set(ev.resources()) - set(evaluator(template).resources())
+    assert created == set(_DASHBOARD_SITE)
+    # the server access logs of the site bucket may be delivered
+    (logs,) = [
+        s
+        for s in template["Resources"]["AccessLogsBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+        if s["Sid"] == "ServerAccessLogs"
+    ]
+    sources = ev.resolve(logs["Condition"]["ArnLike"]["aws:SourceArn"])
+    assert f"arn:aws:s3:::{name_of(ev, 'DashboardSiteBucket')}" in sources

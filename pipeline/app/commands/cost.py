@@ -21,8 +21,9 @@ million events, itemized as fixed costs (Kinesis shards or on-demand stream hour
 metrics, schedules, the SQS poller) and per-event costs (Lambda requests and GB-s from the stages' measured CPU
 per event, Kinesis PUT payload units, Firehose GB, S3 requests and storage, DynamoDB request units and storage,
 CloudWatch Logs), for the streaming and the direct mode, beside the published figures of the AWS clickstream
-solution and Snowplow's quickstart. List prices (us-east-1), measurements and assumptions are in
-config/prices.toml; --prices overlays another file on it."""
+solution and Snowplow's quickstart, and the dashboard's own table (issue 16: the hourly rollup every stack
+runs, and the hosted site behind CloudFront when the template's Dashboard is enabled). List prices
+(us-east-1), measurements and assumptions are in config/prices.toml; --prices overlays another file on it."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -55,9 +56,11 @@ def run(args: argparse.Namespace) -> int:
     from pipeline.app.cost import (
         Mode,
         StreamSettings,
+        dashboard_estimate,
         estimate,
         load_cost_inputs,
         peer_figures,
+        render_dashboard,
         render_estimate,
         render_peers,
         without_dedupe,
@@ -89,6 +92,8 @@ def run(args: argparse.Namespace) -> int:
         for mode in modes
     ]
     alternatives = [without_dedupe(inputs, e, stream) if e.dedupe else None for e in estimates]
+    # The rollup and the site do not depend on the mode: one table for the month's events.
+    dashboard = dashboard_estimate(estimates[0].events_per_month, inputs)
     if args.json:
         document = {
             "as_of": inputs.prices.as_of,
@@ -98,6 +103,7 @@ def run(args: argparse.Namespace) -> int:
                 {**e.to_json(), "without_dedupe_usd": round(a.total, 2) if a else None}
                 for e, a in zip(estimates, alternatives, strict=True)
             ],
+            "dashboard": dashboard.to_json(),
             "peers": [vars(peer) for peer in peer_figures(inputs)],
         }
         print(json.dumps(document, indent=1))
@@ -112,5 +118,6 @@ def run(args: argparse.Namespace) -> int:
             f"(${streaming.per_million():.3f} per million events), direct ${direct.total:,.2f} "
             f"(${direct.per_million():.3f} per million)\n"
         )
+    out.write("\n" + "\n".join(render_dashboard(dashboard)) + "\n\n")
     out.write("\n".join(render_peers(inputs)) + "\n")
     return EXIT_OK
