@@ -66,6 +66,7 @@ from load.errors import DestinationError, SinkWriteError
 from load.lake import (
     JSON_COLUMNS,
     EntityLayout,
+    EntityReader,
     EntityVersions,
     add_entity_versions,
     entity_layout,
@@ -416,11 +417,11 @@ def _kept_batches(
             yield batch
 
 
-def _entity_layout(sources: Sequence[_Source], plan: _Plan, resolver: Resolver) -> EntityLayout:
+def _entity_layout(sources: Sequence[_Source], plan: _Plan, resolver: Resolver, reader: EntityReader) -> EntityLayout:
     """The typed columns of the rows the plan keeps, from one pass over their JSON columns."""
     found: EntityVersions = {}
     for batch in _kept_batches(sources, plan, _Source.json_batches):
-        add_entity_versions(found, *(batch.column(name).to_pylist() for name in JSON_COLUMNS))
+        add_entity_versions(found, *(batch.column(name).to_pylist() for name in JSON_COLUMNS), reader=reader)
     return entity_layout(resolver, found)
 
 
@@ -471,11 +472,17 @@ class _PartWriter:
     """
 
     def __init__(
-        self, folder: Path, config: LoadConfig, max_group_bytes: int, layout: EntityLayout | None = None
+        self,
+        folder: Path,
+        config: LoadConfig,
+        max_group_bytes: int,
+        layout: EntityLayout | None = None,
+        reader: EntityReader | None = None,
     ) -> None:
         self._folder = folder
         self._config = config
         self._layout = layout or EntityLayout()
+        self._reader = reader or EntityReader()
         self._schema = self._layout.schema(arrow_schema())
         self._file_max = max(config.max_rows_per_file, 1)
         self._group_max = max(config.row_group_size, 1)
@@ -539,7 +546,7 @@ class _PartWriter:
         if self._layout.columns:
             # Typed per fixed chunk, so their values (and sizes) depend only on the rows.
             canonical = chunk.num_columns
-            chunk = with_entity_columns(chunk, self._layout)
+            chunk = with_entity_columns(chunk, self._layout, self._reader)
             group_bytes += sum(chunk.column(i).nbytes for i in range(canonical, chunk.num_columns))
         self._group.append(chunk)
         self._group_rows += rows
@@ -613,8 +620,11 @@ def finalize_partition(
     sources = [_Source(path, True) for path in old_parts]
     sources += [_Source(path, False) for path in sorted(fragments, key=lambda p: p.name)]
     plan = _plan(sources, _hour_start_ms(partition), max(bucket_rows, 1))
-    layout = _entity_layout(sources, plan, resolver) if config.typed_entities and resolver is not None else None
-    writer = _PartWriter(folder, config, row_group_max_bytes, layout)
+    # One reader for both passes over the kept rows: each distinct entity text is parsed once.
+    reader = EntityReader()
+    typed = config.typed_entities and resolver is not None
+    layout = _entity_layout(sources, plan, resolver, reader) if typed and resolver is not None else None
+    writer = _PartWriter(folder, config, row_group_max_bytes, layout, reader)
     try:
         for batch in _kept_batches(sources, plan, _Source.batches):
             writer.write(batch)

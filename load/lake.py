@@ -46,10 +46,12 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Context, Decimal, InvalidOperation
+from functools import partial
 from typing import Any, Final, NamedTuple
 
 import pyarrow as pa
 
+from pipeline.cache import BoundedCache
 from pipeline.entities import (
     SCHEMA_VERSION_FIELD,
     EntityModelError,
@@ -122,20 +124,56 @@ def _entities(
     ]
 
 
+_ENTITY_READER_ENTRIES: Final = 20_000
+
+
+class EntityReader:
+    """Reads the entities of the JSON column texts, remembering the texts it read last (bounded).
+
+    A partition's finalize reads every kept row twice, once for the layout and once for the
+    typed values; with one reader for both, each distinct text is parsed once (until the memo
+    fills, see :class:`~pipeline.cache.BoundedCache`).  An event's entities are its columns'
+    entities in column order (:func:`_entities` reads the three envelopes independently).
+    """
+
+    def __init__(self, max_entries: int = _ENTITY_READER_ENTRIES) -> None:
+        self._columns: dict[str, BoundedCache[str, list[_Entity]]] = {
+            column: BoundedCache(max_entries, partial(_column_entities, column)) for column in JSON_COLUMNS
+        }
+
+    def column(self, column: str, text: str) -> list[_Entity]:
+        return self._columns[column][text]
+
+    def row(self, texts: tuple[str | None, str | None, str | None]) -> list[_Entity]:
+        """The entities of an event given by its (unstruct_event, contexts, derived_contexts) texts."""
+        found: list[_Entity] = []
+        for column, text in zip(JSON_COLUMNS, texts, strict=True):
+            if text:
+                found += self._columns[column][text]
+        return found
+
+
+def _column_entities(column: str, text: str) -> list[_Entity]:
+    return _entities(**{column: text})
+
+
 def add_entity_versions(
     into: EntityVersions,
     unstruct_event: Iterable[str | None],
     contexts: Iterable[str | None],
     derived_contexts: Iterable[str | None],
+    *,
+    reader: EntityReader | None = None,
 ) -> None:
     """Add the families and versions of the entities in these JSON texts to ``into``.
 
     Only the texts matter, not which row holds them, so each distinct text is read once.
     """
+    reader = reader or EntityReader()
     columns = (("unstruct_event", unstruct_event), ("contexts", contexts), ("derived_contexts", derived_contexts))
     for column, texts in columns:
         for text in {t for t in texts if t}:
-            for entity in _entities(**{column: text}):
+            for entity in reader.column(column, text):
                 into.setdefault(entity.family, set()).add(entity.version)
 
 
@@ -477,12 +515,15 @@ def entity_arrays(
     unstruct_event: Sequence[str | None],
     contexts: Sequence[str | None],
     derived_contexts: Sequence[str | None],
+    *,
+    reader: EntityReader | None = None,
 ) -> list[pa.Array]:
     """The typed columns of rows given by their three JSON texts, one array per layout column.
 
     An entity whose family and version have no column in ``layout`` is left out.
     """
     compiled = _Compiled(layout)
+    reader = reader or EntityReader()
     values: list[list[Any]] = [[None] * len(unstruct_event) for _ in layout.columns]
     # Rows often repeat their entities (a page's pings carry its web_page context): each
     # distinct triple of texts is read and cast once.  Bounded by the rows given (a chunk).
@@ -492,17 +533,17 @@ def entity_arrays(
             continue
         typed = seen.get(texts)
         if typed is None:
-            typed = seen[texts] = _typed_values(compiled, texts)
+            typed = seen[texts] = _typed_values(compiled, reader.row(texts))
         for index, value in typed:
             values[index][row] = value
     return [pa.array(column, type=arrow) for column, arrow in zip(values, compiled.types, strict=True)]
 
 
-def _typed_values(compiled: _Compiled, texts: tuple[str | None, str | None, str | None]) -> list[tuple[int, Any]]:
+def _typed_values(compiled: _Compiled, entities: Sequence[_Entity]) -> list[tuple[int, Any]]:
     """(column index, value) of each typed column an event's entities fill."""
     typed: list[tuple[int, Any]] = []
     listed: dict[int, list[Any]] = {}
-    for entity in _entities(*texts):
+    for entity in entities:
         index = compiled.target.get((entity.family, entity.version))
         if index is None:
             continue
@@ -514,13 +555,15 @@ def _typed_values(compiled: _Compiled, texts: tuple[str | None, str | None, str 
     return typed
 
 
-def with_entity_columns(batch: pa.RecordBatch, layout: EntityLayout) -> pa.RecordBatch:
+def with_entity_columns(
+    batch: pa.RecordBatch, layout: EntityLayout, reader: EntityReader | None = None
+) -> pa.RecordBatch:
     """``batch`` (canonical columns) with the typed columns of ``layout`` appended; ``batch``
     itself when the layout has none."""
     if not layout.columns:
         return batch
     texts = [batch.column(name).to_pylist() for name in JSON_COLUMNS]
-    arrays = entity_arrays(layout, *texts)
+    arrays = entity_arrays(layout, texts[0], texts[1], texts[2], reader=reader)
     return pa.RecordBatch.from_arrays([*batch.columns, *arrays], schema=layout.schema(batch.schema))
 
 

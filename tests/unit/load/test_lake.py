@@ -527,3 +527,21 @@ def test_files_of_one_partition_with_different_columns_read_together(tmp_path: P
         "ORDER BY event_id"
     ).fetchall()
     assert rows == expected
+
+
+def test_the_entity_reader_gives_each_event_the_entities_of_its_columns_in_order() -> None:
+    """One reader serves both finalize passes; an event's entities are its columns' in column order,
+    as reading the three texts at once gives, and a full memo changes nothing but time."""
+    from load.lake import EntityReader, _entities
+
+    page = {"schema": WEB_PAGE, "data": {"id": "a4c6e2b1-3d5f-4a7b-9c1e-2f3a4b5c6d7e"}}
+    other = {"schema": "iglu:com.acme/thing/jsonschema/1-0-0", "data": {"n": 1}}
+    rows = [
+        (unstruct({"schema": "iglu:com.acme/click/jsonschema/1-0-0", "data": {"x": 1}}), contexts(page, other), None),
+        (None, contexts(page), contexts(other)),
+        (None, None, None),
+        ("not json", contexts(other), "{}"),
+    ]
+    for reader in (EntityReader(), EntityReader(max_entries=1)):
+        for _ in range(2):  # the second pass reads from the memo
+            assert [reader.row(row) for row in rows] == [_entities(*row) for row in rows]
