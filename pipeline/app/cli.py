@@ -115,9 +115,11 @@ COMMANDS: Final[tuple[Command, ...]] = (
     ),
     Command(
         "dashboard",
-        "serve the static dashboard over DEST's rollups on 127.0.0.1, or --build OUT the site for S3",
+        "serve the static dashboard over DEST's rollups on 127.0.0.1, --build OUT or --publish s3:// the site",
         "Serve the dashboard shipped in the package and DEST's rollups (never its events or bad rows) on "
-        "127.0.0.1:--port; with --build OUT, write the static site and the rollups it reads into OUT.",
+        "127.0.0.1:--port; with --build OUT, write the static site and the rollups it reads into OUT; with "
+        "--publish s3://BUCKET[/prefix], put the site into the stack's dashboard bucket; --password-hash USER "
+        "prints the DashboardPasswordHash parameter for a password read from stdin.",
         "pipeline.app.commands.dashboard",
     ),
     Command(

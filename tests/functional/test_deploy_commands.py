@@ -365,3 +365,23 @@ def test_destroy_without_a_terminal_asks_for_yes(aws: dict[str, Any], monkeypatc
     with pytest.raises(InputError, match="--yes"):
         destroy.run(build_parser().parse_args(["destroy", "--stack-name", stack]), clients=aws, out=io.StringIO())
     assert aws["s3"].list_object_versions(Bucket=names["output"]).get("Versions")  # nothing was deleted
+
+
+def test_a_noecho_parameter_is_never_printed_but_reaches_sam(template: Path) -> None:
+    """The dashboard's password hash (NoEcho) is masked in the summary and the printed sam command."""
+    text = template.read_text().replace(
+        "  AlarmTopicArn:\n",
+        "  DashboardPasswordHash:\n    Type: String\n    NoEcho: true\n    Default: ''\n  AlarmTopicArn:\n",
+    )
+    template.write_text(text)
+    secret = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+    sam, out = Sam(), io.StringIO()
+    args = deploy_args(
+        "--template", str(template), "--parameter", TOPIC, "--parameter", f"DashboardPasswordHash={secret}"
+    )
+    assert deploy.run(args, runner=sam, sam="/usr/bin/sam", out=out) == 0
+    printed = out.getvalue()
+    assert secret not in printed and "DashboardPasswordHash = ****" in printed
+    assert "DashboardPasswordHash=****" in printed  # the printed command line
+    [command] = sam.commands
+    assert f"DashboardPasswordHash={secret}" in command  # sam still gets the value

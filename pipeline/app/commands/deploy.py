@@ -84,6 +84,13 @@ def missing_sam_message() -> str:
     return f"the sam command (aws-sam-cli) is not installed; install it with: {INSTALL_SAM}"
 
 
+def _masked(command: Sequence[str], secret: set[str]) -> list[str]:
+    """The command line with the values of NoEcho parameter overrides replaced by ****."""
+    return [
+        f"{word.split('=', 1)[0]}=****" if word.split("=", 1)[0] in secret and "=" in word else word for word in command
+    ]
+
+
 def _run_sam(command: Sequence[str]) -> int:
     return subprocess.run(list(command), check=False).returncode
 
@@ -112,8 +119,13 @@ def run(
     out.write(f"template {template_path}: stack {args.stack_name}, region {args.region or '(default)'}\n")
     out.write("parameters:\n")
     given = {name for name, _ in args.parameter}
+    # NoEcho parameters (a password hash, a secret) are never printed, here or in the sam command below.
+    secret = {
+        name for name, spec in template.get("Parameters", {}).items() if str(spec.get("NoEcho", "")).lower() == "true"
+    }
     for name, value in parameters.items():
-        out.write(f"  {name} = {value}{'' if name in given else '  (default)'}\n")
+        shown = "****" if name in secret and value else value
+        out.write(f"  {name} = {shown}{'' if name in given else '  (default)'}\n")
     if conditions:
         out.write("conditions: " + ", ".join(f"{n} {'true' if v else 'false'}" for n, v in conditions.items()) + "\n")
     out.write(f"resources to create ({sum(created.values())}; SAM expands each function into its role and mappings):\n")
@@ -170,7 +182,7 @@ def run(
         given=[name for name, _ in args.parameter],
         guided=args.guided,
     )
-    out.write("running: " + " ".join(command) + "\n")
+    out.write("running: " + " ".join(_masked(command, secret)) + "\n")
     out.flush()
     code = runner(command)
     if code != 0:
