@@ -22,7 +22,17 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
-from extract.collector_protocol import HttpRequest, HttpResponse, plan_request, unavailable
+from extract.collector_protocol import CollectorPlan, HttpRequest, HttpResponse, plan_request, unavailable
+from extract.realtime import (
+    REALTIME_PATH,
+    DynamoRealtimeCounter,
+    RealtimeCounter,
+    RealtimeCounterAccessError,
+    RealtimeCounterError,
+    RealtimeSettings,
+    plan_mark,
+    realtime_response_parts,
+)
 from pipeline.aws.kinesis import KinesisAccessError, KinesisPutError, KinesisWriter, RecordWriter
 from pipeline.config import CollectorConfig, PipelineConfig, load_config
 from pipeline.constants import METRICS_NAMESPACE
@@ -37,9 +47,18 @@ class CollectorDeps:
     writer: RecordWriter
     record_target_bytes: int
     new_id: Callable[[], str] = lambda: str(uuid.uuid4())
+    counter: RealtimeCounter | None = None
+    """The real-time tile's counter (None: ``[collector] realtime_table`` is "")."""
+    clock: Callable[[], float] = time.time
 
 
-def build_deps(config: PipelineConfig, *, kinesis: Any, sleep: Callable[[float], None] = time.sleep) -> CollectorDeps:
+def build_deps(
+    config: PipelineConfig,
+    *,
+    kinesis: Any,
+    dynamodb: Any = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> CollectorDeps:
     """The collector's wiring on a Kinesis client: the deployed one, shared with run-local.
 
     The put's retries are the collector's own (``[collector] put_*``): a tracker waits for the
@@ -53,7 +72,8 @@ def build_deps(config: PipelineConfig, *, kinesis: Any, sleep: Callable[[float],
         put_max_delay_ms=c.put_max_delay_ms,
     )
     writer = KinesisWriter(kinesis, config.resources.raw_stream, stream, sleep=sleep)
-    return CollectorDeps(c, writer, config.stream.record_target_bytes)
+    counter = DynamoRealtimeCounter(dynamodb, c.realtime_table) if c.realtime_table and dynamodb is not None else None
+    return CollectorDeps(c, writer, config.stream.record_target_bytes, counter=counter)
 
 
 @cache
@@ -61,7 +81,8 @@ def default_deps() -> CollectorDeps:
     from pipeline.aws.clients import make_client
 
     config = load_config()
-    return build_deps(config, kinesis=make_client("kinesis", config.aws))
+    dynamodb = make_client("dynamodb", config.aws) if config.collector.realtime_table else None
+    return build_deps(config, kinesis=make_client("kinesis", config.aws), dynamodb=dynamodb)
 
 
 def parse_http_event(event: Mapping[str, Any], clock: Callable[[], float] = time.time) -> HttpRequest:
@@ -102,7 +123,13 @@ def to_http_response(response: HttpResponse) -> dict[str, Any]:
 
 
 def handle(event: Mapping[str, Any], deps: CollectorDeps) -> dict[str, Any]:
-    request = parse_http_event(event)
+    request = parse_http_event(event, deps.clock)
+    if request.path == REALTIME_PATH:
+        settings = RealtimeSettings.of(deps.config)
+        status, headers, body = realtime_response_parts(
+            request.method, request.headers.get("origin"), settings, deps.counter, deps.clock
+        )
+        return to_http_response(HttpResponse(status, headers, body))
     plan = plan_request(request, deps.config, record_target_bytes=deps.record_target_bytes, new_id=deps.new_id)
     response = plan.response
     if plan.records:
@@ -115,7 +142,21 @@ def handle(event: Mapping[str, Any], deps: CollectorDeps) -> dict[str, Any]:
         else:
             metrics.add_metric(name="CollectorEvents", unit=MetricUnit.Count, value=plan.events)
             metrics.add_metric(name="CollectorBadRows", unit=MetricUnit.Count, value=plan.bad)
+            count_visitor(plan, request, deps)
     return to_http_response(response)
+
+
+def count_visitor(plan: CollectorPlan, request: HttpRequest, deps: CollectorDeps) -> None:
+    """Best effort, after the events are durable: a failed counter write only costs the tile a
+    visitor for a few minutes, so it is logged and counted, never answered as a failure."""
+    mark = plan_mark(plan.visitor, False, request.received_ms, RealtimeSettings.of(deps.config))
+    if mark is None or deps.counter is None:
+        return
+    try:
+        deps.counter.mark(mark)
+    except (RealtimeCounterError, RealtimeCounterAccessError) as exc:
+        logger.warning("realtime counter write failed; the request is unaffected", extra={"error": str(exc)})
+        metrics.add_metric(name="RealtimeCounterFailed", unit=MetricUnit.Count, value=1)
 
 
 @logger.inject_lambda_context(log_event=False)

@@ -86,6 +86,9 @@ class CollectorPlan:
     """Tracker events in ``records`` (not counting bad rows)."""
     bad: int = 0
     """Bad-row lines in ``records``."""
+    visitor: str | None = None
+    """The network user id of a request that stored tracker events (None when anonymous or
+    when nothing was stored): what the real-time counter counts (:mod:`extract.realtime`)."""
 
 
 def unavailable(plan: CollectorPlan) -> HttpResponse:
@@ -157,7 +160,8 @@ def plan_request(  # noqa: PLR0911 - one answer per route and failure
     if identity.set_cookie:
         cookie = set_cookie(identity.nuid, request, config)
         success = HttpResponse(success.status, success.headers, success.body, (cookie,))
-    return CollectorPlan(route, success, records, len(lines) - bad, bad)
+    visitor = None if identity.anonymous or len(lines) == bad else identity.nuid
+    return CollectorPlan(route, success, records, len(lines) - bad, bad, visitor)
 
 
 def _success(route: Route, method: str, cors: Mapping[str, str]) -> HttpResponse:

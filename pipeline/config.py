@@ -218,6 +218,12 @@ class CollectorConfig:
     put_max_attempts: int
     put_base_delay_ms: int
     put_max_delay_ms: int
+    realtime_table: str
+    """The real-time tile's counter table (``extract/realtime.py``); "" turns the counter off."""
+    realtime_salt: str
+    realtime_window_s: int
+    realtime_ttl_s: int
+    realtime_cors_origins: tuple[str, ...]
 
 
 @dataclass(frozen=True)

@@ -984,6 +984,20 @@ def front_door_cost(inputs: CostInputs, front_door: str, *, cloudfront: bool = F
     return FrontDoorCost(front_door, cloudfront, tuple(items))
 
 
+def realtime_counter_cost(inputs: CostInputs) -> tuple[float, float]:
+    """The real-time counter (issue 16): dollars per million collector requests (one DynamoDB
+    write each and the collector's wait for it), and dollars a month of the tile's reads."""
+    p, u = inputs.prices, inputs.usage
+    memory = u.a("collector_memory_mb")
+    gb_s_price = p("lambda", f"{u.assumed.get('architecture', 'arm64')}_gb_second")
+    wait = u.a("dynamodb_call_ms") / 1000 * memory / 1024 * 1e6 * gb_s_price
+    per_million = p("dynamodb", "write_request_units_per_million") + wait
+    query_kb = u.a("realtime_visitors_in_ttl") * u.a("realtime_item_bytes") / 1024
+    read_units = max(1.0, -(-query_kb // 4)) / 2  # eventually consistent: half a unit per 4 KB
+    reads = read_units * u.a("realtime_refreshes_per_month") / 1e6 * p("dynamodb", "read_request_units_per_million")
+    return per_million, reads
+
+
 def render_front_doors(inputs: CostInputs) -> list[str]:
     """The collector's front doors per million requests, beside the AWS clickstream solution's ingestion figure."""
     lines = ["collector front door (issue 15), per million tracker requests:"]
@@ -1002,4 +1016,10 @@ def render_front_doors(inputs: CostInputs) -> list[str]:
             f"  the AWS clickstream solution publishes ${float(clickstream[0]['per_million']):.2f} per million "
             "requests for its ingestion (ALB and ECS collectors)"
         )
+    writes, reads = realtime_counter_cost(inputs)
+    lines.append(
+        f"  real-time counter (issue 16): +${writes:.2f} per million requests (one DynamoDB PutItem each), "
+        f"${reads:.2f} a month of tile reads ({inputs.usage.a('realtime_visitors_in_ttl'):,.0f} visitors "
+        "within the TTL, one open dashboard)"
+    )
     return lines

@@ -72,9 +72,10 @@ class DashboardServer(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, port: int, store: RollupStore, site: Path) -> None:
+    def __init__(self, port: int, store: RollupStore, site: Path, realtime_url: str | None = None) -> None:
         self.store = store
         self.site = site
+        self.site_config = site_config(realtime_url)
         self.bytes_sent = 0
         super().__init__(("127.0.0.1", port), _Handler)
 
@@ -86,6 +87,8 @@ class _Handler(BaseHTTPRequestHandler):
         path = self.path.split("?", 1)[0].split("#", 1)[0].lstrip("/") or "index.html"
         if path in SITE_FILES:
             self._send((self.server.site / path).read_bytes(), SITE_FILES[path], "no-cache")
+        elif path == SITE_CONFIG:
+            self._send(self.server.site_config, "application/json", "no-cache")
         elif is_served_key(path):
             from pipeline.errors import PipelineError
 
@@ -115,19 +118,40 @@ class _Handler(BaseHTTPRequestHandler):
         """Quiet: the command prints the address once."""
 
 
-def serve(store: RollupStore, port: int = 0, site: Path | None = None) -> DashboardServer:
-    """A :class:`DashboardServer` bound to 127.0.0.1:``port`` (0: any free port); call ``serve_forever``."""
-    return DashboardServer(port, store, site or site_folder())
+SITE_CONFIG: Final = "config.json"
+"""The site's settings beside ``index.html``: ``{"realtime_url": ...}`` turns the real-time tile
+on (the collector's ``GET /realtime``, issue 16); ``{}`` keeps it hidden."""
 
 
-def build_site(store: RollupStore, out: Path, site: Path | None = None) -> list[str]:
-    """Write the static site and the rollups it reads into ``out``; the paths written, relative to it."""
+def site_config(realtime_url: str | None) -> bytes:
+    """The bytes of ``config.json`` (deterministic: sorted keys, no spaces)."""
+    settings = {"realtime_url": realtime_url} if realtime_url else {}
+    return json.dumps(settings, sort_keys=True, separators=(",", ":")).encode("utf-8")
+
+
+def serve(
+    store: RollupStore, port: int = 0, site: Path | None = None, *, realtime_url: str | None = None
+) -> DashboardServer:
+    """A :class:`DashboardServer` bound to 127.0.0.1:``port`` (0: any free port); call ``serve_forever``.
+
+    ``realtime_url`` (a collector's ``/realtime``) shows the real-time tile; None hides it."""
+    return DashboardServer(port, store, site or site_folder(), realtime_url)
+
+
+def build_site(
+    store: RollupStore, out: Path, site: Path | None = None, *, realtime_url: str | None = None
+) -> list[str]:
+    """Write the static site (and its ``config.json`` with ``realtime_url``) and the rollups it
+    reads into ``out``; the paths written, relative to it."""
     site = site or site_folder()
     written = []
     for name in SITE_FILES:
         (out / name).parent.mkdir(parents=True, exist_ok=True)
         (out / name).write_bytes((site / name).read_bytes())
         written.append(name)
+    if realtime_url:  # without it no config.json: the site finds none and hides the tile
+        (out / SITE_CONFIG).write_bytes(site_config(realtime_url))
+        written.append(SITE_CONFIG)
     try:
         manifest_bytes = store.read(MANIFEST_KEY)
     except (OSError, FileNotFoundError) as exc:
@@ -170,14 +194,18 @@ class SiteObject:
     body: bytes
 
 
-def publish_plan(prefix: str, site: Path | None = None) -> list[SiteObject]:
-    """The objects that host the site under ``prefix`` of a bucket: the site's files, no rollups."""
+def publish_plan(prefix: str, site: Path | None = None, *, realtime_url: str | None = None) -> list[SiteObject]:
+    """The objects that host the site under ``prefix`` of a bucket: the site's files (and its
+    ``config.json`` with ``realtime_url``), no rollups."""
     site = site or site_folder()
     base = prefix.strip("/") + "/" if prefix.strip("/") else ""
-    return [
+    files = [
         SiteObject(base + name, content_type, SITE_CACHE_CONTROL, (site / name).read_bytes())
         for name, content_type in SITE_FILES.items()
     ]
+    if not realtime_url:
+        return files
+    return [*files, SiteObject(base + SITE_CONFIG, "application/json", SITE_CACHE_CONTROL, site_config(realtime_url))]
 
 
 def publish_site(s3: Any, bucket: str, plan: list[SiteObject]) -> list[str]:

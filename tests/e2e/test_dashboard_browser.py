@@ -117,6 +117,7 @@ def test_the_dashboard_renders_the_events_figures_in_a_browser(tmp_path: Path) -
         driver.save_screenshot(str(shots / "dashboard-sample.png"))
         for metric, expected in totals(sample).items():
             assert tile(driver, metric) == (expected, "previous period: no data"), metric
+        assert not driver.find_element("id", "realtime").is_displayed()  # no collector: no real-time tile
         pages = sample.execute(
             "select coalesce(page_urlpath, ''), count(*) from keyed where kind = 'page_view' group by 1"
         ).fetchall()
@@ -199,3 +200,38 @@ def test_the_dashboard_renders_the_events_figures_in_a_browser(tmp_path: Path) -
                 assert value == now[metric] and before.startswith(f"previous {then[metric]} ("), metric
             points = driver.find_elements("css selector", "#series circle")
             assert [p.get_attribute("data-label") for p in points] == ["2024-11-03", "2024-11-04"]
+
+
+def test_the_real_time_tile_shows_the_collectors_current_visitors(tmp_path: Path) -> None:
+    """Issue 16 item 3: with a realtime_url the tile reads the collector's GET /realtime."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from extract.collector import CollectorDeps
+    from extract.realtime import MemoryRealtimeCounter, VisitorMark
+    from pipeline.app.local.collector_server import CollectorServer
+    from tests.conftest import make_config
+
+    config = make_config({"collector.realtime_table": "rt", "collector.realtime_salt": "s"}).collector
+    counter = MemoryRealtimeCounter()
+    now_s = 1_732_000_000
+    for n, age_s in enumerate((10, 120, 299, 400)):  # three inside the five minutes, one outside
+        counter.mark(VisitorMark(f"{n:016x}", now_s - age_s, now_s + 900))
+    deps = CollectorDeps(config, writer=None, record_target_bytes=0, counter=counter, clock=lambda: now_s)  # type: ignore[arg-type]
+    collector = CollectorServer(deps)
+    collector.start()
+    store = LocalStore(tmp_path)  # no rollups: the tile does not wait for them
+    server = serve(store, 0, realtime_url=f"{collector.url}/realtime")
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with chromium() as driver:
+            driver.get(f"http://127.0.0.1:{server.server_address[1]}/")
+            node = driver.find_element("id", "realtime")
+            WebDriverWait(driver, 20).until(lambda _d: node.get_attribute("data-ready") in ("true", "error"))
+            assert node.get_attribute("data-ready") == "true", node.text
+            assert node.is_displayed()
+            assert node.find_element("css selector", ".value").text == "3"
+            assert node.find_element("css selector", ".previous").text == "last 5 minutes, as of 07:06:40 UTC"
+    finally:
+        server.shutdown()
+        server.server_close()
+        collector.stop()

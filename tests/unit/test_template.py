@@ -1199,8 +1199,11 @@ def test_the_collector_role_puts_on_stream_1_and_nothing_else() -> None:
     allowed = _golden("CollectorFunction")
     assert allowed["kinesis:PutRecords"] == ["${RawStream.Arn}"]
     assert allowed["kms:GenerateDataKey"] == ["${DataKey.Arn}"]
+    # and the real-time counter: one write and one read action on its own table (issue 16)
+    assert allowed["dynamodb:PutItem"] == allowed["dynamodb:Query"] == ["${RealtimeTable.Arn}"]
+    assert allowed["kms:Decrypt"] == ["${DataKey.Arn}"]
     others = {a for a in allowed if not a.startswith(("logs:", "xray:"))}
-    assert others == {"kinesis:PutRecords", "kms:GenerateDataKey"}
+    assert others == {"kinesis:PutRecords", "kms:GenerateDataKey", "dynamodb:PutItem", "dynamodb:Query", "kms:Decrypt"}
 
 
 def test_the_collector_front_doors_are_public_and_leave_cors_to_the_function(template: dict[str, Any]) -> None:
@@ -1412,3 +1415,25 @@ def test_nothing_of_the_hosted_dashboard_is_public(template: dict[str, Any]) -> 
     ]
     sources = ev.resolve(logs["Condition"]["ArnLike"]["aws:SourceArn"])
     assert f"arn:aws:s3:::{name_of(ev, 'DashboardSiteBucket')}" in sources
+
+
+def test_the_realtime_counter_table_exists_with_the_collector_only_and_expires_its_items(
+    template: dict[str, Any], translated: dict[str, Any]
+) -> None:
+    """Issue 16's real-time tile: the counter table, its TTL and key, and the collector's settings."""
+    assert not evaluator(template, "streaming").exists("RealtimeTable")
+    assert not evaluator(template, "direct", Collector="function-url").exists("RealtimeTable")
+    ev = evaluator(template, "streaming+collector")
+    assert ev.exists("RealtimeTable") and name_of(ev, "RealtimeTable") == "clickstream-etl-realtime"
+    table = template["Resources"]["RealtimeTable"]["Properties"]
+    assert table["BillingMode"] == "PAY_PER_REQUEST"
+    assert table["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
+    assert [k["AttributeName"] for k in table["KeySchema"]] == ["pk", "sk"]
+    assert table["SSESpecification"]["KMSMasterKeyId"] == {"Fn::GetAtt": ["DataKey", "Arn"]}
+    env = environment(translated, "CollectorFunction", ev)
+    config = load_config(environ={k: v for k, v in env.items() if k.startswith("CLICKSTREAM_ETL__")})
+    assert config.collector.realtime_table == "clickstream-etl-realtime"
+    assert config.collector.realtime_salt  # set per stack, never the empty default
+    statements = template["Resources"]["CollectorRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+    (key,) = [s for s in statements if isinstance(s, dict) and s.get("Sid") == "RealtimeDataKey"]
+    assert key["Condition"]["StringEquals"]["kms:ViaService"] == {"Fn::Sub": "dynamodb.${AWS::Region}.amazonaws.com"}

@@ -48,6 +48,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="USER",
         help="print DashboardPasswordHash for USER (the password from standard input, or a prompt)",
     )
+    parser.add_argument(
+        "--realtime-url",
+        metavar="URL",
+        help="the collector's GET /realtime (e.g. https://c.example.com/realtime): shows the real-time "
+        "tile when serving, --build or --publish; without it the tile is hidden",
+    )
     config_argument(parser)
 
 
@@ -57,6 +63,7 @@ def run(args: argparse.Namespace, *, s3: Any = None, out: TextIO | None = None, 
     out = out or sys.stdout
     # A Namespace built by hand (the older tests, a caller of run) may lack the newer options.
     user, publish = getattr(args, "password_hash", None), getattr(args, "publish", None)
+    realtime_url = getattr(args, "realtime_url", None)
     if user is not None:
         stdin = stdin or sys.stdin
         password = getpass.getpass("dashboard password: ") if stdin.isatty() else stdin.readline().rstrip("\r\n")
@@ -71,17 +78,17 @@ def run(args: argparse.Namespace, *, s3: Any = None, out: TextIO | None = None, 
             from pipeline.config import load_config
 
             s3 = make_client("s3", load_config(args.config).aws)
-        keys = publish_site(s3, url.bucket, publish_plan(url.prefix))
+        keys = publish_site(s3, url.bucket, publish_plan(url.prefix, realtime_url=realtime_url))
         out.write(f"dashboard: {len(keys)} site files published to s3://{url.bucket}/ ({', '.join(keys)})\n")
         return EXIT_OK
     if args.dest is None:
         raise InputError("give DEST (the dataset with its rollups), or --publish S3_URL, or --password-hash USER")
     store = open_store(args.dest, args.config, s3=s3)
     if args.build:
-        written = build_site(store, Path(args.build))
+        written = build_site(store, Path(args.build), realtime_url=realtime_url)
         out.write(f"dashboard: {len(written)} files written to {args.build} (site and rollups)\n")
         return EXIT_OK
-    server = serve(store, args.port)
+    server = serve(store, args.port, realtime_url=realtime_url)
     host, port = server.server_address[:2]
     out.write(f"dashboard of {store.url()} at http://{host!s}:{port}/ (Ctrl-C stops)\n")
     out.flush()

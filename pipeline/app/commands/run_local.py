@@ -104,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
 def _run_collector(args: argparse.Namespace) -> int:
     """The collector on 127.0.0.1 in front of the emulated chain, until Ctrl-C; then the reconciliation and export."""
     from extract.collector import build_deps
+    from extract.realtime import LOCAL_TABLE, create_realtime_table
     from pipeline.app.local.collector_server import ObservedChain, serving
     from pipeline.app.local.runtime import emulated_aws
     from pipeline.config import load_config
@@ -113,15 +114,22 @@ def _run_collector(args: argparse.Namespace) -> int:
         for event in events:
             print(json.dumps({k: event.get(k) for k in _SHOWN_FIELDS if event.get(k) is not None}), flush=True)
 
-    config = load_config(args.config)
+    # The real-time counter on an emulated table too, so the dashboard's tile works locally.
+    overrides: dict[str, object] = {"collector.realtime_table": LOCAL_TABLE, "collector.realtime_salt": "run-local"}
+    config = load_config(args.config, overrides=overrides)
     output = Path(args.output or "run-local-collector")
     with emulated_aws(server=args.server) as endpoint:
         if endpoint:
-            config = load_config(args.config, overrides={"aws.endpoint_url": endpoint})
+            config = load_config(args.config, overrides={**overrides, "aws.endpoint_url": endpoint})
         chain = ObservedChain(config, shards=args.shards, on_events=landed)
         chain.create_resources()
-        with serving(chain, build_deps(config, kinesis=chain.kinesis), port=args.port) as server:
-            print(f"run-local: collector on {server.url} (pixel /i, tp2 POST/GET, /health); Ctrl-C to stop", flush=True)
+        create_realtime_table(chain.dynamodb, LOCAL_TABLE)
+        deps = build_deps(config, kinesis=chain.kinesis, dynamodb=chain.dynamodb)
+        with serving(chain, deps, port=args.port) as server:
+            print(
+                f"run-local: collector on {server.url} (pixel /i, tp2 POST/GET, /health, /realtime); Ctrl-C to stop",
+                flush=True,
+            )
             # Ctrl-C, or a plain kill, ends the session with the export (a shell's background job
             # inherits SIGINT ignored, so both are set here).
             signal.signal(signal.SIGINT, signal.default_int_handler)

@@ -1,6 +1,7 @@
 // The dashboard: state in the URL's hash (from, to, page, source, compare), figures from the
 // rollups of the chosen days, rendered as plain DOM (every figure is text a test can read).
 import { loadManifest, loadRange } from './data.js'
+import { siteConfig, startRealtime } from './realtime.js'
 import { daysBetween, groupBy, pageTotals, previousPeriod, shiftDays, siteTotals, sourceLabel, sourceTotals, sum } from './metrics.js'
 
 const BASE = new URL('.', document.baseURI).href
@@ -170,6 +171,7 @@ async function render(manifest) {
 }
 
 async function main() {
+  siteConfig(BASE).then((config) => startRealtime($('#realtime'), config))
   let manifest
   try {
     manifest = await loadManifest(BASE)
