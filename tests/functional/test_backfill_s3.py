@@ -530,21 +530,6 @@ def test_a_dry_run_makes_only_list_calls_and_reports_the_plan(logs: Path, s3: An
 
 
 # ---------------------------------------------------------------------------- the wire
-@pytest.fixture
-def moto_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
-    try:
-        yield endpoint
-    finally:
-        server.stop()
-
-
 def test_the_cli_over_http_with_aws_endpoint_url_selects_by_key_hour_resumes_and_dry_runs(
     logs: Path, moto_server: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], work_in_tmp: Path
 ) -> None:

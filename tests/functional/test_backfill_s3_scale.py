@@ -11,11 +11,9 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow.dataset as ds
-import pytest
 from moto.core import DEFAULT_ACCOUNT_ID  # type: ignore[attr-defined]
 from moto.s3.models import s3_backends
 
@@ -26,21 +24,6 @@ from pipeline.testing import cloudfront_log, gzip_log, tracker_hit
 
 OBJECTS = 10_000
 BUCKET = "clickstream-scale-test"
-
-
-@pytest.fixture
-def moto_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
-    try:
-        yield endpoint
-    finally:
-        server.stop()
 
 
 def _object(index: int) -> tuple[str, bytes, str]:
