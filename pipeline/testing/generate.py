@@ -424,6 +424,48 @@ class _TrackerHit:
     params: list[tuple[str, str]] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class _ResponseSizes:
+    """How a profile draws a line's byte counts: response headers, and the request beyond its known parts."""
+
+    header_max: int
+    request_base: int
+    request_spread: int
+
+
+_CLASSIC_SIZES: Final = _ResponseSizes(header_max=520, request_base=120, request_spread=400)
+_SHOP_SIZES: Final = _ResponseSizes(header_max=620, request_base=160, request_spread=900)
+
+
+def _finish_record(  # noqa: PLR0913 - the response fields of one log line
+    rng: random.Random,
+    record: dict[str, str],
+    stem: str,
+    query: str,
+    referer: str | None,
+    status: int,
+    result: str,
+    content_type: str | None,
+    body: int | None,
+    sizes: _ResponseSizes,
+) -> dict[str, str]:
+    """Fill a log line's request and response fields (both profiles; the draws in the same order)."""
+    header_bytes = rng.randint(280, sizes.header_max)
+    record["cs-uri-stem"] = stem
+    record["cs-uri-query"] = _cf_query(query)
+    record["cs(Referer)"] = _cf_header(referer)
+    record["sc-status"] = str(status)
+    record["x-edge-result-type"] = result
+    record["x-edge-response-result-type"] = result
+    record["x-edge-detailed-result-type"] = result
+    record["sc-content-type"] = content_type or "-"
+    record["sc-content-len"] = "-" if body is None else str(body)
+    record["sc-bytes"] = str(header_bytes + (body or 0))
+    request_bytes = sizes.request_base + len(stem) + len(query) + len(record["cs(User-Agent)"]) + len(referer or "")
+    record["cs-bytes"] = str(request_bytes + rng.randint(0, sizes.request_spread))
+    return record
+
+
 def _ssl_cipher(tls: str) -> str:
     return "TLS_AES_128_GCM_SHA256" if tls == "TLSv1.3" else "ECDHE-RSA-AES128-GCM-SHA256"
 
@@ -579,21 +621,9 @@ class _FileGenerator:
         content_type: str | None,
         body: int | None,
     ) -> dict[str, str]:
-        rng = self.rng
-        header_bytes = rng.randint(280, 520)
-        record["cs-uri-stem"] = stem
-        record["cs-uri-query"] = _cf_query(query)
-        record["cs(Referer)"] = _cf_header(referer)
-        record["sc-status"] = str(status)
-        record["x-edge-result-type"] = result
-        record["x-edge-response-result-type"] = result
-        record["x-edge-detailed-result-type"] = result
-        record["sc-content-type"] = content_type or "-"
-        record["sc-content-len"] = "-" if body is None else str(body)
-        record["sc-bytes"] = str(header_bytes + (body or 0))
-        request_bytes = 120 + len(stem) + len(query) + len(record["cs(User-Agent)"]) + len(referer or "")
-        record["cs-bytes"] = str(request_bytes + rng.randint(0, 400))
-        return record
+        return _finish_record(
+            self.rng, record, stem, query, referer, status, result, content_type, body, _CLASSIC_SIZES
+        )
 
     def _page(self, offset_ms: int) -> dict[str, str]:
         rng = self.rng
@@ -1208,21 +1238,7 @@ class _HighCardinalityFile:
         content_type: str | None,
         body: int | None,
     ) -> dict[str, str]:
-        rng = self.rng
-        header_bytes = rng.randint(280, 620)
-        record["cs-uri-stem"] = stem
-        record["cs-uri-query"] = _cf_query(query)
-        record["cs(Referer)"] = _cf_header(referer)
-        record["sc-status"] = str(status)
-        record["x-edge-result-type"] = result
-        record["x-edge-response-result-type"] = result
-        record["x-edge-detailed-result-type"] = result
-        record["sc-content-type"] = content_type or "-"
-        record["sc-content-len"] = "-" if body is None else str(body)
-        record["sc-bytes"] = str(header_bytes + (body or 0))
-        request_bytes = 160 + len(stem) + len(query) + len(record["cs(User-Agent)"]) + len(referer or "")
-        record["cs-bytes"] = str(request_bytes + rng.randint(0, 900))
-        return record
+        return _finish_record(self.rng, record, stem, query, referer, status, result, content_type, body, _SHOP_SIZES)
 
     def _asset(self, offset_ms: int) -> dict[str, str]:
         rng = self.rng
