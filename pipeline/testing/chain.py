@@ -168,8 +168,29 @@ class ChainCounts:
     """Good events by their ``event`` field (``page_view``, ``struct``, ``unstruct``...)."""
 
 
+class RunOutcome:
+    """What every run of the kit answers: whether its lines are conserved, and its only event."""
+
+    events: tuple[CanonicalEvent, ...]
+    bad: tuple[BadRow, ...]
+    summary: FileSummary
+
+    @property
+    def conserved(self) -> bool:
+        """Whether every line read is an event, a bad row or a counted skip."""
+        return self.summary.conserved
+
+    @property
+    def event(self) -> CanonicalEvent:
+        """The only event (fails, printing the bad rows, unless there is exactly one)."""
+        __tracebackhide__ = True  # pytest shows the caller's line, not this property's
+        if len(self.events) != 1:
+            raise AssertionError(f"expected one event, got {len(self.events)}; bad rows: {list(self.bad)}")
+        return self.events[0]
+
+
 @dataclass(frozen=True)
-class ChainRun:
+class ChainRun(RunOutcome):
     """What became of one log sent through the chain: its events, bad rows and accounting."""
 
     __test__ = False  # not a pytest test class
@@ -180,18 +201,6 @@ class ChainRun:
     """Every line of the object: ``lines_read == good + bad + skipped`` over both stages."""
     key: str
     """The S3 key the log was uploaded to."""
-
-    @property
-    def conserved(self) -> bool:
-        """Whether every line read is an event, a bad row or a counted skip."""
-        return self.summary.conserved
-
-    @property
-    def event(self) -> CanonicalEvent:
-        """The only event (fails, printing the bad rows, unless there is exactly one)."""
-        if len(self.events) != 1:
-            raise AssertionError(f"expected one event, got {len(self.events)}; bad rows: {list(self.bad)}")
-        return self.events[0]
 
 
 class ChainSession:

@@ -34,7 +34,14 @@ from pipeline.formats.cloudfront import GZIP_MAGIC
 from pipeline.records import RawBatch, encode_raw
 from pipeline.schema import CanonicalEvent
 from pipeline.summary import FileSummary
-from pipeline.testing.chain import EmulatedAccount, LogInput, default_config, emulated_account, log_bytes
+from pipeline.testing.chain import (
+    EmulatedAccount,
+    LogInput,
+    RunOutcome,
+    default_config,
+    emulated_account,
+    log_bytes,
+)
 from pipeline.testing.lambda_events import FakeLambdaContext, KinesisRecord, kinesis_event, s3_object_created_event
 from pipeline.testing.logs import cloudfront_log
 from pipeline.testing.sinks import MemoryBadRowSink, MemoryRecordWriter
@@ -49,7 +56,7 @@ DEFAULT_ETL_TSTAMP: Final = 1_731_700_000_000
 
 
 @dataclass(frozen=True)
-class StageRun:
+class StageRun(RunOutcome):
     """What one Transform invocation made of its input: events, bad rows, accounting, what it wrote."""
 
     __test__ = False  # not a pytest test class
@@ -62,18 +69,6 @@ class StageRun:
     """Sequence numbers the handler reported as failed (retried by Lambda); empty when all went well."""
     stream: MemoryRecordWriter = field(default_factory=MemoryRecordWriter)
     """The stream-2 records the handler put (``stream.events()`` decodes them)."""
-
-    @property
-    def conserved(self) -> bool:
-        """Whether every line is an event, a bad row or a counted skip."""
-        return self.summary.conserved
-
-    @property
-    def event(self) -> CanonicalEvent:
-        """The only event (fails, printing the bad rows, unless there is exactly one)."""
-        if len(self.events) != 1:
-            raise AssertionError(f"expected one event, got {len(self.events)}; bad rows: {list(self.bad)}")
-        return self.events[0]
 
 
 @dataclass(frozen=True)
