@@ -27,7 +27,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, Self
 
 from extract.notifications import ObjectNotice
 from extract.stage import RECORD_OVERHEAD  # the packer's reserve for a record's fixed fields
@@ -121,6 +121,19 @@ class ReplaySummary:
     pending: list[str] = field(default_factory=list)
     dry_run: bool = False
 
+    @classmethod
+    def planned(cls, plan: ObjectPlan, items: Sequence[ReplayItem], **more: Any) -> Self:
+        """The summary before anything is invoked: what the plan selected and what the items will cost."""
+        counts = plan.counts()
+        return cls(
+            selected=len(plan.objects),
+            already_complete=counts.get("complete", 0),
+            left_alone={s: n for s, n in counts.items() if s in ("failed", "in_progress")},
+            records=sum(i.cost.records for i in items),
+            bytes=sum(i.cost.bytes for i in items),
+            **more,
+        )
+
     @property
     def ok(self) -> bool:
         return not self.pending and not self.failed
@@ -176,15 +189,7 @@ def replay(
     invocation) propagate: the objects invoked before stay invoked, and a rerun skips what has
     completed meanwhile.
     """
-    counts = plan.counts()
-    summary = ReplaySummary(
-        selected=len(plan.objects),
-        already_complete=counts.get("complete", 0),
-        left_alone={s: n for s, n in counts.items() if s in ("failed", "in_progress")},
-        records=sum(i.cost.records for i in items),
-        bytes=sum(i.cost.bytes for i in items),
-        dry_run=dry_run,
-    )
+    summary = ReplaySummary.planned(plan, items, dry_run=dry_run)
     if dry_run:
         summary.paced_s = budget_seconds(items, limits)
         summary.pending = [f"s3://{i.notice.bucket}/{i.notice.key}" for i in items]

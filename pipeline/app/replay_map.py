@@ -245,16 +245,8 @@ def replay_with_map(
     ``wait_s`` bounds the whole wait, the run's and then the ledger's.  A dry run writes and
     starts nothing.
     """
-    counts = plan.counts()
-    summary = MapReplaySummary(
-        selected=len(plan.objects),
-        already_complete=counts.get("complete", 0),
-        left_alone={s: n for s, n in counts.items() if s in ("failed", "in_progress")},
-        records=sum(i.cost.records for i in items),
-        bytes=sum(i.cost.bytes for i in items),
-        paced_s=budget_seconds(items, limits),
-        dry_run=dry_run,
-        max_concurrency=max_concurrency,
+    summary = MapReplaySummary.planned(
+        plan, items, paced_s=budget_seconds(items, limits), dry_run=dry_run, max_concurrency=max_concurrency
     )
     name = run_id(items, deps.now())
     summary.manifest = f"s3://{deps.bucket}/{REPLAY_PREFIX}{name}/manifest.json"
