@@ -176,17 +176,33 @@ COMMANDS: Final[tuple[Command, ...]] = (
 )
 
 
-def build_parser() -> argparse.ArgumentParser:
+class _VersionAction(argparse.Action):
+    """``--version``: the version and whether the compiled build is installed (looked up only when asked)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
+        from pipeline.compiled import build_description
+
+        print(f"{parser.prog} {__version__} ({build_description()})")
+        parser.exit()
+
+
+_COMMAND_NAMES: Final = frozenset(command.name for command in COMMANDS)
+
+
+def build_parser(command_name: str | None = None) -> argparse.ArgumentParser:
+    """The whole parser; with ``command_name``, only that subcommand's module is imported and
+    given its arguments (the others are listed, for the top-level help)."""
     parser = argparse.ArgumentParser(
         prog="clickstream-etl",
         description="CloudFront clickstream logs to Snowplow-compatible canonical events.",
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--version", action=_VersionAction, nargs=0, help="show the version and the build, then exit")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
     for command in COMMANDS:
         sub = subparsers.add_parser(command.name, help=command.help, description=command.description)
-        command.load().add_arguments(sub)
+        if command_name is None or command.name == command_name:
+            command.load().add_arguments(sub)
         sub.set_defaults(command_module=command.module)
     return parser
 
@@ -205,8 +221,11 @@ def error_message(exc: PipelineError) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    # The subcommand is the first word: only its module is imported (start-up is part of every run).
+    named = next((word for word in arguments[:1] if word in _COMMAND_NAMES), None)
+    parser = build_parser(named)
+    args = parser.parse_args(arguments)
     module: CommandModule = importlib.import_module(args.command_module)
     try:
         return module.run(args)

@@ -479,7 +479,8 @@ def prune(site: Path, globs: Sequence[str]) -> None:
 
 def _copy_source(source: Path, dest: Path, files: Sequence[str]) -> None:
     # From a clean copy: a build/ folder an older build left in the checkout would leak into the wheel.
-    ignored = shutil.ignore_patterns("__pycache__", "*.pyc", "build", "*.egg-info")
+    # Compiled extensions (the optional mypyc build, setup.py) are this machine's, not Lambda's.
+    ignored = shutil.ignore_patterns("__pycache__", "*.pyc", "build", "*.egg-info", "*.so", "*.pyd")
     for name in files:
         path = source / name
         if path.is_dir():

@@ -158,7 +158,10 @@ class LogFormat(Protocol):
     row.  Instances may memoise (bounded); make one per consumer with :func:`pipeline.formats.get_format`.
     """
 
-    name: str
+    @property
+    def name(self) -> str:
+        """The format's name in the registry and on stream-1 records (a class variable)."""
+        ...
 
     def read(
         self,

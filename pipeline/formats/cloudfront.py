@@ -25,7 +25,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
-from typing import IO, Final
+from typing import IO, ClassVar, Final
 from urllib.parse import unquote
 
 from pipeline.badrows import BadRow, FailureKind, SourceRef
@@ -607,7 +607,7 @@ class CloudFrontW3C:
     decoded header values.
     """
 
-    name = "cloudfront"
+    name: ClassVar[str] = "cloudfront"
 
     def __init__(self) -> None:
         self._bindings: BoundedCache[FieldLayout, _Binding] = BoundedCache(256, _bind)

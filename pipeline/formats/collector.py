@@ -20,7 +20,7 @@ import json
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from typing import IO, Final
+from typing import IO, ClassVar, Final
 from urllib.parse import quote
 
 from pipeline.badrows import BadRow, FailureKind, SourceRef
@@ -97,7 +97,7 @@ def _iso(tstamp: int) -> str:
 class CollectorPayloads:
     """The collector's lines: registered as ``collector`` in :data:`pipeline.formats.FORMATS`."""
 
-    name = "collector"
+    name: ClassVar[str] = "collector"
 
     def read(
         self,

@@ -64,7 +64,10 @@ class EnrichmentSetup:
 class Enrichment(Protocol):
     """One enrichment step (see the module docstring)."""
 
-    name: str
+    @property
+    def name(self) -> str:
+        """The step's name in configuration, skips and bad rows (a class variable or an attribute)."""
+        ...
 
     def apply(self, event: CanonicalEvent, hit: Hit) -> Part | None:
         """Enrich ``event`` in place, or return the memoised columns to merge into it."""

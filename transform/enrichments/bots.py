@@ -30,7 +30,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable
-from typing import Final
+from typing import ClassVar, Final
 
 from pipeline.bundled import data_text
 from pipeline.cache import BoundedCache
@@ -76,7 +76,7 @@ class CrawlerMatcher:
 class BotFlagEnrichment:
     """Tag (or drop) the events of crawlers (``[transform.bot_flag]``; see the module docstring)."""
 
-    name = "bot_flag"
+    name: ClassVar[str] = "bot_flag"
 
     def __init__(self, drop: bool = False, cache_size: int = 20_000, matcher: CrawlerMatcher | None = None) -> None:
         self.drop = drop

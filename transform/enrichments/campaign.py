@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Final
+from typing import ClassVar, Final
 
 from pipeline.cache import BoundedCache
 from pipeline.config import TransformConfig
@@ -63,7 +63,7 @@ class CampaignRules:
 class CampaignEnrichment:
     """mkt_* columns from the page URL's query (``[transform.campaign]``), memoised per query string."""
 
-    name = "campaign"
+    name: ClassVar[str] = "campaign"
 
     def __init__(self, rules: CampaignRules, cache_size: int = 10_000) -> None:
         self._rules = rules

@@ -30,7 +30,7 @@ memoised per page query string: a page's pings share it.
 from __future__ import annotations
 
 import re
-from typing import Any, Final
+from typing import Any, ClassVar, Final
 from urllib.parse import unquote_plus
 
 from pipeline.cache import BoundedCache
@@ -83,7 +83,7 @@ def parse_linker(value: str) -> tuple[dict[str, Any], tuple[str, ...]]:
 class CrossNavigationEnrichment:
     """refr_domain_userid and refr_dvce_tstamp from the page URL's ``_sp`` (``[transform.cross_navigation]``)."""
 
-    name = "cross_navigation"
+    name: ClassVar[str] = "cross_navigation"
 
     def __init__(self, cache_size: int = _CACHE_SIZE) -> None:
         self._parts: BoundedCache[str, Part | None] = BoundedCache(cache_size, self._part)

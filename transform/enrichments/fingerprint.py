@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from functools import partial
-from typing import Any
+from typing import Any, ClassVar
 
 from pipeline.config import TransformConfig
 from pipeline.schema import CanonicalEvent
@@ -27,7 +27,7 @@ from transform.enrichments.base import EnrichmentSetup, Hit, Part
 
 
 class FingerprintEnrichment:
-    name = "fingerprint"
+    name: ClassVar[str] = "fingerprint"
 
     def __init__(self, algorithm: str) -> None:
         self._hash = _hasher(algorithm)

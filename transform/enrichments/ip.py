@@ -11,7 +11,7 @@ address wherever its operator chooses after bit 48, so it is never kept beyond i
 from __future__ import annotations
 
 import ipaddress
-from typing import Final
+from typing import ClassVar, Final
 
 from pipeline.cache import BoundedCache
 from pipeline.config import TransformConfig
@@ -153,7 +153,7 @@ class IpEnrichment:
     Configured by ``[transform.ip]``.
     """
 
-    name = "ip"
+    name: ClassVar[str] = "ip"
 
     def __init__(self, anonymizer: IpAnonymizer) -> None:
         self._anonymizer = anonymizer

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from typing import ClassVar
 
 from pipeline.cache import BoundedCache
 from pipeline.config import TransformConfig
@@ -45,7 +46,7 @@ class Pseudonymizer:
 class PseudonymizeEnrichment:
     """HMAC-SHA256 of the configured identifier columns (``[transform.pseudonymize]``)."""
 
-    name = "pseudonymize"
+    name: ClassVar[str] = "pseudonymize"
 
     def __init__(self, pseudonymizer: Pseudonymizer) -> None:
         self._pseudonymizer = pseudonymizer

@@ -38,7 +38,7 @@ import os
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, ClassVar, Final
 from urllib.parse import unquote_plus
 
 from pipeline.bundled import data_text
@@ -289,7 +289,7 @@ class RefererEnrichment:
     ``internal``), so it is memoised per (referrer, page host).
     """
 
-    name = "referer"
+    name: ClassVar[str] = "referer"
 
     def __init__(self, classifier: RefererClassifier, cache_size: int = 10_000) -> None:
         self._classifier = classifier

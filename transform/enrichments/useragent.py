@@ -6,7 +6,7 @@ os_name, os_family, os_manufacturer, dvce_type, dvce_ismobile) from ua-parser's 
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Any, ClassVar, Final
 
 from pipeline.cache import BoundedCache
 from pipeline.config import TransformConfig
@@ -94,7 +94,7 @@ class UserAgentParser:
 class UserAgentEnrichment:
     """Browser, OS and device columns from the user agent (``[transform.useragent]``)."""
 
-    name = "useragent"
+    name: ClassVar[str] = "useragent"
 
     def __init__(self, cache_size: int, parser: UserAgentParser | None = None) -> None:
         # Made on the first user agent: compiling ua-parser's rules takes a tenth of a second,
