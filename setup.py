@@ -23,8 +23,10 @@ from setuptools import setup
 
 COMPILE_VARIABLE = "CLICKSTREAM_ETL_COMPILE"
 
-# The per-line and per-event code of Extract's parser and the Transform core: pure functions
-# and small classes over strings and dicts, where mypyc's native calls and attribute access pay.
+# The per-line and per-event code of Extract's parser, the Transform core and the backfill's
+# staging and finalize: pure functions and small classes over strings and dicts, where mypyc's
+# native calls and attribute access pay.  Not pipeline/iglu.py: users subclass its registries,
+# and interpreted classes cannot inherit from compiled ones.
 # pipeline/compiled.py holds the same list as module names (it reports what is compiled); a test
 # pins the two.
 COMPILED_MODULES = (
@@ -40,6 +42,11 @@ COMPILED_MODULES = (
     "transform/enrichments/ip.py",
     "transform/enrichments/referer.py",
     "transform/enrichments/useragent.py",
+    "transform/validation.py",
+    "pipeline/entities.py",
+    "pipeline/app/process.py",
+    "load/lake.py",
+    "load/dataset.py",
 )
 
 

@@ -18,6 +18,11 @@ run of a step is its least disturbed one); memory is the largest of all runs.  R
 ``--workers 1`` against DuckDB on 1 thread, ``--workers 2`` against DuckDB on 2 threads.  A growth
 line per profile gives seconds per million lines at each size (linear growth is a flat line).
 
+Before the first run it byte-compiles the installed packages (``compileall``), as ``pip install``
+leaves them, so that no run pays for compiling sources (``PYTHONDONTWRITEBYTECODE`` would
+otherwise make every interpreter compile them again); the report names the build it measured
+(pure Python, or how many modules the optional compiled build has).
+
 It also measures the cold-start import of the Extract and Transform handlers (median of 5 fresh
 interpreters, and whether pyarrow got imported: it must not), and the Transform core's CPU time
 per event on each profile (``time.process_time``, one core, best of 3: the same figure as a Lambda
@@ -295,6 +300,21 @@ def steps_for(made: Input, work: Path, skip_duckdb: bool) -> list[Step]:
     return steps
 
 
+def byte_compile() -> str:
+    """Write the bytecode of this project's packages (as ``pip install`` does); return the build measured."""
+    import compileall
+
+    probe = (
+        "import json, pipeline, pipeline.compiled as c; print(json.dumps([pipeline.__file__, c.build_description()]))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=ROOT)
+    init, build = json.loads(out.stdout)
+    site = Path(init).resolve().parents[1]
+    for package in ("pipeline", "extract", "transform", "load"):
+        compileall.compile_dir(str(site / package), quiet=1)
+    return str(build)
+
+
 def duckdb_rows(dest: Path) -> int:
     import duckdb
 
@@ -398,6 +418,8 @@ def main() -> int:
     profiles = PROFILES if args.profile == "both" else (args.profile,)
     sizes = [float(size) for size in args.sizes.split(",") if size.strip()]
 
+    build = byte_compile()
+    print(f"measuring clickstream-etl {build}", flush=True)
     work = args.workdir or Path(tempfile.mkdtemp(prefix="clickstream-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     inputs = [generate(p, s, work / f"logs-{p}-{s:g}") for p in profiles for s in sizes]
@@ -436,7 +458,7 @@ def main() -> int:
     imports = {module: cold_start(module) for module in ("extract.handler", "transform.handler")}
     print("transform core CPU per event ...", flush=True)
     transform = {profile: transform_cpu_us(profile) for profile in profiles}
-    report = print_report(inputs, results, imports, transform)
+    report = print_report(inputs, results, imports, transform, build)
     if args.json:
         args.json.write_text(json.dumps(report, indent=1) + "\n")
     if not args.workdir:
@@ -449,9 +471,11 @@ def print_report(
     results: dict[tuple[str, float, str], dict[str, Any]],
     imports: dict[str, dict[str, Any]],
     transform: dict[str, dict[str, Any]],
+    build: str = "",
 ) -> dict[str, Any]:
     """Print the tables and return the same figures as JSON-able data."""
     cores = os.cpu_count() or 1
+    print(f"\nclickstream-etl build measured: {build or 'unknown'}")
     for made in inputs:
         print(
             f"\n== {made.profile}, {made.size_mb:g} MB gzipped: {made.lines:,} lines, "
@@ -506,6 +530,7 @@ def print_report(
             f"({figure['events']:,} events from {figure['lines']:,} lines in {figure['cpu_seconds']:.2f} s CPU)"
         )
     return {
+        "build": build,
         "cores": cores,
         "inputs": [{**made.__dict__, "folder": str(made.folder)} for made in inputs],
         "results": [

@@ -48,12 +48,11 @@ class SchemaKey(NamedTuple):
 
     @classmethod
     def parse(cls, uri: str) -> SchemaKey | None:
-        """The key of ``iglu:vendor/name/format/M-R-A``; None when ``uri`` is not one."""
-        match = IGLU_URI.match(uri)
-        if match is None:
-            return None
-        vendor, name, fmt, model, revision, addition = match.groups()
-        return cls(vendor, name, fmt, int(model), int(revision), int(addition))
+        """The key of ``iglu:vendor/name/format/M-R-A``; None when ``uri`` is not one.
+
+        Memoised (keys are immutable): a log names a handful of schemas, once per entity.
+        """
+        return _PARSED_KEYS[uri]
 
     @property
     def version(self) -> str:
@@ -67,6 +66,17 @@ class SchemaKey(NamedTuple):
     def path(self) -> str:
         """Where a static registry keeps it, under its root."""
         return f"schemas/{self.vendor}/{self.name}/{self.format}/{self.version}"
+
+
+def _parse_key(uri: str) -> SchemaKey | None:
+    match = IGLU_URI.match(uri)
+    if match is None:
+        return None
+    vendor, name, fmt, model, revision, addition = match.groups()
+    return SchemaKey(vendor, name, fmt, int(model), int(revision), int(addition))
+
+
+_PARSED_KEYS: Final[BoundedCache[str, SchemaKey | None]] = BoundedCache(4096, _parse_key, max_key_length=512)
 
 
 class RegistryUnavailableError(TransientError):

@@ -10,6 +10,7 @@ THEN the results are the ones Snowplow's code produces: expected values are sche
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from importlib import resources
 from pathlib import Path
@@ -1042,7 +1043,7 @@ def canonical(schema: Any) -> Any:
     """A schema as Scala compares it: maps and unions as sets, absent keywords left out."""
     if isinstance(schema, JsonSchema):
         found = {}
-        for name in JsonSchema.__slots__:
+        for name in (f.name for f in dataclasses.fields(JsonSchema)):  # a compiled class has no __slots__
             value = getattr(schema, name)
             if value is None:
                 continue
