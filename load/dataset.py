@@ -58,7 +58,6 @@ from typing import Final
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 from pyarrow import ipc
 
@@ -246,7 +245,10 @@ def _fragment_batches(path: Path, fields: Sequence[int] | None) -> Iterator[pa.R
 
 def _parquet_batches(path: Path, columns: list[str] | None, batch_size: int) -> Iterator[pa.RecordBatch]:
     # A dataset with the canonical schema reads parts written by an older schema too
-    # (missing columns come back null).
+    # (missing columns come back null).  Imported here: only a rerun into a folder with parts
+    # reads any, and pyarrow.dataset costs about 50 ms of start-up.
+    import pyarrow.dataset as ds
+
     dataset = ds.dataset(str(path), format="parquet", schema=arrow_schema())
     yield from dataset.to_batches(
         columns=columns, batch_size=batch_size, use_threads=False, batch_readahead=0, fragment_readahead=0

@@ -32,6 +32,7 @@ An S3 DEST is staged and finalized in a local work folder, then published
 
 from __future__ import annotations
 
+import ctypes
 import glob
 import hashlib
 import io
@@ -44,7 +45,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -462,8 +463,6 @@ def _fsync(path: Path) -> None:
 
 
 def _process_one(source: SourceFile) -> FileOutcome:
-    from botocore.exceptions import BotoCoreError
-
     from load.dataset import FRAGMENT_SUFFIX, STAGING_DIR, PartitionStager
 
     dest: Path = _worker_state["dest"]
@@ -473,6 +472,11 @@ def _process_one(source: SourceFile) -> FileOutcome:
     ref = SourceRef(source.path, etag=source.etag or None)
     log_format, canonicalizer = _worker_parts()
     publisher: _OffsetPublisher | None = _worker_state.get("offsets")
+    read_errors: tuple[type[Exception], ...] = (OSError,)
+    if is_s3(source.path):  # botocore only for S3 sources: a local backfill never imports it
+        from botocore.exceptions import BotoCoreError
+
+        read_errors = (OSError, BotoCoreError)  # BotoCoreError: an S3 body cut off mid-read
     try:
         with _open_source(source) as stream:
             if publisher is not None:
@@ -497,7 +501,7 @@ def _process_one(source: SourceFile) -> FileOutcome:
         for partition in partitions:
             _fsync(dest / STAGING_DIR / partition.format() / (source.fragment + FRAGMENT_SUFFIX))
             _fsync(dest / STAGING_DIR / partition.format())
-    except (OSError, BotoCoreError) as exc:  # BotoCoreError: an S3 body cut off mid-read
+    except read_errors as exc:
         stager.abort()
         bad_writer.close()
         message = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
@@ -777,7 +781,7 @@ class _Run:
         workers = max(1, min(self.workers, len(todo)))
         by_size = sorted(todo, key=lambda s: (-s.size, s.path))  # big files first balances workers
         by_path = {source.path: source for source in todo}
-        offsets = multiprocessing.get_context("spawn").RawArray("q", workers)
+        offsets = _offset_slots(workers)
         finished_bytes = 0
         total_files = len(self.sources)
         skipped = summary.skipped_files
@@ -841,8 +845,8 @@ class _Run:
         summary = self.summary
         executor = self._executor
         if executor is None:  # nothing read this run (all resumed): workers for finalize only
-            offsets = multiprocessing.get_context("spawn").RawArray("q", 1)
             workers = max(1, min(self.workers, len(partitions)))
+            offsets = _offset_slots(workers)
             executor = self._executor = _executor(workers, self.setup, self.parts, offsets, self.s3_client)
             self._run_map = executor.__enter__()
         if self.output is not None:  # merge with what S3 holds: its parts come down first
@@ -882,21 +886,41 @@ def _clean_staging(staging: Path, keep: set[str]) -> None:
             folder.unlink(missing_ok=True)
 
 
+def _offset_slots(workers: int) -> Any:
+    """One slot per worker for the offset it is at in its current file.
+
+    Shared memory only for a pool: in this process a plain array does, which spares the start-up
+    of multiprocessing's shared memory and of its resource tracker (a process of its own).
+    """
+    if workers == 1:
+        return (ctypes.c_int64 * 1)()
+    return multiprocessing.get_context("spawn").RawArray("q", workers)
+
+
+class _LocalSlot:
+    """The slot counter of :func:`_init_worker` for the one worker in this process (no lock needed)."""
+
+    value = 0
+
+    def get_lock(self) -> AbstractContextManager[None]:
+        return nullcontext()
+
+
 @contextmanager
 def _executor(workers: int, setup: WorkerSetup, parts: Parts, offsets: Any, s3_client: Any = None) -> Iterator[_Mapper]:
     """A map over work items: in this process for one worker (with the parent's parts), else one spawned pool.
 
     Each worker publishes its offset in its current file into its slot of ``offsets``.
     """
-    context = multiprocessing.get_context("spawn")
-    slots = context.Value("i", 0)
     if workers == 1:
-        _init_worker(setup, parts, offsets, slots, s3_client)
+        _init_worker(setup, parts, offsets, _LocalSlot(), s3_client)
         try:
             yield map
         finally:
             _worker_state["offsets"].stop()
         return
+    context = multiprocessing.get_context("spawn")
+    slots = context.Value("i", 0)
     with context.Pool(workers, _init_worker, (setup, None, offsets, slots)) as pool:
         yield lambda function, items: pool.imap_unordered(function, items, chunksize=1)
 

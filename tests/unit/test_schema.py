@@ -7,8 +7,23 @@ import io
 from pathlib import Path
 
 import fastavro
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
-from pipeline.schema import ATOMIC_FIELDS, BY_NAME, FIELD_NAMES, FIELDS, avro_schema, to_json_record, validate
+from pipeline.schema import (
+    ATOMIC_FIELDS,
+    BY_NAME,
+    FIELD_NAMES,
+    FIELDS,
+    INT32_MAX,
+    INT32_MIN,
+    MAX_EPOCH_MS,
+    MIN_EPOCH_MS,
+    _problems,
+    avro_schema,
+    to_json_record,
+    validate,
+)
 
 REFERENCE = Path(__file__).resolve().parents[2] / "pipeline" / "canonical_event.tsv"
 
@@ -98,3 +113,56 @@ def test_json_record_has_every_field_in_order_with_formatted_timestamps() -> Non
     assert record["collector_tstamp"] == "2024-11-15 19:45:51.183"
     assert record["app_id"] is None
     assert "contexts" not in to_json_record({}, atomic_only=True)
+
+
+# The values that matter for the fast pass: on both sides of each width (in characters and in
+# UTF-8 bytes), of the int and timestamp ranges, and of finiteness and the DECIMAL limits.
+_NAMES = st.sampled_from([*FIELD_NAMES, "not_a_field"])
+
+
+@st.composite
+def _values(draw: st.DrawFn, name: str) -> object:
+    field = BY_NAME.get(name)
+    width = (field.max_bytes if field is not None else None) or 64
+    text = st.text(
+        alphabet=st.one_of(
+            st.characters(max_codepoint=0x7F),
+            st.characters(min_codepoint=0x80, max_codepoint=0x10FFFF),  # surrogates included
+            st.sampled_from(["é", "€", "😀", "\x00", "\u200b", "\ud800"]),
+        ),
+        max_size=min(width + 2, 80),
+    )
+    near_width = st.integers(max(width // 4 - 2, 0), width + 2).map(
+        lambda n: draw(st.sampled_from(["a", "é", "€", "😀"])) * n
+    )
+    bounds = st.sampled_from([INT32_MIN - 1, INT32_MIN, -1, 0, INT32_MAX, INT32_MAX + 1, MIN_EPOCH_MS - 1])
+    return draw(
+        st.one_of(
+            text,
+            near_width,
+            st.integers(),
+            bounds,
+            st.integers(MAX_EPOCH_MS - 2, MAX_EPOCH_MS + 2),
+            st.floats(allow_nan=True, allow_infinity=True),
+            st.sampled_from([1e16, -1e16, 9999999999999999.995, 0.005, -0.0]),
+            st.booleans(),
+            st.none(),
+            st.just([1]),
+        )
+    )
+
+
+@st.composite
+def _events(draw: st.DrawFn) -> dict[str, object]:
+    names = draw(st.lists(_NAMES, max_size=12, unique=True))
+    return {name: draw(_values(name)) for name in names}
+
+
+@settings(max_examples=600, deadline=None)
+@given(_events())
+@example({"page_title": "é\ud800"})  # printable is what rules out a lone surrogate
+@example({"geo_country": "É"})  # CHAR columns: ASCII only, whatever the length
+@example({"page_title": "😀" * 501})  # a quarter of the width in characters, and one more
+def test_validates_fast_pass_never_changes_the_verdict(event: dict[str, object]) -> None:
+    """validate's first pass only accepts what the full check accepts, and reports the same problems."""
+    assert validate(event) == _problems(event)  # type: ignore[arg-type]
