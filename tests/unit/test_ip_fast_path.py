@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import ipaddress
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from transform.enrichments.ip import IpAnonymizer, _masked_dotted_quad, first_valid_ip
+from transform.enrichments.ip import _NAT64_LOCAL, IpAnonymizer, _embedded_ipv4, _masked_dotted_quad, first_valid_ip
 
 PREFIXES = (None, 0, 1, 8, 16, 23, 24, 31, 32)
 octet_texts = st.one_of(
@@ -50,3 +52,45 @@ def test_the_fast_path_on_known_texts(text: str, prefix: int | None, expected: s
     assert _masked_dotted_quad(text, prefix) == expected
     anonymized = IpAnonymizer(prefix, 48).user_ipaddress(text)
     assert anonymized == _slow(text, prefix)
+
+
+def _reference_masked(text: str, ipv4_prefix: int | None, ipv6_prefix: int | None) -> str | None:
+    """The masking as ipaddress alone gives it: the first valid item, its embedded IPv4 if any,
+    then the network address of its prefix (IpAnonymizer's rules, written the slow way)."""
+    address = first_valid_ip(text)
+    if address is None:
+        return None
+    prefix = ipv4_prefix
+    if isinstance(address, ipaddress.IPv6Address):
+        embedded = address.ipv4_mapped or (_embedded_ipv4(address) if ipv6_prefix is not None else None)
+        if embedded is not None:
+            address = embedded
+        elif ipv6_prefix is not None and address in _NAT64_LOCAL:
+            prefix = min(ipv6_prefix, _NAT64_LOCAL.prefixlen)
+        else:
+            prefix = ipv6_prefix
+    if prefix is None:
+        return str(address)
+    return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False).network_address)
+
+
+ipv6_texts = st.one_of(
+    st.integers(0, (1 << 128) - 1).map(lambda n: str(ipaddress.IPv6Address(n))),
+    st.sampled_from(
+        ["::ffff:203.0.113.9", "2002:cb00:7109::1", "64:ff9b::203.0.113.9", "64:ff9b:1::1", "fe80::1%eth0"]
+    ),
+)
+chains = st.lists(
+    st.one_of(candidates, ipv6_texts, ipv6_texts.map(lambda a: f"[{a}]:443"), st.just("-")), min_size=1, max_size=4
+).flatmap(lambda items: st.sampled_from([", ", ",", " ", "|"]).map(lambda sep: sep.join(items)))
+
+
+@settings(max_examples=1500, deadline=None)
+@given(chains, st.sampled_from(PREFIXES), st.sampled_from((None, 0, 1, 32, 47, 48, 64, 127, 128)))
+def test_masking_a_chain_gives_what_ipaddress_gives(
+    text: str, ipv4_prefix: int | None, ipv6_prefix: int | None
+) -> None:
+    """Item by item fast paths and the IPv6 mask by integer give exactly ipaddress's answer."""
+    assert IpAnonymizer(ipv4_prefix, ipv6_prefix).user_ipaddress(text) == _reference_masked(
+        text, ipv4_prefix, ipv6_prefix
+    )

@@ -29,20 +29,29 @@ def first_valid_ip(candidates: str) -> ipaddress.IPv4Address | ipaddress.IPv6Add
     the tracker's ``ip`` on.  Enrich keeps the first item whatever it is; here an item that is
     not an address is passed over (README, "Snowplow compatibility").
     """
-    for candidate in candidates.replace("|", ",").replace(" ", ",").split(","):
-        address = _parse(candidate.strip())
+    for item in _items(candidates):
+        address = _parse(item)
         if address is not None:
             return address
     return None
 
 
+def _items(candidates: str) -> list[str]:
+    """The address texts of a candidate list: split on commas, ``|`` and spaces, ports and brackets removed."""
+    return [_address_text(item.strip()) for item in candidates.replace("|", ",").replace(" ", ",").split(",")]
+
+
+def _address_text(text: str) -> str:
+    if text.startswith("[") and "]" in text:  # "[2001:db8::1]:443"
+        return text[1 : text.index("]")]
+    if text.count(":") == 1:  # "203.0.113.7:443"
+        return text.split(":", 1)[0]
+    return text
+
+
 def _parse(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     if not text or text == "-":
         return None
-    if text.startswith("[") and "]" in text:  # "[2001:db8::1]:443"
-        text = text[1 : text.index("]")]
-    elif text.count(":") == 1:  # "203.0.113.7:443"
-        text = text.split(":", 1)[0]
     try:
         return ipaddress.ip_address(text)
     except ValueError:
@@ -77,11 +86,22 @@ class IpAnonymizer:
         return None
 
     def _masked(self, candidate: str) -> str | None:
+        """The first valid address of ``candidate``, masked (:func:`first_valid_ip`, then :meth:`mask`).
+
+        Each item tries the dotted-quad fast path before ``ipaddress``: an X-Forwarded-For
+        chain usually starts with a plain IPv4 address.
+        """
         fast = _masked_dotted_quad(candidate, self._v4)
         if fast is not None:
             return fast
-        address = first_valid_ip(candidate)
-        return self.mask(address) if address is not None else None
+        for item in _items(candidate):
+            fast = _masked_dotted_quad(item, self._v4)
+            if fast is not None:
+                return fast
+            address = _parse(item)
+            if address is not None:
+                return self.mask(address)
+        return None
 
     def mask(self, address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
         """The address masked to its configured prefix, as text.
@@ -104,6 +124,11 @@ class IpAnonymizer:
             prefix = self._v4
         if prefix is None:
             return str(address)
+        if isinstance(address, ipaddress.IPv6Address) and address.scope_id is None:
+            # The network address of address/prefix, without building the network (ip_network
+            # decides for a scoped address, "fe80::1%eth0": it keeps the scope at /128 only).
+            host_bits = 128 - prefix
+            return str(ipaddress.IPv6Address(int(address) >> host_bits << host_bits))
         network = ipaddress.ip_network(f"{address}/{prefix}", strict=False)
         return str(network.network_address)
 
