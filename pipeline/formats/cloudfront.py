@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
 from typing import IO, ClassVar, Final
-from urllib.parse import unquote
+from urllib.parse import unquote, unquote_to_bytes
 
 from pipeline.badrows import BadRow, FailureKind, SourceRef
 from pipeline.cache import BoundedCache
@@ -800,6 +800,8 @@ def _unescape_twice(text: str) -> str:
 def _unescape(text: str) -> str:
     """CloudFront's URL-encoding of a header value undone once (a value that does not decode is kept as logged)."""
     try:
+        if text.isascii():  # unquote's result without its split into ASCII runs (transform.tracker.decode)
+            return unquote_to_bytes(text).decode("utf-8")
         return unquote(text, errors="strict")
     except UnicodeDecodeError:
         return text  # not decodable: keep the logged form rather than invent characters
