@@ -68,7 +68,8 @@ class IpAnonymizer:
             raise ValueError(f"ipv6_prefix must be 0..128, got {ipv6_prefix}")
         self._v4 = ipv4_prefix
         self._v6 = ipv6_prefix
-        self.memo: BoundedCache[str, str | None] = BoundedCache(100_000, self._masked)
+        # A visitor's address repeats over its session's hits; 50,000 covers the visitors active at once.
+        self.memo: BoundedCache[str, str | None] = BoundedCache(50_000, self._masked)
         """A candidate (one address or a comma list) -> its first valid address, masked (None: none valid)."""
 
     def user_ipaddress(self, *candidates: str | None) -> str | None:
