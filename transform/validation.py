@@ -77,7 +77,8 @@ class EntityValidator:
             return None
         try:
             # Iglu schemas name Iglu's meta-schema, which is JSON Schema draft 4 with a "self" block.
-            return fastjsonschema.compile({**schema, "$schema": _DRAFT_4})
+            validator: Callable[[Any], Any] = fastjsonschema.compile({**schema, "$schema": _DRAFT_4})
+            return validator  # typed through a variable: a compiled build type-checks without the library
         except fastjsonschema.JsonSchemaDefinitionException as exc:
             message = f"the registry's schema {key.uri} is not a valid JSON Schema: {exc}"
 
