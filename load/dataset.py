@@ -423,7 +423,10 @@ def _entity_layout(sources: Sequence[_Source], plan: _Plan, resolver: Resolver, 
     """The typed columns of the rows the plan keeps, from one pass over their JSON columns."""
     found: EntityVersions = {}
     for batch in _kept_batches(sources, plan, _Source.json_batches):
-        add_entity_versions(found, *(batch.column(name).to_pylist() for name in JSON_COLUMNS), reader=reader)
+        # Only the distinct texts matter (a page's pings repeat its contexts): deduplicated in Arrow,
+        # so a repeated text never becomes a Python string.
+        texts = (pc.unique(batch.column(name)).to_pylist() for name in JSON_COLUMNS)
+        add_entity_versions(found, *texts, reader=reader)
     return entity_layout(resolver, found)
 
 
