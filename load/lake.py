@@ -63,7 +63,7 @@ from pipeline.entities import (
     LakeStruct,
     LakeType,
     SubVersion,
-    entity_rows,
+    entity_items,
     lake_family,
 )
 from pipeline.iglu import Resolver, SchemaKey, family_versions
@@ -103,24 +103,23 @@ def _entities(
 
     Envelopes or entities that cannot be read are left out (the JSON columns keep them).
     """
-    found = entity_rows("", 0, unstruct_event=unstruct_event, contexts=contexts, derived_contexts=derived_contexts)
-    # entity_rows lists derived contexts before contexts (rdb-loader's order); the lake loader
+    found, _ = entity_items(unstruct_event=unstruct_event, contexts=contexts, derived_contexts=derived_contexts)
+    # entity_items lists derived contexts before contexts (rdb-loader's order); the lake loader
     # lists `contexts ::: derived_contexts`, so contexts come first here (a stable sort).
     order = {"unstruct_event": 0, "contexts": 1, "derived_contexts": 2}
-    rows = sorted(found.rows, key=lambda row: order[row.source])
     return [
         _Entity(
             EntityFamily(
-                "unstruct_event" if row.source == "unstruct_event" else "contexts",
-                row.key.vendor,
-                row.key.name,
-                row.key.format,
-                row.key.model,
+                "unstruct_event" if source == "unstruct_event" else "contexts",
+                key.vendor,
+                key.name,
+                key.format,
+                key.model,
             ),
-            (row.key.revision, row.key.addition),
-            row.data,
+            (key.revision, key.addition),
+            data,
         )
-        for row in rows
+        for key, data, source, _ in sorted(found, key=lambda item: order[item[2]])
     ]
 
 

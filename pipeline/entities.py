@@ -1149,6 +1149,10 @@ def _entity(item: JsonValue, where: str, problems: list[str]) -> tuple[SchemaKey
     return key, item["data"]
 
 
+EntityItem = tuple[SchemaKey, JsonValue, EntitySource, int]
+"""An entity as read from its envelope: schema key, data, envelope, index in the envelope's array."""
+
+
 def entity_rows(
     event_id: str,
     collector_tstamp: int,
@@ -1162,8 +1166,23 @@ def entity_rows(
 
     Never raises for bad input: each unreadable envelope or entity is a problem, the rest are rows.
     """
+    found, problems = entity_items(unstruct_event=unstruct_event, contexts=contexts, derived_contexts=derived_contexts)
+    rows = tuple(
+        EntityRow(key, data, source, position, event_id, collector_tstamp) for key, data, source, position in found
+    )
+    return EntityRows(rows, tuple(problems))
+
+
+def entity_items(
+    *, unstruct_event: str | None = None, contexts: str | None = None, derived_contexts: str | None = None
+) -> tuple[list[EntityItem], list[str]]:
+    """:func:`entity_rows`'s entities as plain tuples, in the same order, and its problems.
+
+    For readers that need no row per entity (the typed Parquet columns read every kept row's
+    entities while a partition is finalized).
+    """
     problems: list[str] = []
-    found: list[tuple[SchemaKey, JsonValue, EntitySource, int]] = []
+    found: list[EntityItem] = []
     unstruct = _envelope_data(unstruct_event, "unstruct_event", problems)
     if unstruct is not None:
         entity = _entity(unstruct, "unstruct_event", problems)
@@ -1184,10 +1203,7 @@ def entity_rows(
             entity = _entity(item, f"{source}[{index}]", problems)
             if entity is not None:
                 found.append((*entity, source, index))
-    rows = tuple(
-        EntityRow(key, data, source, position, event_id, collector_tstamp) for key, data, source, position in found
-    )
-    return EntityRows(rows, tuple(problems))
+    return found, problems
 
 
 # --------------------------------------------------------------------------- the fallback table
