@@ -16,9 +16,9 @@ import re
 from collections.abc import Callable
 from functools import partial
 from typing import Any, Final
-from urllib.parse import unquote_plus, unquote_to_bytes
 
 from pipeline.cache import BoundedCache
+from pipeline.percent import unquote_strict
 from pipeline.schema import FIELDS, INT32_MAX, INT32_MIN, MAX_EPOCH_MS, MIN_EPOCH_MS, CanonicalEvent
 from transform.cleaning import TSV_SAFE, clean_text
 
@@ -98,18 +98,11 @@ class ParamDecodeError(ValueError):
 
 
 def decode(value: str) -> str:
-    """Percent- and plus-decode a parameter value; raise ParamDecodeError on invalid UTF-8.
-
-    ``unquote_plus(value, errors="strict")``.  For an ASCII value (nearly all: trackers encode
-    what is not) that is ``unquote_to_bytes`` of it, decoded: ``unquote`` splits its text into
-    ASCII runs and decodes each so, here without the split.
-    """
+    """Percent- and plus-decode a parameter value (``unquote_plus``); raise ParamDecodeError on invalid UTF-8."""
     if "%" not in value and "+" not in value:
         return value
     try:
-        if value.isascii():
-            return unquote_to_bytes(value.replace("+", " ")).decode("utf-8")
-        return unquote_plus(value, errors="strict")
+        return unquote_strict(value.replace("+", " "))  # unquote_plus is exactly this
     except UnicodeDecodeError as exc:
         raise ParamDecodeError(str(exc)) from exc
 

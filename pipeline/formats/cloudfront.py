@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
 from typing import IO, ClassVar, Final
-from urllib.parse import unquote, unquote_to_bytes
+from urllib.parse import unquote
 
 from pipeline.badrows import BadRow, FailureKind, SourceRef
 from pipeline.cache import BoundedCache
@@ -41,6 +41,7 @@ from pipeline.formats.base import (
     RequestScreen,
     Skip,
 )
+from pipeline.percent import unquote_strict
 from pipeline.schema import MAX_EPOCH_MS
 
 # The 33 fields of standard logging (legacy), in order.
@@ -802,9 +803,7 @@ def _unescape_twice(text: str) -> str:
 def _unescape(text: str) -> str:
     """CloudFront's URL-encoding of a header value undone once (a value that does not decode is kept as logged)."""
     try:
-        if text.isascii():  # unquote's result without its split into ASCII runs (transform.tracker.decode)
-            return unquote_to_bytes(text).decode("utf-8")
-        return unquote(text, errors="strict")
+        return unquote_strict(text)
     except UnicodeDecodeError:
         return text  # not decodable: keep the logged form rather than invent characters
 
