@@ -72,7 +72,9 @@ def test_the_command_reports_json_figures_and_exits_0_without_loss(capsys: pytes
     # THEN it exits 0 and prints the figures
     figures = json.loads(capsys.readouterr().out)
     assert code == 0
-    assert figures["mode"] == "local" and figures["sent"] == figures["received"] == 100
+    # On a real clock a busy machine may send fewer than planned (the chain's rounds run in the
+    # pacer's waits, and the report says so); whatever was sent must all arrive.
+    assert figures["mode"] == "local" and 0 < figures["sent"] == figures["received"] <= figures["planned"] == 100
     assert set(figures["latency_ms"]) == {"p50", "p95", "p99", "max"}
     assert "sink handler returned" in figures["sink_time"]
 
@@ -110,7 +112,7 @@ def test_a_duplicated_sink_object_is_reported_as_duplicates_and_exits_1(capsys: 
     # THEN each row of the copy is a duplicate; none is lost; the exit code is 1
     assert code == 1
     assert figures["duplicated_events"] == figures["duplicate_rows"] == copied[0]
-    assert figures["missing"] == 0 and figures["received"] == 100 and not figures["ok"]
+    assert figures["missing"] == 0 and figures["received"] == figures["sent"] > 0 and not figures["ok"]
 
 
 def test_a_plan_above_the_cap_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
