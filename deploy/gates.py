@@ -28,7 +28,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final
 
-from deploy.cfn import ROOT, load_template
+# Not deploy.cfn's ROOT: that module needs PyYAML, and ``requirements`` runs before anything is
+# installed (CI installs the gates' tools with it while the project installs).
+ROOT: Final = Path(__file__).resolve().parents[1]
 
 BANDIT_ACCEPTED: Final = ROOT / "deploy" / "bandit-accepted.json"
 
@@ -127,6 +129,8 @@ def pip_audit(report: Path) -> int:
 
 
 def checkov_variants(directory: Path) -> int:
+    from deploy.cfn import load_template
+
     template = load_template()
     directory.mkdir(parents=True, exist_ok=True)
     for name, values in VARIANTS.items():
