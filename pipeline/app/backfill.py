@@ -263,6 +263,8 @@ class FileOutcome:
     summary: FileSummary
     partitions: list[str] = field(default_factory=list)
     error: str | None = None
+    unsynced: tuple[str, ...] = ()
+    """The files and folders the source wrote, to fsync before its ledger line (:class:`_Recorder`)."""
 
 
 # ---------------------------------------------------------------------------- worker side
@@ -496,11 +498,12 @@ def _process_one(source: SourceFile) -> FileOutcome:
                 else:
                     bad_writer.write(item)  # type: ignore[arg-type]
         partitions = stager.close()
-        bad_writer.close(durable=True)
-        # Durable before the parent records the source as staged (the ledger's promise).
+        unsynced = bad_writer.close()
+        # Made durable by the parent before it records the source as staged (the ledger's
+        # promise), off this worker's path: its fsyncs wait on the disk, not on this CPU.
         for partition in partitions:
-            _fsync(dest / STAGING_DIR / partition.format() / (source.fragment + FRAGMENT_SUFFIX))
-            _fsync(dest / STAGING_DIR / partition.format())
+            folder = dest / STAGING_DIR / partition.format()
+            unsynced += (str(folder / (source.fragment + FRAGMENT_SUFFIX)), str(folder))
     except read_errors as exc:
         stager.abort()
         bad_writer.close()
@@ -509,7 +512,7 @@ def _process_one(source: SourceFile) -> FileOutcome:
     finally:
         if publisher is not None:
             publisher.reading(None)
-    return FileOutcome(summary, [p.format() for p in partitions])
+    return FileOutcome(summary, [p.format() for p in partitions], unsynced=unsynced)
 
 
 def _finalize_one(partition: str) -> tuple[str, int, int]:
@@ -555,16 +558,86 @@ class _BadRowWriter:
             handle = self._files[row.kind.value] = open(folder / f"{self._fragment}.jsonl", "w", encoding="utf-8")
         handle.write(row.to_json_line(timestamp=self._now) + "\n")
 
-    def close(self, *, durable: bool = False) -> None:
+    def close(self) -> tuple[str, ...]:
+        """Close the files; return their paths (not yet fsynced)."""
+        paths = tuple(handle.name for handle in self._files.values())
         for handle in self._files.values():
-            if durable:
-                handle.flush()
-                os.fsync(handle.fileno())
             handle.close()
         self._files.clear()
+        return paths
 
 
 # ---------------------------------------------------------------------------- parent side
+class _Recorder:
+    """Records staged sources in the ledger in groups (:data:`LEDGER_GROUP` sources, or
+    :data:`LEDGER_GROUP_SECONDS` after the first), from a thread of its own, each group only
+    once the files and folders its sources wrote are fsynced.
+
+    The reading goes on meanwhile: an fsync waits on the disk (about a millisecond a file
+    here, more on a network volume), and with one group after another on one thread the
+    ledger's lines keep their order.  A failure (an fsync or the ledger's write) is raised in
+    the reading thread at the next group or at :meth:`close`.
+    """
+
+    def __init__(
+        self, ledger: Ledger, recorded: list[LedgerEntry], *, sync: Callable[[Path], None] | None = None
+    ) -> None:
+        from concurrent.futures import Future, ThreadPoolExecutor
+
+        self._sync = sync or _fsync
+        self._ledger = ledger
+        self._recorded = recorded
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clickstream-etl-ledger")
+        self._futures: list[Future[None]] = []
+        self._pending: list[LedgerEntry] = []
+        self._unsynced: list[str] = []
+        self._since = 0.0
+
+    def add(self, entry: LedgerEntry, unsynced: Iterable[str]) -> None:
+        if not self._pending:
+            self._since = time.perf_counter()
+        self._pending.append(entry)
+        self._unsynced.extend(unsynced)
+        if len(self._pending) >= LEDGER_GROUP or time.perf_counter() - self._since >= LEDGER_GROUP_SECONDS:
+            self._submit()
+
+    def _submit(self) -> None:
+        for future in [f for f in self._futures if f.done()]:
+            self._futures.remove(future)
+            future.result()  # an earlier group's failure stops the run here
+        if self._pending:
+            self._futures.append(self._pool.submit(self._write, self._pending, self._unsynced))
+            self._pending, self._unsynced = [], []
+
+    def _write(self, entries: list[LedgerEntry], unsynced: list[str]) -> None:
+        for path in dict.fromkeys(unsynced):  # a folder several sources wrote into: once
+            self._sync(Path(path))
+        self._ledger.append(entries)
+        self._recorded.extend(entries)
+
+    def close(self) -> None:
+        """Record the last group, even on Ctrl-C, and wait for every group to be recorded (a
+        Ctrl-C meanwhile is raised once they are)."""
+        try:
+            self._submit()
+        finally:
+            self._drain()
+
+    def _drain(self) -> None:
+        interrupted = False
+        while True:
+            try:
+                self._pool.shutdown(wait=True)
+                break
+            except KeyboardInterrupt:  # a second Ctrl-C: the groups in flight take milliseconds
+                interrupted = True
+        futures, self._futures = self._futures, []
+        for future in futures:
+            future.result()
+        if interrupted:
+            raise KeyboardInterrupt
+
+
 _Mapper = Callable[[Callable[[Any], Any], Iterable[Any]], Iterator[Any]]
 
 
@@ -804,16 +877,8 @@ class _Run:
         self._run_map = self._executor.__enter__()
         # Staged sources are recorded in groups, one fsync each: a source whose line is not yet
         # durable when the run dies is only read again by the next run (its fragment is rewritten).
-        pending: list[LedgerEntry] = []
-        pending_since = 0.0
-
-        def commit() -> None:
-            if pending:
-                ledger.append(pending)
-                recorded.extend(pending)
-                pending.clear()
-
-        with Ticker(show), _finally(commit):
+        recorder = _Recorder(ledger, recorded)
+        with Ticker(show), _finally(recorder.close):
             for outcome in self._run_map(_process_one, by_size):
                 source = by_path[outcome.summary.source]
                 finished_bytes += source.size
@@ -831,11 +896,7 @@ class _Run:
                     source.fragment,
                     outcome.summary.to_json(),
                 )
-                if not pending:
-                    pending_since = time.perf_counter()
-                pending.append(entry)  # the worker fsynced the fragments: once recorded, they count
-                if len(pending) >= LEDGER_GROUP or time.perf_counter() - pending_since >= LEDGER_GROUP_SECONDS:
-                    commit()
+                recorder.add(entry, outcome.unsynced)  # once recorded, after its files' fsyncs, it counts
                 self._count(source, outcome.summary)
                 per_file.append(outcome.summary.to_json())
                 touched.update(outcome.partitions)
