@@ -96,6 +96,9 @@ def test_the_wheel_holds_the_data_package_and_no_top_level_config(tmp_path: Path
         timeout=600,
     )
     assert built.returncode == 0, built.stderr[-2000:]
+    # A data folder with an importable name that is not listed makes setuptools warn, at every
+    # install from source, that the package "would be ignored".
+    assert "is absent from the `packages` configuration" not in built.stderr
     (wheel,) = tmp_path.glob("clickstream_etl-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     tops = {name.split("/", 1)[0] for name in names if "/" in name and ".dist-info" not in name}
