@@ -306,15 +306,23 @@ def validate_target(python_version: str, architecture: str) -> Target:
     return Target(python_version, architecture)
 
 
+def _package_folder(package: str, package_dir: Mapping[str, str]) -> str:
+    """The folder setuptools reads ``package`` from: under its nearest ancestor's ``package-dir`` mapping."""
+    parts = package.split(".")
+    for depth in range(len(parts), 0, -1):
+        mapped = package_dir.get(".".join(parts[:depth]))
+        if mapped is not None:
+            return "/".join([mapped.rstrip("/"), *parts[depth:]])
+    root = package_dir.get("", "")
+    return "/".join([root.rstrip("/"), *parts]) if root else "/".join(parts)
+
+
 def source_files(pyproject: Mapping[str, Any]) -> tuple[str, ...]:
     """The paths a wheel build reads: pyproject.toml, the readme, the licence files, the package folders."""
     project = pyproject.get("project", {})
     setuptools = pyproject.get("tool", {}).get("setuptools", {})
     package_dir: Mapping[str, str] = setuptools.get("package-dir", {})
-    folders = set()
-    for package in setuptools.get("packages", ()):
-        folder = package_dir.get(package)
-        folders.add(folder.split("/")[0] if folder else package.split(".")[0])
+    folders = {_package_folder(package, package_dir).split("/")[0] for package in setuptools.get("packages", ())}
     readme = project.get("readme")
     files = {"pyproject.toml", *([readme] if isinstance(readme, str) else []), *project.get("license-files", ())}
     return tuple(sorted(files | folders))

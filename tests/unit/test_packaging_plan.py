@@ -182,6 +182,20 @@ def test_the_wheel_is_built_from_the_files_the_build_reads() -> None:
     assert {"pyproject.toml", "README.md", "LICENSE", "pipeline", "extract", "transform", "load"} <= set(files)
     assert {"config", "samples"} <= set(files)  # the data packages' folders
     assert "tests" not in files and "build" not in files
+    # Each is a path of the checkout: a subpackage of a mapped package is read from under its mapping.
+    assert [name for name in files if not (ROOT / name).exists()] == []
+
+
+def test_a_subpackage_is_read_from_under_its_nearest_mapped_ancestor() -> None:
+    pyproject = {
+        "tool": {
+            "setuptools": {
+                "packages": ["data", "data.schemas", "data.extra", "data.extra.deep", "plain.sub", "rooted"],
+                "package-dir": {"data": "config", "data.extra": "samples/x", "rooted": "src/rooted"},
+            }
+        }
+    }
+    assert source_files(pyproject) == ("config", "plain", "pyproject.toml", "samples", "src")
 
 
 def test_runtime_provided_distributions_are_removed_by_their_record(tmp_path: Path) -> None:
