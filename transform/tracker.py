@@ -238,17 +238,29 @@ def _self_describing_fields(name: str, check: EntityCheck | None, value: str) ->
     return fields, tuple(errors), verdict
 
 
-class QueryDecoder:
-    """Decodes tracker query strings into events, memoising decoded values (bounded).
+# What one ``name=value`` pair does to an event, as (in the fingerprint, operation, a, b): a pure
+# function of the pair, so :class:`QueryDecoder` memoises it and a repeated pair (most of a
+# query string: the app id, the screen size, the session) costs one dict lookup.
+_SET, _SPECIAL_VALUE, _SIZE, _EVENT_TYPE, _SKIP, _SELF_DESCRIBING_VALUE, _DROP, _ERROR, _FLAGGED = range(9)
+_Effect = tuple[bool, int, Any, Any]
+_PAIR_CACHE_SIZE: Final = 32_768
+# Parameters whose values are unique to an event: their pairs are not worth remembering.
+_UNIQUE_VALUED: Final = frozenset({"eid", "dtm", "stm", "ttm"})
 
-    Page URLs, titles and referrers repeat across a log; long values (contexts, ``ue_px``)
-    rarely do, so they are not held.
+
+class QueryDecoder:
+    """Decodes tracker query strings into events, memoising what each pair does (bounded).
+
+    A page's URL, title and referrer, the app id and screen size repeat across a log; an event
+    id or a timestamp does not, and long values (contexts, ``ue_px``) rarely do, so those are
+    not held.
     """
 
     def __init__(self, entity_check: EntityCheck | None = None) -> None:
         self._decoded: BoundedCache[str, str] = BoundedCache(
             _DECODED_CACHE_SIZE, decode, max_key_length=_CACHEABLE_VALUE
         )
+        self._effects: BoundedCache[str, _Effect] = BoundedCache(_PAIR_CACHE_SIZE, max_key_length=_CACHEABLE_VALUE)
         self._self_describing: dict[str, BoundedCache[str, _Decoded]] = {
             name: BoundedCache(
                 _SELF_DESCRIBING_CACHE_SIZE,
@@ -268,7 +280,7 @@ class QueryDecoder:
             return value
         return self._decoded[value]
 
-    def apply_query(  # noqa: PLR0912, PLR0915 - runs once per query parameter: inlined for throughput
+    def apply_query(  # noqa: PLR0912 - runs once per query parameter: inlined for throughput
         self,
         event: CanonicalEvent,
         pairs: list[str],
@@ -289,58 +301,40 @@ class QueryDecoder:
         (``unstruct_event``, ``contexts``; None for one not checked), or None when there was none.
         """
         verdicts: dict[str, Any] | None = None
-        specs = _PARAM_SPECS
-        decoded = self._decoded
-        self_describing = self._self_describing
+        effects = self._effects
         event_type = None
-        excluded = FINGERPRINT_EXCLUDED
         for pair in pairs:
-            name, _, raw = pair.partition("=")
-            if name not in excluded:
+            effect = effects.get(pair)
+            if effect is None:
+                effect = self._effect(pair)
+            in_fingerprint, operation, a, b = effect
+            if in_fingerprint:
                 fingerprinted.append(pair)
-            spec = specs.get(name)
-            if spec is None or not raw:
-                continue  # unsupported parameters are dropped, as Snowplow does
-            if "%" in raw or "+" in raw:
-                try:
-                    value = decoded[raw]
-                except ParamDecodeError:
-                    flags.append(f"invalid_percent_encoding:{name}")
-                    value = raw
-            else:
-                value = raw
-            kind, field = spec
-            if kind == _K_STRING:
-                if not value.isprintable():  # a control character: cleaned as Snowplow does (transform.cleaning)
-                    value = value.translate(TSV_SAFE)
-                    if not value:
-                        continue
-                event[field] = value
-            elif kind == _K_SPECIAL:
-                if name == "e":
-                    event_type = value
-                elif name in self_describing:
-                    updates, problems, verdict = self_describing[name][value]
-                    event.update(updates)
-                    if problems:
-                        errors.extend(problems)
-                    if verdicts is None:
-                        verdicts = {}
-                    verdicts[_VERDICT_SLOT[name]] = verdict  # a repeated parameter: the last one wins
-                else:
-                    _apply_special(event, name, value, errors, specials)
-            elif (kind == _K_INT or kind == _K_TSTAMP) and value.isdigit() and len(value) <= 9 and value.isascii():  # noqa: PLR1714
-                event[field] = int(value)  # the common case; parse_* handle signs and ranges
-            else:
-                parsed = _KIND_PARSERS[kind](value)
-                if parsed is not None:
-                    event[field] = parsed
-                elif (kind == _K_INT or kind == _K_DOUBLE) and len(value) == 4 and value.lower() == "null":  # noqa: PLR1714
-                    # The JavaScript tracker once sent the text "null" for numbers it did not have;
-                    # Snowplow reads it (any case) as null, as here: the last value of the parameter wins.
-                    event.pop(field, None)
-                else:
-                    errors.append(f"{name}: {value[:100]!r} is not a valid {_KIND_NAMES[kind]} for {field}")
+            if operation == _FLAGGED:  # kept raw: not percent-decodable
+                flags.append(a)
+                in_fingerprint, operation, a, b = b
+            if operation == _SET:
+                event[a] = b
+            elif operation == _SPECIAL_VALUE:
+                specials[a] = b
+            elif operation == _SIZE:
+                event[a[0]], event[a[1]] = b
+            elif operation == _EVENT_TYPE:
+                event_type = b
+            elif operation == _SELF_DESCRIBING_VALUE:
+                updates, problems, verdict = self._self_describing[a][b]
+                event.update(updates)
+                if problems:
+                    errors.extend(problems)
+                if verdicts is None:
+                    verdicts = {}
+                verdicts[_VERDICT_SLOT[a]] = verdict  # a repeated parameter: the last one wins
+            elif operation == _ERROR:
+                errors.append(b)
+            elif operation == _DROP:
+                # The JavaScript tracker once sent the text "null" for numbers it did not have;
+                # Snowplow reads it (any case) as null, as here: the last value of the parameter wins.
+                event.pop(a, None)
         if event_type is None:
             errors.append("e: the event type parameter is missing")
             return verdicts
@@ -357,35 +351,76 @@ class QueryDecoder:
             errors.append("ue: a self-describing event needs ue_pr or ue_px")
         return verdicts
 
+    def _effect(self, pair: str) -> _Effect:
+        """What ``pair`` does to an event (see :data:`_SET` and the rest), remembered unless unique."""
+        name, _, raw = pair.partition("=")
+        in_fingerprint = name not in FINGERPRINT_EXCLUDED
+        spec = _PARAM_SPECS.get(name)
+        if spec is None or not raw:  # unsupported parameters are dropped, as Snowplow does
+            effect: _Effect = (in_fingerprint, _SKIP, None, None)
+        elif "%" in raw or "+" in raw:
+            try:
+                effect = _value_effect(in_fingerprint, name, spec, self._decoded[raw])
+            except ParamDecodeError:
+                inner = _value_effect(in_fingerprint, name, spec, raw)
+                effect = (in_fingerprint, _FLAGGED, f"invalid_percent_encoding:{name}", inner)
+        else:
+            effect = _value_effect(in_fingerprint, name, spec, raw)
+        if name not in _UNIQUE_VALUED:
+            self._effects.put(pair, effect)
+        return effect
 
-def _apply_special(event: CanonicalEvent, name: str, value: str, errors: list[str], specials: dict[str, str]) -> None:  # noqa: PLR0912 - one branch per special tracker parameter
+
+def _value_effect(in_fingerprint: bool, name: str, spec: tuple[int, str], value: str) -> _Effect:  # noqa: PLR0911 - one return per outcome
+    """What parameter ``name`` with its decoded ``value`` does to an event."""
+    kind, field = spec
+    if kind == _K_STRING:
+        if not value.isprintable():  # a control character: cleaned as Snowplow does (transform.cleaning)
+            value = value.translate(TSV_SAFE)
+            if not value:
+                return (in_fingerprint, _SKIP, None, None)
+        return (in_fingerprint, _SET, field, value)
+    if kind == _K_SPECIAL:
+        if name == "e":
+            return (in_fingerprint, _EVENT_TYPE, None, value)
+        if name in _SELF_DESCRIBING:
+            return (in_fingerprint, _SELF_DESCRIBING_VALUE, name, value)
+        return _special_effect(in_fingerprint, name, value)
+    if (kind == _K_INT or kind == _K_TSTAMP) and value.isdigit() and len(value) <= 9 and value.isascii():  # noqa: PLR1714
+        return (in_fingerprint, _SET, field, int(value))  # the common case; parse_* handle signs and ranges
+    parsed = _KIND_PARSERS[kind](value)
+    if parsed is not None:
+        return (in_fingerprint, _SET, field, parsed)
+    if (kind == _K_INT or kind == _K_DOUBLE) and len(value) == 4 and value.lower() == "null":  # noqa: PLR1714
+        return (in_fingerprint, _DROP, field, None)
+    return (in_fingerprint, _ERROR, None, f"{name}: {value[:100]!r} is not a valid {_KIND_NAMES[kind]} for {field}")
+
+
+def _special_effect(in_fingerprint: bool, name: str, value: str) -> _Effect:  # noqa: PLR0911 - one outcome per special parameter
     if name == "eid":
         if UUID_RE.match(value):
-            event["event_id"] = value.lower()
-        else:
-            errors.append(f"eid: {value[:100]!r} is not a valid UUID")
-    elif name == "p":
+            return (in_fingerprint, _SET, "event_id", value.lower())
+        return (in_fingerprint, _ERROR, None, f"eid: {value[:100]!r} is not a valid UUID")
+    if name == "p":
         if value in PLATFORMS:
-            event["platform"] = value
-        else:
-            errors.append(f"p: {value[:100]!r} is not a valid platform ({', '.join(sorted(PLATFORMS))})")
-    elif name in SIZE_PARAMS:
-        width_field, height_field = SIZE_PARAMS[name]
+            return (in_fingerprint, _SET, "platform", value)
+        known = ", ".join(sorted(PLATFORMS))
+        return (in_fingerprint, _ERROR, None, f"p: {value[:100]!r} is not a valid platform ({known})")
+    if name in SIZE_PARAMS:
+        fields = SIZE_PARAMS[name]
         width, sep, height = value.partition("x")
         if width.isdigit() and height.isdigit() and len(width) < 7 and len(height) < 7 and value.isascii():
-            event[width_field], event[height_field] = int(width), int(height)
-            return
+            return (in_fingerprint, _SIZE, fields, (int(width), int(height)))
         w, h = parse_int(width), parse_int(height)
         if not sep or w is None or h is None or w < 0 or h < 0:
-            errors.append(f"{name}: {value[:100]!r} is not a valid WIDTHxHEIGHT size")
-        else:
-            event[width_field], event[height_field] = w, h
-    elif name == "cv":
+            return (in_fingerprint, _ERROR, None, f"{name}: {value[:100]!r} is not a valid WIDTHxHEIGHT size")
+        return (in_fingerprint, _SIZE, fields, (w, h))
+    if name == "cv":
         value = clean_text(value)
-        if value:
-            event["v_collector"] = value
-    elif name in _COMBINED:
-        specials[name] = value
+        return (in_fingerprint, _SET, "v_collector", value) if value else (in_fingerprint, _SKIP, None, None)
+    if name in _COMBINED:
+        return (in_fingerprint, _SPECIAL_VALUE, name, value)
+    return (in_fingerprint, _SKIP, None, None)
 
 
 # Self-describing JSON parameters: name -> (how to apply it, whether it is base64url-encoded).
