@@ -33,6 +33,7 @@ An S3 DEST is staged and finalized in a local work folder, then published
 from __future__ import annotations
 
 import ctypes
+import gc
 import glob
 import hashlib
 import io
@@ -406,6 +407,22 @@ def _init_worker(
         _worker_state["format"], _worker_state["canonicalizer"] = parts or setup.parts()
     except PipelineError as exc:  # checked in the parent already; never let a pool restart a failing worker
         _worker_state["setup_error"] = exc
+    if parts is None:  # a pool's own process: tuned for its life (one worker in this process: see _executor)
+        _tune_gc()
+
+
+# The garbage collector over a worker's run: its memos (URLs, user agents, pairs) hold tens of
+# thousands of objects that live for the whole run, and each full collection walks all of them,
+# finding almost nothing (events and rows are freed by reference counting: they make no cycles).
+# Measured on 44,000 high-cardinality lines: collections cost 0.33 s of 4.1 s with the defaults
+# (700, 10, 10), 0.12 s with the set-up frozen and the thresholds below; peak memory unchanged.
+_WORKER_GC_THRESHOLDS: Final = (20_000, 20, 100)
+
+
+def _tune_gc() -> None:
+    """Freeze what set-up made (modules, schemas, parsers: never garbage) and collect less often."""
+    gc.freeze()
+    gc.set_threshold(*_WORKER_GC_THRESHOLDS)
 
 
 def _worker_parts() -> Parts:
@@ -522,8 +539,6 @@ def _finalize_one(partition: str) -> tuple[str, int, int]:
     if _worker_state.pop("canonicalizer", None) is not None:
         # Processing is over in this worker: release the transform's caches (user agents,
         # decoded values, times) before finalize needs the memory.
-        import gc
-
         gc.collect()
     if "entity_resolver" not in _worker_state:  # one per worker: its cache serves every partition
         _worker_state["entity_resolver"] = _worker_state["setup"].entity_resolver()
@@ -975,9 +990,13 @@ def _executor(workers: int, setup: WorkerSetup, parts: Parts, offsets: Any, s3_c
     """
     if workers == 1:
         _init_worker(setup, parts, offsets, _LocalSlot(), s3_client)
+        thresholds = gc.get_threshold()
+        _tune_gc()
         try:
             yield map
         finally:
+            gc.unfreeze()
+            gc.set_threshold(*thresholds)
             _worker_state["offsets"].stop()
         return
     context = multiprocessing.get_context("spawn")

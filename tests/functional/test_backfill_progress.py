@@ -6,6 +6,7 @@ the final write, draws tqdm bars on a terminal and nothing elsewhere; the summar
 
 from __future__ import annotations
 
+import gc
 import io
 import json
 import subprocess
@@ -160,3 +161,28 @@ def test_run_local_reports_its_upload_and_each_round_of_the_chain() -> None:
     rounds = [(done, note) for phase, done, note in progress.updates if phase == "running the chain"]
     assert rounds[0][1].startswith("round 1:") and rounds[-1][0] >= report.transform_records > 0
     assert progress.closed and report.complete
+
+
+@dataclass
+class GcObserver(RecordedProgress):
+    """Also notes the collector's settings while the files are read."""
+
+    seen: set[tuple[tuple[int, ...], bool]] = field(default_factory=set)
+
+    def update(self, done: int, note: str = "") -> None:
+        super().update(done, note)
+        if self.phases[-1][0] == "reading":
+            self.seen.add((gc.get_threshold(), gc.get_freeze_count() > 0))
+
+
+def test_one_worker_collects_garbage_less_often_while_reading_and_restores_the_collector(
+    logs: Path, tmp_path: Path
+) -> None:
+    before = gc.get_threshold()
+    frozen_before = gc.get_freeze_count()
+    observer = GcObserver()
+    summary = run_backfill(plan_sources(str(logs)), tmp_path / "dest", load_config(), workers=1, progress=observer)
+    assert summary.good > 0
+    assert observer.seen == {(backfill._WORKER_GC_THRESHOLDS, True)}  # set-up frozen, fewer collections
+    # In this process (a library call, a test): the caller's collector is as it was.
+    assert gc.get_threshold() == before and gc.get_freeze_count() == frozen_before
