@@ -113,6 +113,9 @@ def use_compact_memory_pool() -> str:
     return str(pa.default_memory_pool().backend_name)
 
 
+_FRAGMENT_BUFFER: Final = 256 * 1024
+
+
 class PartitionStager:
     """Buffers one source's events per partition and appends them to IPC fragment files.
 
@@ -131,6 +134,7 @@ class PartitionStager:
         self._buffered = 0
         self._buffers: dict[PartitionKey, list[CanonicalEvent]] = {}
         self._writers: dict[PartitionKey, ipc.RecordBatchFileWriter] = {}
+        self._sinks: list[pa.NativeFile] = []
         self._hour_cache: dict[int, PartitionKey] = {}
         self.rows = 0
 
@@ -157,12 +161,21 @@ class PartitionStager:
         if writer is None:
             folder = self._root / key.format()
             folder.mkdir(parents=True, exist_ok=True)
-            writer = ipc.new_file(str(folder / (self._fragment + FRAGMENT_SUFFIX)), arrow_schema())
+            # Buffered: the IPC writer writes each column buffer, its padding and its metadata
+            # apart, about a thousand writes a fragment unbuffered.
+            sink = pa.output_stream(str(folder / (self._fragment + FRAGMENT_SUFFIX)), buffer_size=_FRAGMENT_BUFFER)
+            self._sinks.append(sink)
+            writer = ipc.new_file(sink, arrow_schema())
             self._writers[key] = writer
         writer.write_batch(events_to_batch(buffer))
         self.rows += len(buffer)
         self._buffered -= len(buffer)
         buffer.clear()
+
+    def _close_sinks(self) -> None:
+        sinks, self._sinks = self._sinks, []
+        for sink in sinks:
+            sink.close()  # flushes the buffer: the file is whole once the stager is closed
 
     def close(self) -> list[PartitionKey]:
         """Flush everything; return the partitions this source touched."""
@@ -170,6 +183,7 @@ class PartitionStager:
             self._flush(key, buffer)
         for writer in self._writers.values():
             writer.close()
+        self._close_sinks()
         touched = sorted(self._writers)
         self._writers.clear()
         return touched
@@ -178,6 +192,7 @@ class PartitionStager:
         """Discard this source's fragments (the source will be reported as failed)."""
         for writer in self._writers.values():
             writer.close()
+        self._close_sinks()
         for key in self._writers:
             (self._root / key.format() / (self._fragment + FRAGMENT_SUFFIX)).unlink(missing_ok=True)
         self._writers.clear()
@@ -468,6 +483,9 @@ def _data_bytes(batch: pa.RecordBatch) -> int:
     return total
 
 
+_PART_BUFFER: Final = 1024 * 1024
+
+
 class _PartWriter:
     """Writes a stream of rows as ``.part-NNNNN.parquet.tmp`` files with a fixed layout.
 
@@ -498,6 +516,7 @@ class _PartWriter:
         self._group_rows = 0
         self._group_bytes = 0
         self._writer: pq.ParquetWriter | None = None
+        self._sink: pa.NativeFile | None = None
         self._file_rows = 0
         self.files: list[str] = []
         self.rows = 0
@@ -524,9 +543,7 @@ class _PartWriter:
         return self.files
 
     def abort(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
+        self._close_file()
         for name in self.files:
             self.tmp_path(name).unlink(missing_ok=True)
 
@@ -577,13 +594,21 @@ class _PartWriter:
     def _open(self) -> pq.ParquetWriter:
         name = f"part-{len(self.files):05d}.parquet"
         self.files.append(name)
-        self._writer = parquet_writer(str(self.tmp_path(name)), self._config, self._layout)
+        # Buffered: the Parquet writer writes each page and column chunk apart (about 500
+        # writes a file unbuffered).  The writer does not close a stream it was given.
+        self._sink = pa.output_stream(str(self.tmp_path(name)), buffer_size=_PART_BUFFER)
+        self._writer = parquet_writer(self._sink, self._config, self._layout)
         return self._writer
 
     def _close_file(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
+        writer, sink = self._writer, self._sink
+        self._writer = self._sink = None
+        try:
+            if writer is not None:
+                writer.close()
+        finally:
+            if sink is not None:
+                sink.close()
         self._file_rows = 0
 
 

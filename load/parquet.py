@@ -118,7 +118,7 @@ def _writer_options(config: LoadConfig) -> dict[str, object]:
 
 
 def parquet_writer(
-    sink: str | io.BufferedIOBase, config: LoadConfig, layout: EntityLayout | None = None
+    sink: str | io.BufferedIOBase | pa.NativeFile, config: LoadConfig, layout: EntityLayout | None = None
 ) -> pq.ParquetWriter:
     """An open Parquet writer of canonical events (and the typed columns of ``layout``) with the
     configured compression.
