@@ -54,7 +54,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -114,6 +114,22 @@ def use_compact_memory_pool() -> str:
 
 
 _FRAGMENT_BUFFER: Final = 256 * 1024
+_PART_BUFFER: Final = 1024 * 1024
+
+
+def _buffered_file(path: Path, buffer_size: int) -> pa.NativeFile:
+    """A file for an Arrow writer, written through a buffer: the IPC and Parquet writers write
+    each column buffer, page and padding apart (about a thousand writes a file unbuffered).
+    A writer does not close a stream it was given: :func:`_close_writing` closes both."""
+    return pa.output_stream(str(path), buffer_size=buffer_size)
+
+
+def _close_writing(writer: Any, sink: pa.NativeFile) -> None:
+    """Close an Arrow writer, then its buffered file (which flushes the buffer), even if the writer fails."""
+    try:
+        writer.close()
+    finally:
+        sink.close()
 
 
 class PartitionStager:
@@ -133,8 +149,7 @@ class PartitionStager:
         self._max_buffered = max(max_buffered_rows or 4 * self._batch_rows, 1)
         self._buffered = 0
         self._buffers: dict[PartitionKey, list[CanonicalEvent]] = {}
-        self._writers: dict[PartitionKey, ipc.RecordBatchFileWriter] = {}
-        self._sinks: list[pa.NativeFile] = []
+        self._writers: dict[PartitionKey, tuple[ipc.RecordBatchFileWriter, pa.NativeFile]] = {}
         self._hour_cache: dict[int, PartitionKey] = {}
         self.rows = 0
 
@@ -157,42 +172,31 @@ class PartitionStager:
     def _flush(self, key: PartitionKey, buffer: list[CanonicalEvent]) -> None:
         if not buffer:
             return
-        writer = self._writers.get(key)
-        if writer is None:
+        opened = self._writers.get(key)
+        if opened is None:
             folder = self._root / key.format()
             folder.mkdir(parents=True, exist_ok=True)
-            # Buffered: the IPC writer writes each column buffer, its padding and its metadata
-            # apart, about a thousand writes a fragment unbuffered.
-            sink = pa.output_stream(str(folder / (self._fragment + FRAGMENT_SUFFIX)), buffer_size=_FRAGMENT_BUFFER)
-            self._sinks.append(sink)
-            writer = ipc.new_file(sink, arrow_schema())
-            self._writers[key] = writer
-        writer.write_batch(events_to_batch(buffer))
+            sink = _buffered_file(folder / (self._fragment + FRAGMENT_SUFFIX), _FRAGMENT_BUFFER)
+            opened = self._writers[key] = (ipc.new_file(sink, arrow_schema()), sink)
+        opened[0].write_batch(events_to_batch(buffer))
         self.rows += len(buffer)
         self._buffered -= len(buffer)
         buffer.clear()
-
-    def _close_sinks(self) -> None:
-        sinks, self._sinks = self._sinks, []
-        for sink in sinks:
-            sink.close()  # flushes the buffer: the file is whole once the stager is closed
 
     def close(self) -> list[PartitionKey]:
         """Flush everything; return the partitions this source touched."""
         for key, buffer in self._buffers.items():
             self._flush(key, buffer)
-        for writer in self._writers.values():
-            writer.close()
-        self._close_sinks()
+        for writer, sink in self._writers.values():
+            _close_writing(writer, sink)
         touched = sorted(self._writers)
         self._writers.clear()
         return touched
 
     def abort(self) -> None:
         """Discard this source's fragments (the source will be reported as failed)."""
-        for writer in self._writers.values():
-            writer.close()
-        self._close_sinks()
+        for writer, sink in self._writers.values():
+            _close_writing(writer, sink)
         for key in self._writers:
             (self._root / key.format() / (self._fragment + FRAGMENT_SUFFIX)).unlink(missing_ok=True)
         self._writers.clear()
@@ -483,9 +487,6 @@ def _data_bytes(batch: pa.RecordBatch) -> int:
     return total
 
 
-_PART_BUFFER: Final = 1024 * 1024
-
-
 class _PartWriter:
     """Writes a stream of rows as ``.part-NNNNN.parquet.tmp`` files with a fixed layout.
 
@@ -594,21 +595,15 @@ class _PartWriter:
     def _open(self) -> pq.ParquetWriter:
         name = f"part-{len(self.files):05d}.parquet"
         self.files.append(name)
-        # Buffered: the Parquet writer writes each page and column chunk apart (about 500
-        # writes a file unbuffered).  The writer does not close a stream it was given.
-        self._sink = pa.output_stream(str(self.tmp_path(name)), buffer_size=_PART_BUFFER)
+        self._sink = _buffered_file(self.tmp_path(name), _PART_BUFFER)
         self._writer = parquet_writer(self._sink, self._config, self._layout)
         return self._writer
 
     def _close_file(self) -> None:
         writer, sink = self._writer, self._sink
         self._writer = self._sink = None
-        try:
-            if writer is not None:
-                writer.close()
-        finally:
-            if sink is not None:
-                sink.close()
+        if writer is not None:
+            _close_writing(writer, sink)
         self._file_rows = 0
 
 
