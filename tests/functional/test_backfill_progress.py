@@ -118,6 +118,13 @@ def test_the_summary_is_a_table_that_names_only_what_exists(tmp_path: Path) -> N
     assert "[transform.pseudonymize]" in text
 
 
+def test_the_summary_of_a_rerun_with_nothing_new_says_dest_is_unchanged(tmp_path: Path) -> None:
+    rerun = RunSummary(files=0, lines_read=0, good=0, bad=0, skipped=0, seconds=0.1, skipped_files=3)
+    text = render_summary(rerun, tmp_path)
+    assert f"{tmp_path / 'events'} unchanged: every source was done before" in text
+    assert "no events written" not in text and "--no-resume" in text
+
+
 def test_files_that_are_not_logs_are_reported_per_file_and_counted(tmp_path: Path) -> None:
     """Audit item 15: a folder with a README and a CSV beside the logs."""
     source = tmp_path / "source"

@@ -359,6 +359,12 @@ def render_summary(summary: RunSummary, dest: Path | str) -> str:
     value_width = max(len(value) for _, value, _ in rows)
     lines = [f"{label:<{label_width}}  {value:>{value_width}}  {note}".rstrip() for label, value, note in rows]
     bad = f", {root}/bad (bad rows)" if summary.bad else ""
-    where = f"{events} (Parquet){bad}" if summary.rows_written else f"no events written{bad or ''}"
+    if summary.rows_written:
+        where = f"{events} (Parquet){bad}"
+    elif summary.skipped_files and not summary.files:
+        # A rerun of a finished backfill: DEST still holds what the earlier runs wrote.
+        where = f"{events} unchanged: every source was done before (--no-resume reads them again)"
+    else:
+        where = f"no events written{bad or ''}"
     lines.append(f"{'output':<{label_width}}  {where}")
     return "\n".join(lines)
