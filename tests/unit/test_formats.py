@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import io
+import re
 
 import fastavro
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pipeline.badrows import BadRow, FailureKind, SourceRef
 from pipeline.cache import BoundedCache
 from pipeline.config import ExtractConfig
 from pipeline.formats import DEFAULT_FORMAT, FORMATS, get_format, read_limits
 from pipeline.formats.base import DEFAULT_MAX_DECOMPRESSED_BYTES, DEFAULT_MAX_LINE_BYTES, LogLine, ReadLimits, Request
-from pipeline.formats.cloudfront import legacy_layout
+from pipeline.formats.cloudfront import legacy_layout, time_ms
 from pipeline.records import RAW_FORMAT_V1, RawBatch, _raw_schema, decode_raw, encode_raw
 from pipeline.testing import LogBuilder
 from tests.conftest import make_config
@@ -124,3 +127,56 @@ def test_bounded_cache_forgets_when_full_and_skips_long_keys() -> None:
     assert cache.put("long", 4) == 4 and "long" not in cache
     with pytest.raises(ValueError, match="at least one entry"):
         BoundedCache(0)
+
+
+# ------------------------------------------------------------------------------ time of day
+_CLOCK = re.compile(r"([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]{1,6}))?")
+
+
+def _reference_time_ms(text: str) -> int | None:
+    """CloudFront's time field read the plain way: HH:MM:SS[.f{1,6}], hours < 24, minutes < 60,
+    seconds <= 60 (a leap second), the fraction's first three digits as milliseconds."""
+    match = _CLOCK.fullmatch(text)
+    if match is None:
+        return None
+    hours, minutes, seconds, fraction = match.groups()
+    if int(hours) > 23 or int(minutes) > 59 or int(seconds) > 60:
+        return None
+    return (int(hours) * 3600 + int(minutes) * 60 + int(seconds)) * 1000 + int(((fraction or "") + "000")[:3])
+
+
+@given(st.text(alphabet="0123456789:.+- a\u0661\uff11", min_size=0, max_size=16))
+@settings(max_examples=3000)
+def test_time_of_day_matches_the_plain_reading_on_any_text(text: str) -> None:
+    assert time_ms(text) == _reference_time_ms(text)
+
+
+@given(
+    st.integers(0, 25),
+    st.integers(0, 61),
+    st.integers(0, 61),
+    st.sampled_from(["", ".", ".5", ".123", ".123456", ".1234567"]),
+)
+def test_time_of_day_matches_the_plain_reading_on_clock_shapes(
+    hours: int, minutes: int, seconds: int, fraction: str
+) -> None:
+    text = f"{hours:02d}:{minutes:02d}:{seconds:02d}{fraction}"
+    assert time_ms(text) == _reference_time_ms(text)
+
+
+def test_time_of_day_examples() -> None:
+    assert time_ms("00:00:00") == 0
+    assert time_ms("23:59:60") == 86_400_000  # a leap second
+    assert time_ms("12:34:56.789") == 45_296_789
+    assert time_ms("12:34:56.7") == 45_296_700
+    for invalid in (
+        "24:00:00",
+        "00:60:00",
+        "00:00:61",
+        "1:00:00",
+        "00:00:00.",
+        "00:00:00.1234567",
+        "１２:00:00",
+        "+1:00:00",
+    ):
+        assert time_ms(invalid) is None, invalid
