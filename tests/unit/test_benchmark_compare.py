@@ -100,3 +100,22 @@ def test_what_differs_is_named(tmp_path: Path) -> None:
     assert compare.same_output(tmp_path / "values", tmp_path / "ref") == "values differ in app_id"
     verdict = compare.same_output(tmp_path / "columns", tmp_path / "ref")
     assert "columns in one only: typed" in verdict and "bad rows differ (0 against 1)" in verdict
+
+
+def test_only_the_failure_timestamp_is_ignored_in_bad_rows(tmp_path: Path) -> None:
+    def row(when: str, payload_time: str) -> dict[str, object]:
+        failure = {"kind": "field_invalid", "messages": ["m"], "timestamp": when}
+        return {"data": {"failure": failure, "payload": {"raw": "x", "timestamp": payload_time}}}
+
+    _bad_row(tmp_path / "a" / "bad" / "field_invalid", "a.jsonl", [row("T1", "P")])
+    _bad_row(tmp_path / "b" / "bad" / "field_invalid", "a.jsonl", [row("T2", "P")])
+    _bad_row(tmp_path / "c" / "bad" / "field_invalid", "a.jsonl", [row("T1", "other")])
+    assert compare.bad_rows(tmp_path / "a") == compare.bad_rows(tmp_path / "b")
+    assert compare.bad_rows(tmp_path / "a") != compare.bad_rows(tmp_path / "c")
+
+
+def test_runs_that_wrote_no_event_compare_as_identical(tmp_path: Path) -> None:
+    bad = {"data": {"failure": {"kind": "field_count", "messages": ["m"]}, "payload": {"raw": "x"}}}
+    for name in ("a", "b"):
+        _bad_row(tmp_path / name / "bad" / "field_count", "a.jsonl", [bad])
+    assert compare.same_output(tmp_path / "b", tmp_path / "a") == "identical"
