@@ -43,7 +43,7 @@ BENCHMARKS = Path(__file__).resolve().parent
 ROOT = BENCHMARKS.parent
 sys.path.insert(0, str(BENCHMARKS))
 
-from run import PROFILES, byte_compile, generate, run_process  # noqa: E402
+from run import PROFILES, byte_compile, compile_packages, generate, run_process  # noqa: E402
 
 _DATA_FOLDER = "config"
 """The folder ``pyproject.toml`` installs as the ``clickstream_etl_data`` package."""
@@ -194,13 +194,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _compare(args: argparse.Namespace, profiles: list[str], variants: list[Variant], work: Path) -> int:
-    import compileall
-
     print(f"this checkout ({ROOT}) against {variants[0].name}; build measured: {byte_compile()}", flush=True)
     for tree in dict.fromkeys(variant.tree for variant in variants):
-        for package in ("pipeline", "extract", "transform", "load"):
-            if (tree / package).is_dir():
-                compileall.compile_dir(str(tree / package), quiet=1)
+        compile_packages(tree)
     shims = work / "shims"
     made = {profile: generate(profile, args.size_mb, work / f"logs-{profile}") for profile in profiles}
     for profile in profiles:

@@ -302,17 +302,22 @@ def steps_for(made: Input, work: Path, skip_duckdb: bool) -> list[Step]:
 
 def byte_compile() -> str:
     """Write the bytecode of this project's packages (as ``pip install`` does); return the build measured."""
-    import compileall
-
     probe = (
         "import json, pipeline, pipeline.compiled as c; print(json.dumps([pipeline.__file__, c.build_description()]))"
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=ROOT)
     init, build = json.loads(out.stdout)
-    site = Path(init).resolve().parents[1]
-    for package in ("pipeline", "extract", "transform", "load"):
-        compileall.compile_dir(str(site / package), quiet=1)
+    compile_packages(Path(init).resolve().parents[1])
     return str(build)
+
+
+def compile_packages(root: Path) -> None:
+    """Write the bytecode of the project's packages found under ``root`` (an install or a checkout)."""
+    import compileall
+
+    for package in ("pipeline", "extract", "transform", "load"):
+        if (root / package).is_dir():
+            compileall.compile_dir(str(root / package), quiet=1)
 
 
 def duckdb_rows(dest: Path) -> int:
