@@ -18,6 +18,8 @@ class UrlParts(NamedTuple):
 
 
 _DEFAULT_PORTS = {"https": 443, "wss": 443, "http": 80, "ws": 80}
+
+
 def split_url(url: str) -> UrlParts | None:
     """Split an absolute URL; None when it has no scheme and host or cannot be parsed."""
     try:

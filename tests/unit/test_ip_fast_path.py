@@ -94,3 +94,31 @@ def test_masking_a_chain_gives_what_ipaddress_gives(
     assert IpAnonymizer(ipv4_prefix, ipv6_prefix).user_ipaddress(text) == _reference_masked(
         text, ipv4_prefix, ipv6_prefix
     )
+
+
+def _ip_address_or_none(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        return None
+
+
+ip_like_texts = st.one_of(
+    st.text("0123456789.:abcdefABCDEF%/[]ﬀ٣ ", max_size=45),
+    st.ip_addresses().map(str),
+    st.ip_addresses(v=6).map(lambda address: f"{address}%eth0"),
+    st.tuples(st.ip_addresses(v=4), st.integers(0, 99999)).map(lambda pair: f"{pair[0]}:{pair[1]}"),
+)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(ip_like_texts)
+def test_parsing_one_address_is_exactly_ipaddress_ip_address(text: str) -> None:
+    from transform.enrichments.ip import _parse
+
+    expected = None if text in ("", "-") else _ip_address_or_none(text)
+    parsed = _parse(text)
+    assert parsed == expected
+    assert type(parsed) is type(expected)
+    if parsed is not None:
+        assert str(parsed) == str(expected)

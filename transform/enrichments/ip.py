@@ -52,8 +52,10 @@ def _address_text(text: str) -> str:
 def _parse(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     if not text or text == "-":
         return None
+    # ipaddress.ip_address, without its failed IPv4 attempt (an exception) on every IPv6 text:
+    # IPv4 texts never hold a colon, IPv6 texts always do.
     try:
-        return ipaddress.ip_address(text)
+        return ipaddress.IPv6Address(text) if ":" in text else ipaddress.IPv4Address(text)
     except ValueError:
         return None
 
