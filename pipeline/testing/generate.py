@@ -1136,7 +1136,8 @@ class _HighCardinalityFile:
     def _address(self, visit: _Visit) -> str:
         rng = self.rng
         if visit.ipv6_prefix is not None:
-            return visit.ipv6_prefix + "".join(f":{rng.getrandbits(16):x}" for _ in range(4))
+            # The prefix holds three of the eight groups; the interface id changes on each hit.
+            return visit.ipv6_prefix + "".join(f":{rng.getrandbits(16):x}" for _ in range(5))
         a, b, c = visit.ipv4_net
         if visit.rotates:
             return f"{a}.{b}.{rng.randrange(256)}.{rng.randint(1, 254)}"

@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 import base64
 import gzip
+import ipaddress
 import json
 import re
 import subprocess
 import sys
 import uuid
 from collections import Counter
+from urllib.parse import unquote
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -392,11 +394,19 @@ def high(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     return generate_logs(tmp_path_factory.mktemp("high"), HIGH)
 
 
+def _is_ip_address(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
 def _profile_table(paths: list[Path]) -> dict[str, float]:
     """The measured properties of a generated sample (shares are of all lines unless named)."""
     lines = [raw for path in paths for raw in _body(path)[1]]
     names = list(LEGACY_FIELDS)
-    tracker = asset = malformed = ipv6 = forwarded = with_cx = with_times = bots = 0
+    tracker = asset = malformed = ipv6 = forwarded = with_cx = with_times = bots = invalid_ips = 0
     ips: set[str] = set()
     urls: set[str] = set()
     referers: set[str] = set()
@@ -409,6 +419,9 @@ def _profile_table(paths: list[Path]) -> dict[str, float]:
         row = dict(zip(names, raw.decode().split("\t"), strict=True))
         ips.add(row["c-ip"])
         ipv6 += ":" in row["c-ip"]
+        forwarded_for = unquote(row["x-forwarded-for"])  # CloudFront logs ", " as ",%20"
+        chain = forwarded_for.split(",") if forwarded_for != "-" else []
+        invalid_ips += not all(_is_ip_address(item.strip()) for item in [row["c-ip"], *chain])
         forwarded += row["x-forwarded-for"] != "-"
         agents[row["cs(User-Agent)"]] += 1
         bots += any(token in row["cs(User-Agent)"].lower() for token in ("bot", "curl", "python", "http-client"))
@@ -431,6 +444,7 @@ def _profile_table(paths: list[Path]) -> dict[str, float]:
         "mean_line_bytes": sum(map(len, lines)) / total,
         "distinct_ips_per_line": len(ips) / total,
         "ipv6_share": ipv6 / total,
+        "invalid_ips": invalid_ips,
         "forwarded_share": forwarded / total,
         "distinct_urls": len(urls),
         "distinct_referers": len(referers),
@@ -453,6 +467,7 @@ def test_the_high_cardinality_profile_looks_like_real_traffic(high: list[Path]) 
     assert 1000 <= table["mean_line_bytes"] <= 1250, table
     assert table["distinct_ips_per_line"] >= 0.5, table  # a distinct address for most lines
     assert 0.08 <= table["ipv6_share"] <= 0.2 and 0.02 <= table["forwarded_share"] <= 0.1, table
+    assert table["invalid_ips"] == 0, table  # real viewers' addresses, IPv6 ones included, all parse
     assert table["distinct_urls"] >= 1000 and table["distinct_referers"] >= 800, table
     assert 120 <= table["distinct_user_agents"] <= 400, table
     assert 0.01 <= table["bot_share"] <= 0.08, table
