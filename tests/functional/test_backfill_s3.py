@@ -462,6 +462,10 @@ def test_the_summary_table_shows_s3_counts_resumed_sources_and_ignored_keys(tmp_
     assert "ignored keys" in table and "12 names out of range" in table
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGKILL])
 def test_the_cli_interrupted_by_ctrl_c_or_killed_mid_run_resumes_with_the_same_command(
@@ -474,7 +478,16 @@ def test_the_cli_interrupted_by_ctrl_c_or_killed_mid_run_resumes_with_the_same_c
     generate_logs(logs, GenerateOptions(files=150, lines_per_file=80, seed=31, hours=12))
     dest = tmp_path / "dest"
     command = [sys.executable, "-m", "pipeline.app.cli", "backfill", str(logs), "--output", str(dest), "-w", "2"]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    # With Ctrl-C's default action, as a terminal's foreground job has it: a test run started in the
+    # background of a script without job control (`pytest ... &`) inherits SIGINT ignored, and so
+    # would the backfill, which then rightly runs on through the signal.
+    process = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+        preexec_fn=_default_sigint,  # noqa: PLW1509 - the test process runs no threads of its own here
+    )
     # WHEN Ctrl-C reaches its process group (as a terminal sends it), or SIGKILL, after 3 files are staged
     deadline = time.monotonic() + 60
     ledger = dest / LEDGER_FILE
