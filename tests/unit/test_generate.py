@@ -12,11 +12,10 @@ import subprocess
 import sys
 import uuid
 from collections import Counter
-from urllib.parse import unquote
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, unquote
 
 import pytest
 
