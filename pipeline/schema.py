@@ -161,7 +161,12 @@ def avro_schema() -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- validation
-_STRING, _INT, _TSTAMP, _DOUBLE, _BOOL = range(5)
+# Final literals: the compiled build inlines them (a plain global is a dict lookup there).
+_STRING: Final = 0
+_INT: Final = 1
+_TSTAMP: Final = 2
+_DOUBLE: Final = 3
+_BOOL: Final = 4
 _KIND_CODE: Final = {"string": _STRING, "contexts": _STRING, "unstruct": _STRING, "int": _INT,
                      "tstamp": _TSTAMP, "double": _DOUBLE, "bool": _BOOL}  # fmt: skip
 # name -> (kind code, max bytes, char column).  One tuple lookup per field keeps validation cheap.

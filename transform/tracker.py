@@ -83,7 +83,13 @@ def _bindings() -> tuple[dict[str, str], dict[str, tuple[str, str]]]:
 
 
 STRING_PARAMS, TYPED_PARAMS = _bindings()
-_K_STRING, _K_INT, _K_DOUBLE, _K_BOOL, _K_TSTAMP, _K_SPECIAL = range(6)
+# Final literals: the compiled build inlines them (a plain global is a dict lookup there).
+_K_STRING: Final = 0
+_K_INT: Final = 1
+_K_DOUBLE: Final = 2
+_K_BOOL: Final = 3
+_K_TSTAMP: Final = 4
+_K_SPECIAL: Final = 5
 _KIND_NAMES: Final = ("string", "int", "double", "bool", "tstamp", "special")
 _COMBINED: Final = frozenset({"url", "refr", "ua", "ip"})
 SIZE_PARAMS: Final = {
@@ -241,7 +247,15 @@ def _self_describing_fields(name: str, check: EntityCheck | None, value: str) ->
 # What one ``name=value`` pair does to an event, as (in the fingerprint, operation, a, b): a pure
 # function of the pair, so :class:`QueryDecoder` memoises it and a repeated pair (most of a
 # query string: the app id, the screen size, the session) costs one dict lookup.
-_SET, _SPECIAL_VALUE, _SIZE, _EVENT_TYPE, _SKIP, _SELF_DESCRIBING_VALUE, _DROP, _ERROR, _FLAGGED = range(9)
+_SET: Final = 0
+_SPECIAL_VALUE: Final = 1
+_SIZE: Final = 2
+_EVENT_TYPE: Final = 3
+_SKIP: Final = 4
+_SELF_DESCRIBING_VALUE: Final = 5
+_DROP: Final = 6
+_ERROR: Final = 7
+_FLAGGED: Final = 8
 _Effect = tuple[bool, int, Any, Any]
 _PAIR_CACHE_SIZE: Final = 32_768
 # Parameters whose values are unique to an event: their pairs are not worth remembering.
