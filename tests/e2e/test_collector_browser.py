@@ -73,8 +73,9 @@ def test_the_javascript_tracker_lands_every_event_once_equal_to_the_cloudfront_p
             deadline = time.monotonic() + SETTLE_S
             state: dict[str, Any] = {}
             while time.monotonic() < deadline:
-                state = driver.execute_script("return window.trackerPage")
-                if state["done"] and state["acknowledged"] >= len(state["tracked"]):
+                # None until the page's script has run: on a loaded machine, after get() returns.
+                state = driver.execute_script("return window.trackerPage") or {}
+                if state.get("done") and state["acknowledged"] >= len(state["tracked"]):
                     break
                 time.sleep(0.2)
             assert state.get("done"), f"the page did not settle in {SETTLE_S}s: {state}"
