@@ -52,6 +52,7 @@ def static_site(folder: Path) -> Iterator[str]:
         httpd.server_close()
 
 
+@pytest.mark.slow
 def test_the_javascript_tracker_lands_every_event_once_equal_to_the_cloudfront_path() -> None:
     if not (PAGE / "tracker-page.js").is_file():
         pytest.fail("the tracker page is not built: cd web/tracker-page && npm ci && npm run build")

@@ -101,6 +101,7 @@ def artefacts(tmp_path: Path) -> Path:
     return folder
 
 
+@pytest.mark.slow
 def test_the_dashboard_renders_the_events_figures_in_a_browser(tmp_path: Path) -> None:
     shots = artefacts(tmp_path)
     sample = backfill_and_roll_up(sample_logs(), tmp_path / "sample")

@@ -122,6 +122,7 @@ def s3_plan(client: Any, selection: Selection | None = None) -> Any:
 
 
 # ---------------------------------------------------------------------------- listing and selection
+@pytest.mark.slow
 def test_listing_10000_objects_across_pages_selects_by_key_hour_and_distribution(s3: Any) -> None:
     # GIVEN 10,000 tiny objects: two distributions, one per (distribution, hour, n) over ~104 days,
     # under nested prefixes, plus 40 keys that are not CloudFront names
@@ -545,6 +546,7 @@ def test_a_dry_run_makes_only_list_calls_and_reports_the_plan(logs: Path, s3: An
 
 
 # ---------------------------------------------------------------------------- the wire
+@pytest.mark.slow
 def test_the_cli_over_http_with_aws_endpoint_url_selects_by_key_hour_resumes_and_dry_runs(
     logs: Path, moto_server: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], work_in_tmp: Path
 ) -> None:

@@ -14,6 +14,7 @@ from collections import Counter
 from pathlib import Path
 
 import pyarrow.dataset as ds
+import pytest
 from moto.core import DEFAULT_ACCOUNT_ID  # type: ignore[attr-defined]
 from moto.s3.models import s3_backends
 
@@ -42,6 +43,7 @@ def _object(index: int) -> tuple[str, bytes, str]:
     return f"cf/E2SCALE.2026-01-01-{hour:02d}.{index:05d}.gz", gzip_log(cloudfront_log([line])), eid
 
 
+@pytest.mark.slow
 def test_a_backfill_of_10000_objects_over_http_killed_halfway_resumes_with_every_event_once(
     moto_server: str, tmp_path: Path
 ) -> None:

@@ -116,6 +116,7 @@ def within_kinesis_limits(request: Sequence[tuple[bytes, str]]) -> bool:
 
 
 # ------------------------------------------------------------------------------- L01, L03
+@pytest.mark.slow
 def test_l03_a_100k_line_object_on_moto_conserves_every_line_through_extract_and_transform(aws: None) -> None:
     """Reliability catalogue L03; also the untimed half of L01 (the same 100k-line parse and canonicalize).
 
@@ -252,6 +253,7 @@ def extract_peak_allocation(total_bytes: int, member_text: bytes, header: bytes)
         return result.lines_read, result.lines_shipped, peak
 
 
+@pytest.mark.slow
 def test_l02_extract_streams_a_generated_object_with_peak_allocations_that_do_not_grow_with_it() -> None:
     """Reliability catalogue L02, at 8 and 48 MiB decompressed (1 GiB reads the same way, only slower).
 
@@ -373,6 +375,7 @@ class FakeShard:
         return True
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("target", "lines", "fields"), [(262_144, 16_000, 33), (400, 6_000, 12)], ids=["bytes-bind", "records-bind"]
 )
@@ -476,6 +479,7 @@ def test_l05_under_sustained_throttling_extract_ships_everything_with_bounded_ji
 
 
 # ------------------------------------------------------------------------------------ L06
+@pytest.mark.slow
 def test_l06_a_10000_record_batch_is_delivered_under_6_mb_and_transformed_into_valid_requests(aws: None) -> None:
     """Reliability catalogue L06, without its time budget (measured, not asserted: see benchmarks/).
 
@@ -525,6 +529,7 @@ def test_l06_a_10000_record_batch_is_delivered_under_6_mb_and_transformed_into_v
 
 
 # ------------------------------------------------------------------------------------ L07
+@pytest.mark.slow
 def test_l07_the_reconciler_lists_10000_objects_page_by_page_and_resumes_each_run_where_the_last_stopped(
     aws: None,
 ) -> None:

@@ -136,6 +136,7 @@ def test_the_reference_names_every_public_name_of_the_kit_and_the_step_api() -> 
     assert public - listed == set(), "public names missing from the guide's reference"
 
 
+@pytest.mark.slow
 def test_the_guides_commands_succeed_and_print_what_it_shows(followed: FollowedGuide) -> None:
     for name, result in followed.outputs.items():
         assert result.returncode == 0, f"{name}: {result.stdout[-4000:]}{result.stderr[-2000:]}"

@@ -48,6 +48,7 @@ def _parquet_keys(chain: LocalChain) -> list[str]:
 
 
 # ------------------------------------------------------------------ local chain
+@pytest.mark.slow
 def test_a_local_run_on_a_fake_clock_delivers_every_event_once(moto: PipelineConfig) -> None:
     # GIVEN 200 events/s for 2 s on a fake clock
     clock = FakeClock(START)
@@ -158,6 +159,7 @@ def test_the_deployed_mode_puts_each_event_once_within_the_rate(moto: PipelineCo
     assert "nothing read back" in report.cleanup[0]
 
 
+@pytest.mark.slow
 def test_the_deployed_mode_reads_back_matches_and_deletes_only_its_own_objects(moto: PipelineConfig) -> None:
     # GIVEN a "deployed" pipeline (the emulated chain, driven while the loadtest waits) whose
     # output already holds an object of other traffic in the hour the loadtest will write to

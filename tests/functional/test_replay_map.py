@@ -253,6 +253,7 @@ def _events(chain: LocalChain) -> dict[str, int]:
     return counts
 
 
+@pytest.mark.slow
 def test_a_replay_through_the_emulated_map_on_the_local_chain_gives_every_event_once(aws: None, tmp_path: Any) -> None:
     """GIVEN 23 log objects in the raw bucket whose notifications were all lost
     WHEN backfill --mode replay runs through the map emulated on run-local's chain (batches of the

@@ -532,6 +532,7 @@ def assert_every_allowed_action_is_needed(template: dict[str, Any], used: dict[s
     assert unexplained == set(), f"{logical} is allowed actions nothing needs: {sorted(unexplained)}"
 
 
+@pytest.mark.slow
 def test_the_streaming_functions_call_aws_only_within_their_allow_lists(
     deploy: Callable[[str], Stack], template: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -16,6 +16,8 @@ import textwrap
 from importlib.metadata import entry_points
 from pathlib import Path
 
+import pytest
+
 from pipeline.testing import (
     assert_conserved,
     assert_event_matches,
@@ -122,6 +124,7 @@ def test_the_plugin_is_registered_through_the_pytest11_entry_point() -> None:
     assert plugins.get("clickstream_etl") == "pipeline.testing.plugin"
 
 
+@pytest.mark.slow
 def test_the_plugins_fixtures_work_in_a_fresh_project(tmp_path: Path) -> None:
     project = tmp_path / "inner_project"
     (project / "tests").mkdir(parents=True)

@@ -85,6 +85,7 @@ chains = st.lists(
 ).flatmap(lambda items: st.sampled_from([", ", ",", " ", "|"]).map(lambda sep: sep.join(items)))
 
 
+@pytest.mark.slow
 @settings(max_examples=1500, deadline=None)
 @given(chains, st.sampled_from(PREFIXES), st.sampled_from((None, 0, 1, 32, 47, 48, 64, 127, 128)))
 def test_masking_a_chain_gives_what_ipaddress_gives(

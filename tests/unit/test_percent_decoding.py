@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import unquote, unquote_plus
 
+import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
@@ -34,6 +35,7 @@ def _ours(value: str) -> str | type[Exception]:
         return ParamDecodeError
 
 
+@pytest.mark.slow
 @settings(max_examples=1500, deadline=None)
 @given(texts)
 @example("%c3%a9+%e2%82%ac")
@@ -43,6 +45,7 @@ def test_tracker_values_decode_as_unquote_plus_does(value: str) -> None:
     assert _ours(value) == _urllib_decode(value)
 
 
+@pytest.mark.slow
 @settings(max_examples=1500, deadline=None)
 @given(texts)
 @example("Mozilla/5.0%20(X11;%20Linux)")

@@ -14,6 +14,8 @@ import ast
 import re
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 CATALOGUE = (
     [f"A{n:02d}" for n in range(1, 18)]
@@ -56,6 +58,7 @@ def test_every_catalogue_id_has_one_row() -> None:
     assert sorted(rows) == sorted(CATALOGUE), f"missing: {sorted(set(CATALOGUE) - set(rows))}"
 
 
+@pytest.mark.slow
 def test_every_row_names_existing_tests_that_name_it_or_says_why_not() -> None:
     problems: list[str] = []
     for ident, row in catalogue_rows().items():

@@ -7,6 +7,7 @@ import io
 from pathlib import Path
 
 import fastavro
+import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
@@ -158,6 +159,7 @@ def _events(draw: st.DrawFn) -> dict[str, object]:
     return {name: draw(_values(name)) for name in names}
 
 
+@pytest.mark.slow
 @settings(max_examples=600, deadline=None)
 @given(_events())
 @example({"page_title": "é\ud800"})  # printable is what rules out a lone surrogate

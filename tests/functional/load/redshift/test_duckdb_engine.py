@@ -132,6 +132,7 @@ def test_stream_merge_loads_each_natural_event_once_and_a_replay_changes_nothing
     assert table_rows(executor) == content
 
 
+@pytest.mark.slow
 def test_synthetic_duplicates_are_kept_under_deterministic_ids(
     config: PipelineConfig, tables: RedshiftTables, sample_events: list[dict[str, Any]]
 ) -> None:
@@ -310,6 +311,7 @@ def redshift_load(executor: DuckDBExecutor, s3: Any, *args: str) -> tuple[int, s
     return code, out.getvalue()
 
 
+@pytest.mark.slow
 def test_backfill_load_is_idempotent_and_agrees_with_the_stream_path(
     config: PipelineConfig, tables: RedshiftTables, dataset: Path, s3: Any
 ) -> None:
@@ -352,6 +354,7 @@ def test_backfill_load_is_idempotent_and_agrees_with_the_stream_path(
     assert table_rows(executor) == content
 
 
+@pytest.mark.slow
 def test_a_rewritten_partition_is_reloaded_and_only_its_late_events_inserted(
     tables: RedshiftTables, dataset: Path, s3: Any, config: PipelineConfig
 ) -> None:
@@ -394,6 +397,7 @@ def dataset_events_of(path: Path) -> list[dict[str, Any]]:
     return events
 
 
+@pytest.mark.slow
 def test_a_file_copy_cannot_read_fails_its_partition_only_and_exits_1(
     tables: RedshiftTables, dataset: Path, s3: Any
 ) -> None:

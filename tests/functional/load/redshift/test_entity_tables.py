@@ -309,6 +309,7 @@ def s3() -> Iterator[Any]:
         yield client
 
 
+@pytest.mark.slow
 def test_backfill_path_feeds_the_same_tables_once_and_agrees_with_the_stream_path(
     config: PipelineConfig, tables: RedshiftTables, sample_events: list[dict[str, Any]], registry: Resolver, s3: Any
 ) -> None:
