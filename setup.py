@@ -10,7 +10,7 @@ The compiled modules are the same ``.py`` files built by mypyc into C extensions
 beside their sources: Python imports an extension before a source of the same name, and the
 sources stay as the fallback (a wheel without the extensions is the pure build).  Output is the
 same either way; ``tests/unit/test_output_oracle.py`` checks it on both builds in CI, and
-``clickstream-etl version`` says which one is installed.  ``clickstream-etl package`` always
+``clickstream-etl --version`` says which one is installed.  ``clickstream-etl package`` always
 builds the Lambda artifacts pure (it clears the variable), since Lambda's platform may not be
 the build machine's.
 """
