@@ -22,9 +22,9 @@ ETL_TSTAMP = 1_731_700_000_000
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Start the tests marked ``slow`` first, in their collected order, then the rest.
 
-    In a parallel run (``-n auto``) the first tests are dealt to the workers in turn, so the long
-    ones run side by side from the start instead of one worker finishing a minute-long test
-    alone after the others have run out of work.
+    In a parallel run (``-n auto``) they are then begun first, and xdist's ``worksteal``
+    distribution (pyproject.toml) lets an idle worker take half of a busy one's queue, so no
+    worker is left finishing a minute-long test alone after the others have run out of work.
     """
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
